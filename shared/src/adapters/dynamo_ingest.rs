@@ -1,0 +1,281 @@
+//! DynamoDB adapters for ingest: idempotency records and request status, in the one Sluice table
+//! (single key `pk` (S), TTL attribute `expires_at` (N, epoch seconds)).
+//!
+//! - `idem#<sha256 of key>`: `body_sha256` (S), `status` (S: `in_progress` | `completed`), `owner` (S, the
+//!   request id of the first request), `lease_until` (N, while in progress), `response` (S, the first answer
+//!   as JSON, once completed), `created_at` (S), `expires_at` (N, +24 h).
+//! - `request#<uuid>`: `accepted` (N), `created_at` (S, RFC 3339), `expires_at` (N, +7 days); the drain ADDs
+//!   `delivered`, `skipped`, `dead_lettered` (N).
+//!
+//! DynamoDB's TTL sweep lags, so expiry is also checked on read and in the claim's condition.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, anyhow};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use crate::domain::RequestId;
+use crate::ingest::{
+    Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore, NewClaim,
+    RequestCounters, RequestStore,
+};
+use crate::ports::{ErrorKind, PortError, PortResult};
+
+const IN_PROGRESS: &str = "in_progress";
+const COMPLETED: &str = "completed";
+
+/// Idempotency records and request status in the Sluice table. Cheap to clone (the client is shared).
+#[derive(Debug, Clone)]
+pub struct DynamoIngestStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIngestStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn idem_pk(key: &IdempotencyKey) -> AttributeValue {
+    AttributeValue::S(format!("idem#{}", key.digest()))
+}
+
+/// The `pk` of a request's progress record (the drain's request tracker writes the same item).
+pub fn request_pk(id: RequestId) -> String {
+    format!("request#{id}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|raw| raw.parse::<i64>().ok().or_else(|| raw.parse::<f64>().ok().map(|f| f as i64)))
+}
+
+fn counter(item: &HashMap<String, AttributeValue>, name: &str) -> u32 {
+    get_n(item, name).map_or(0, |v| u32::try_from(v.max(0)).unwrap_or(u32::MAX))
+}
+
+/// Throttling, 5xx and network trouble are worth retrying; anything else (missing table, bad request,
+/// access denied) is configuration.
+fn port_error<E>(context: &'static str, e: SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = match &e {
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            let throttled = code.contains("Throttl")
+                || code == "ProvisionedThroughputExceededException"
+                || code == "RequestLimitExceeded"
+                || code == "TransactionConflictException";
+            if ctx.raw().status().as_u16() >= 500 || throttled {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+        SdkError::ConstructionFailure(_) => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    };
+    PortError {
+        kind,
+        context,
+        source: anyhow!("{}", DisplayErrorContext(&e)),
+    }
+}
+
+fn parse_record(item: &HashMap<String, AttributeValue>) -> PortResult<IdempotencyRecord> {
+    let malformed = |what: &str| PortError::permanent("read idempotency record", anyhow!("record has no valid {what}"));
+    let body_sha256 = get_s(item, "body_sha256").ok_or_else(|| malformed("body_sha256"))?.to_string();
+    let state = match get_s(item, "status") {
+        Some(COMPLETED) => {
+            let raw = get_s(item, "response").ok_or_else(|| malformed("response"))?;
+            let answer: Accepted = serde_json::from_str(raw)
+                .context("stored response is not an ingest answer")
+                .map_err(|e| PortError::permanent("read idempotency record", e))?;
+            IdempotencyState::Completed(answer)
+        }
+        Some(IN_PROGRESS) => {
+            let owner = get_s(item, "owner")
+                .and_then(|o| uuid::Uuid::parse_str(o).ok())
+                .map(RequestId)
+                .ok_or_else(|| malformed("owner"))?;
+            let lease_until = get_n(item, "lease_until")
+                .and_then(|t| DateTime::from_timestamp(t, 0))
+                .ok_or_else(|| malformed("lease_until"))?;
+            IdempotencyState::InProgress { owner, lease_until }
+        }
+        _ => return Err(malformed("status")),
+    };
+    Ok(IdempotencyRecord { body_sha256, state })
+}
+
+impl DynamoIngestStore {
+    async fn read_idem(&self, key: &IdempotencyKey) -> PortResult<Option<HashMap<String, AttributeValue>>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", idem_pk(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("read idempotency record", e))?;
+        Ok(out.item().cloned())
+    }
+}
+
+impl IdempotencyStore for DynamoIngestStore {
+    async fn claim(&self, key: &IdempotencyKey, claim: &NewClaim) -> PortResult<Claim> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", idem_pk(key))
+            .item("body_sha256", s(&claim.body_sha256))
+            .item("status", s(IN_PROGRESS))
+            .item("owner", s(claim.owner.to_string()))
+            .item("lease_until", n(claim.lease_until.timestamp()))
+            .item("created_at", s(claim.now.to_rfc3339()))
+            .item("expires_at", n(claim.expires_at.timestamp()))
+            // Absent, expired (TTL not swept yet), or abandoned mid-flight by a crashed first request.
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now OR (#status = :in_progress AND lease_until < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", n(claim.now.timestamp()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Claim::Won),
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
+                Ok(Claim::Held(self.get(key, claim.now).await?))
+            }
+            Err(e) => Err(port_error("claim idempotency key", e)),
+        }
+    }
+
+    async fn get(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> PortResult<Option<IdempotencyRecord>> {
+        let Some(item) = self.read_idem(key).await? else {
+            return Ok(None);
+        };
+        if get_n(&item, "expires_at").is_some_and(|t| t < now.timestamp()) {
+            return Ok(None);
+        }
+        parse_record(&item).map(Some)
+    }
+
+    async fn complete(&self, key: &IdempotencyKey, owner: RequestId, answer: &Accepted) -> PortResult<()> {
+        let response = serde_json::to_string(answer)
+            .context("serialise ingest answer")
+            .map_err(|e| PortError::permanent("complete idempotency record", e))?;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", idem_pk(key))
+            .update_expression("SET #status = :completed, #response = :response REMOVE lease_until")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#response", "response")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":response", s(response))
+            .expression_attribute_values(":owner", s(owner.to_string()))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
+                Err(PortError::permanent(
+                    "complete idempotency record",
+                    anyhow!("another request took the key over (lease ran out)"),
+                ))
+            }
+            Err(e) => Err(port_error("complete idempotency record", e)),
+        }
+    }
+
+    async fn abandon(&self, key: &IdempotencyKey, owner: RequestId) -> PortResult<()> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", idem_pk(key))
+            .condition_expression("#owner = :owner AND #status = :in_progress")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(owner.to_string()))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await;
+        match delete {
+            Ok(_) => Ok(()),
+            // Someone else holds it now: theirs to finish.
+            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(port_error("abandon idempotency record", e)),
+        }
+    }
+}
+
+impl RequestStore for DynamoIngestStore {
+    async fn create(
+        &self,
+        id: RequestId,
+        accepted: u32,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(request_pk(id)))
+            .item("accepted", n(accepted))
+            .item("created_at", s(created_at.to_rfc3339()))
+            .item("expires_at", n(expires_at.timestamp()))
+            // Request ids are fresh UUIDs: an existing item would be a bug, never overwrite one.
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| port_error("create request record", e))?;
+        Ok(())
+    }
+
+    async fn counters(&self, id: RequestId) -> PortResult<Option<RequestCounters>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(request_pk(id)))
+            .send()
+            .await
+            .map_err(|e| port_error("read request record", e))?;
+        Ok(out.item().map(|item| RequestCounters {
+            accepted: counter(item, "accepted"),
+            delivered: counter(item, "delivered"),
+            skipped: counter(item, "skipped"),
+            dead_lettered: counter(item, "dead_lettered"),
+        }))
+    }
+}

@@ -1,0 +1,236 @@
+//! SQS adapter for ingest: puts accepted changes on the changes queue.
+//!
+//! Changes go out with `SendMessageBatch`, in batches of at most 10 entries and 256 KiB, sent in parallel.
+//! Entries SQS reports as failed through no fault of ours are retried with a short backoff (10/20/40 ms,
+//! jittered); whole calls that fail transiently are retried too (on top of the SDK's own retries). The
+//! result is all-or-nothing from the API's point of view: `Ok` only when every change is on the queue.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+
+use crate::domain::{Change, ChangeMessage};
+use crate::ingest::ChangeSink;
+use crate::ports::{ErrorKind, PortError, PortResult};
+
+/// Most entries in one `SendMessageBatch` call.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// Largest message body, and largest sum of bodies in one batch call, SQS accepts by default.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Batch calls in flight at once for one request (a 1,000-change request is 100 calls).
+const CONCURRENCY: usize = 16;
+/// Tries per batch, the first included.
+const ATTEMPTS: u32 = 4;
+/// First retry delay; doubled each time.
+const BASE_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Enqueues changes on one SQS queue.
+#[derive(Debug, Clone)]
+pub struct SqsChangeSink {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsChangeSink {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+/// Whether SQS can carry this body: its size, and its characters (SQS allows #x9 | #xA | #xD |
+/// #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF). Ingest's parser guarantees both for valid changes;
+/// the in-memory sink uses this so tests catch any regression.
+pub fn check_message_body(body: &str) -> Result<(), String> {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("message of {} bytes is over the SQS limit", body.len()));
+    }
+    let allowed = |c: char| {
+        matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+    };
+    match body.chars().find(|c| !allowed(*c)) {
+        Some(c) => Err(format!("character U+{:04X} cannot be sent through SQS", u32::from(c))),
+        None => Ok(()),
+    }
+}
+
+/// Splits message bodies (by index) into batches within both SQS batch limits.
+fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        if current.len() == MAX_BATCH_ENTRIES || (!current.is_empty() && bytes + body.len() > MAX_MESSAGE_BYTES) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(i);
+        bytes += body.len();
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Why some entries of one batch did not get on the queue.
+struct BatchFailure {
+    unsent: usize,
+    kind: ErrorKind,
+    reason: String,
+}
+
+impl SqsChangeSink {
+    /// Sends one batch, retrying failed entries; returns what could not be sent.
+    async fn send_batch(&self, bodies: &[String], batch: Vec<usize>) -> Result<(), BatchFailure> {
+        let mut pending = batch;
+        let mut last = String::new();
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                let base = BASE_BACKOFF * 2u32.pow(attempt - 1);
+                let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+                tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+            }
+            let entries = pending
+                .iter()
+                .map(|&i| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&bodies[i])
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| BatchFailure {
+                    unsent: pending.len(),
+                    kind: ErrorKind::Permanent,
+                    reason: e.to_string(),
+                })?;
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            match sent {
+                Ok(out) => {
+                    let failed = out.failed();
+                    if let Some(ours) = failed.iter().find(|f| f.sender_fault()) {
+                        // Our request is wrong for this entry: sending it again will not help.
+                        return Err(BatchFailure {
+                            unsent: failed.len(),
+                            kind: ErrorKind::Permanent,
+                            reason: format!("SQS refused entry: {} {}", ours.code(), ours.message().unwrap_or("")),
+                        });
+                    }
+                    pending.retain(|i| failed.iter().any(|f| f.id() == i.to_string()));
+                    if pending.is_empty() {
+                        return Ok(());
+                    }
+                    last = failed
+                        .first()
+                        .map(|f| format!("{} {}", f.code(), f.message().unwrap_or("")))
+                        .unwrap_or_default();
+                }
+                Err(e) => {
+                    let kind = classify(&e);
+                    last = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e));
+                    if kind == ErrorKind::Permanent {
+                        return Err(BatchFailure {
+                            unsent: pending.len(),
+                            kind,
+                            reason: last,
+                        });
+                    }
+                }
+            }
+        }
+        Err(BatchFailure {
+            unsent: pending.len(),
+            kind: ErrorKind::Transient,
+            reason: last,
+        })
+    }
+}
+
+/// Throttling, 5xx and network trouble are worth retrying; anything else is a mistake on our side.
+fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> ErrorKind {
+    match e {
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.err().code().unwrap_or_default();
+            if ctx.raw().status().as_u16() >= 500 || code.contains("Throttl") || code == "ServiceUnavailable" {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            }
+        }
+        SdkError::ConstructionFailure(_) => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    }
+}
+
+impl ChangeSink for SqsChangeSink {
+    async fn enqueue(&self, changes: &[Change]) -> PortResult<()> {
+        let bodies: Vec<String> = changes.iter().map(|c| ChangeMessage::V1(c.clone()).to_body()).collect();
+        let failures: Vec<BatchFailure> = stream::iter(batches(&bodies))
+            .map(|batch| self.send_batch(&bodies, batch))
+            .buffer_unordered(CONCURRENCY)
+            .filter_map(|r| async move { r.err() })
+            .collect()
+            .await;
+        let Some(first) = failures.first() else {
+            return Ok(());
+        };
+        let unsent: usize = failures.iter().map(|f| f.unsent).sum();
+        let kind = if failures.iter().any(|f| f.kind == ErrorKind::Permanent) {
+            ErrorKind::Permanent
+        } else {
+            ErrorKind::Transient
+        };
+        let source = anyhow!(
+            "{unsent} of {} changes not enqueued on {}: {}",
+            changes.len(),
+            self.queue_url,
+            first.reason
+        );
+        Err(PortError {
+            kind,
+            context: "enqueue changes",
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_the_entry_and_byte_limits() {
+        let small: Vec<String> = (0..25).map(|_| "x".repeat(100)).collect();
+        let b = batches(&small);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(b.concat(), (0..25).collect::<Vec<_>>());
+
+        let big: Vec<String> = (0..5).map(|_| "x".repeat(100 * 1024)).collect();
+        let b = batches(&big);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn bodies_sqs_cannot_carry_are_caught() {
+        assert!(check_message_body("{\"v\":\"1\",\"name\":\"Zoë 😀\"}").is_ok());
+        assert!(check_message_body("\u{FFFF}").is_err());
+        assert!(check_message_body("\u{1}").is_err());
+        assert!(check_message_body(&"x".repeat(MAX_MESSAGE_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! One typed configuration, read from the environment and validated once at cold start. Every error
+//! names the variable, so a misconfigured function fails on its first invocation with a clear message.
+
+use std::env;
+use std::time::Duration;
+
+/// How Sluice authenticates to the provider.
+#[derive(Clone)]
+pub enum ProviderKeySource {
+    /// `PROVIDER_API_KEY`: local runs and tests only.
+    Plain(String),
+    /// `PROVIDER_API_KEY_SECRET_ARN`: read once from Secrets Manager at cold start (deployed).
+    SecretArn(String),
+}
+
+impl std::fmt::Debug for ProviderKeySource {
+    /// Never prints the key itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderKeySource::Plain(_) => f.write_str("Plain(<redacted>)"),
+            ProviderKeySource::SecretArn(arn) => write!(f, "SecretArn({arn})"),
+        }
+    }
+}
+
+/// The provider's limits and how Sluice paces itself within them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Batch requests allowed per window (`BATCH_LIMIT_PER_HOUR`, default 50).
+    pub batch_per_window: u32,
+    /// Individual requests allowed per window (`INDIVIDUAL_LIMIT_PER_HOUR`, default 3,600).
+    pub individual_per_window: u32,
+    /// Records in one batch request (`BATCH_SIZE`, default 1,000).
+    pub batch_size: u32,
+    /// Window length in seconds, windows aligned to the Unix epoch (`QUOTA_WINDOW_SECONDS`, default 3,600).
+    pub window_seconds: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            batch_per_window: 50,
+            individual_per_window: 3_600,
+            batch_size: 1_000,
+            window_seconds: 3_600,
+        }
+    }
+}
+
+impl Limits {
+    /// Records the provider accepts per window at most.
+    pub fn capacity_per_window(&self) -> u64 {
+        u64::from(self.batch_per_window) * u64::from(self.batch_size) + u64::from(self.individual_per_window)
+    }
+}
+
+/// Everything a Sluice function needs, loaded once.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub table_name: String,
+    pub provider_base_url: String,
+    pub provider_account_id: String,
+    pub provider_key: ProviderKeySource,
+    pub limits: Limits,
+    /// Most messages one drain run receives (`DRAIN_MAX_MESSAGES`, default 1,000).
+    pub drain_max_messages: u32,
+    /// How often the drain is scheduled (`DRAIN_INTERVAL_SECONDS`, default 60); the pacing policy plans per run.
+    pub drain_interval_seconds: u32,
+    /// Provider HTTP timeout (`PROVIDER_TIMEOUT_MS`, default 10,000).
+    pub provider_timeout: Duration,
+    /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
+    pub ingest_api_key: Option<String>,
+}
+
+/// A configuration error naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads the whole configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env::var(k).ok())
+    }
+
+    /// Reads the configuration from any key lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| -> Result<String, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        let number = |name: &'static str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
+            match get(name).filter(|v| !v.trim().is_empty()) {
+                None => Ok(default),
+                Some(raw) => {
+                    let n: u32 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                        name,
+                        reason: format!("'{raw}' is not a whole number"),
+                    })?;
+                    if n < min || n > max {
+                        return Err(ConfigError::Invalid {
+                            name,
+                            reason: format!("{n} is outside {min}..={max}"),
+                        });
+                    }
+                    Ok(n)
+                }
+            }
+        };
+
+        let provider_key = match (get("PROVIDER_API_KEY_SECRET_ARN"), get("PROVIDER_API_KEY")) {
+            (Some(arn), _) if !arn.trim().is_empty() => ProviderKeySource::SecretArn(arn),
+            (_, Some(key)) if !key.is_empty() => ProviderKeySource::Plain(key),
+            _ => return Err(ConfigError::Missing("PROVIDER_API_KEY_SECRET_ARN (or PROVIDER_API_KEY for local runs)")),
+        };
+        let provider_base_url = required("PROVIDER_BASE_URL")?;
+        if !(provider_base_url.starts_with("http://") || provider_base_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                name: "PROVIDER_BASE_URL",
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+
+        let limits = Limits {
+            batch_per_window: number("BATCH_LIMIT_PER_HOUR", 50, 0, 1_000_000)?,
+            individual_per_window: number("INDIVIDUAL_LIMIT_PER_HOUR", 3_600, 0, 1_000_000)?,
+            batch_size: number("BATCH_SIZE", 1_000, 1, 1_000)?,
+            window_seconds: number("QUOTA_WINDOW_SECONDS", 3_600, 1, 86_400)?,
+        };
+        if limits.batch_per_window == 0 && limits.individual_per_window == 0 {
+            return Err(ConfigError::Invalid {
+                name: "BATCH_LIMIT_PER_HOUR",
+                reason: "both BATCH_LIMIT_PER_HOUR and INDIVIDUAL_LIMIT_PER_HOUR are 0: nothing could ever be sent".into(),
+            });
+        }
+
+        Ok(Self {
+            queue_url: required("QUEUE_URL")?,
+            dlq_url: required("DLQ_URL")?,
+            table_name: required("TABLE_NAME")?,
+            provider_base_url: provider_base_url.trim_end_matches('/').to_string(),
+            provider_account_id: required("PROVIDER_ACCOUNT_ID")?,
+            provider_key,
+            limits,
+            drain_max_messages: number("DRAIN_MAX_MESSAGES", 1_000, 1, 10_000)?,
+            drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
+            provider_timeout: Duration::from_millis(u64::from(number("PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?)),
+            ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
+        })
+    }
+}
+
+/// What the ingest function needs: a subset of [`Config`], so ingest does not require the provider's
+/// settings it never uses.
+#[derive(Clone)]
+pub struct IngestConfig {
+    pub queue_url: String,
+    pub table_name: String,
+    /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
+    pub ingest_api_key: Option<String>,
+}
+
+impl std::fmt::Debug for IngestConfig {
+    /// Never prints the API key itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("queue_url", &self.queue_url)
+            .field("table_name", &self.table_name)
+            .field("ingest_api_key", &self.ingest_api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl IngestConfig {
+    /// Reads the ingest configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| env::var(k).ok())
+    }
+
+    /// Reads the ingest configuration from any key lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| -> Result<String, ConfigError> {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError::Missing(name))
+        };
+        Ok(Self {
+            queue_url: required("QUEUE_URL")?,
+            table_name: required("TABLE_NAME")?,
+            ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("QUEUE_URL", "http://q".to_string()),
+            ("DLQ_URL", "http://d".to_string()),
+            ("TABLE_NAME", "t".to_string()),
+            ("PROVIDER_BASE_URL", "http://127.0.0.1:8025/".to_string()),
+            ("PROVIDER_ACCOUNT_ID", "1".to_string()),
+            ("PROVIDER_API_KEY", "k".to_string()),
+        ])
+    }
+
+    fn load(m: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_providers_published_limits() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.limits.capacity_per_window(), 53_600);
+        assert_eq!(c.provider_base_url, "http://127.0.0.1:8025");
+        assert_eq!(format!("{:?}", c.provider_key), "Plain(<redacted>)");
+    }
+
+    #[test]
+    fn ingest_needs_only_the_queue_and_table() {
+        let m = HashMap::from([("QUEUE_URL", "http://q".to_string()), ("TABLE_NAME", "t".to_string())]);
+        let c = IngestConfig::from_lookup(|k| m.get(k).cloned()).unwrap();
+        assert_eq!((c.queue_url.as_str(), c.table_name.as_str(), c.ingest_api_key), ("http://q", "t", None));
+        let err = IngestConfig::from_lookup(|k| if k == "QUEUE_URL" { Some("q".into()) } else { None }).unwrap_err();
+        assert!(err.to_string().contains("TABLE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let mut m = base();
+        m.remove("QUEUE_URL");
+        assert!(load(&m).unwrap_err().to_string().contains("QUEUE_URL"));
+        let mut m = base();
+        m.insert("BATCH_SIZE", "5000".into());
+        assert!(load(&m).unwrap_err().to_string().contains("BATCH_SIZE"));
+        let mut m = base();
+        m.insert("QUOTA_WINDOW_SECONDS", "soon".into());
+        assert!(load(&m).unwrap_err().to_string().contains("QUOTA_WINDOW_SECONDS"));
+    }
+}

@@ -1,0 +1,327 @@
+//! Coalescing: many queued changes become at most one provider record per email, carrying only the
+//! fields that are newer than, and different from, what was last delivered.
+//!
+//! Rules (DESIGN.md, "Latest wins, no-ops dropped"):
+//! - per email and field, the change with the newest `occurred_at` wins (ties: later `accepted_at`, then
+//!   the larger change id, so every drain picks the same winner);
+//! - copies of one change (SQS at-least-once delivery) collapse: they settle together with the original;
+//! - a winner equal to the last synced value is a no-op; a winner not newer than the last synced field is
+//!   stale. Neither is sent. A no-op that is newer than the synced timestamp is still *recorded* (`touch`),
+//!   so an older change arriving later cannot slip in between and overwrite the provider with stale data.
+//! - a message none of whose fields is sent or pending is *absorbed*: it can be deleted once the touches
+//!   are recorded. Every other message (winner or superseded) settles with its email's record, so nothing
+//!   is deleted before the data that replaces it has been delivered.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Change, ChangeId, Email, FieldKey, Priority, Subscriber};
+use crate::ports::{SyncedField, SyncedFields};
+
+/// One decoded message, by its index in the run's message list.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub index: usize,
+    pub change: Change,
+}
+
+/// The winning value of one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Winner {
+    pub value: String,
+    pub occurred_at: DateTime<Utc>,
+    pub accepted_at: DateTime<Utc>,
+    pub change_id: ChangeId,
+}
+
+impl Winner {
+    fn beats(&self, other: &Winner) -> bool {
+        (self.occurred_at, self.accepted_at, self.change_id) > (other.occurred_at, other.accepted_at, other.change_id)
+    }
+}
+
+/// What one email needs: the fields to send, the messages that settle with it.
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    pub email: Email,
+    pub priority: Priority,
+    /// Earliest acceptance among contributors: older work goes first.
+    pub oldest_accepted: DateTime<Utc>,
+    pub fields: BTreeMap<FieldKey, Winner>,
+    /// Indexes of every message that settles with this record.
+    pub messages: Vec<usize>,
+}
+
+impl PendingRecord {
+    pub fn subscriber(&self) -> Subscriber {
+        let mut s = Subscriber::new(&self.email);
+        for (k, w) in &self.fields {
+            s.set(k, w.value.clone());
+        }
+        s
+    }
+
+    pub fn synced_fields(&self) -> SyncedFields {
+        self.fields
+            .iter()
+            .map(|(k, w)| {
+                (
+                    k.clone(),
+                    SyncedField {
+                        value: w.value.clone(),
+                        occurred_at: w.occurred_at,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// The result of coalescing one run's messages.
+#[derive(Debug, Default)]
+pub struct Coalesced {
+    /// Records to send, highest priority and oldest first.
+    pub records: Vec<PendingRecord>,
+    /// Messages that need nothing sent: delete them after `touches` are recorded.
+    pub absorbed: Vec<usize>,
+    /// No-op fields newer than the synced timestamp: record them so the timestamp moves forward.
+    pub touches: Vec<(Email, SyncedFields)>,
+    /// Messages merged into another message's record (received − records − absorbed-only emails).
+    pub merged_messages: u32,
+    /// Winning fields dropped because they equal the last synced value.
+    pub skipped_unchanged: u32,
+    /// Winning fields dropped because the synced field is as new or newer.
+    pub skipped_stale: u32,
+}
+
+/// Merges decoded changes per email against the last synced state.
+pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> Coalesced {
+    // Group by email, keeping first-seen order stable.
+    let mut by_email: BTreeMap<&Email, Vec<&Decoded>> = BTreeMap::new();
+    for d in decoded {
+        by_email.entry(&d.change.email).or_default().push(d);
+    }
+
+    let mut out = Coalesced::default();
+    for (email, group) in by_email {
+        let mut winners: BTreeMap<FieldKey, Winner> = BTreeMap::new();
+        for d in &group {
+            for (key, value) in d.change.fields() {
+                let candidate = Winner {
+                    value,
+                    occurred_at: d.change.occurred_at,
+                    accepted_at: d.change.accepted_at,
+                    change_id: d.change.change_id,
+                };
+                match winners.get(&key) {
+                    Some(current) if !candidate.beats(current) => {}
+                    _ => {
+                        winners.insert(key, candidate);
+                    }
+                }
+            }
+        }
+
+        let last = synced.get(email);
+        let mut send = BTreeMap::new();
+        let mut touch = SyncedFields::new();
+        for (key, w) in winners {
+            match last.and_then(|fields| fields.get(&key)) {
+                Some(s) if s.occurred_at >= w.occurred_at => out.skipped_stale += 1,
+                Some(s) if s.value == w.value => {
+                    out.skipped_unchanged += 1;
+                    touch.insert(
+                        key,
+                        SyncedField {
+                            value: w.value,
+                            occurred_at: w.occurred_at,
+                        },
+                    );
+                }
+                _ => {
+                    send.insert(key, w);
+                }
+            }
+        }
+        if !touch.is_empty() {
+            out.touches.push((email.clone(), touch));
+        }
+
+        let indexes: Vec<usize> = group.iter().map(|d| d.index).collect();
+        if send.is_empty() {
+            out.absorbed.extend(indexes);
+            continue;
+        }
+        out.merged_messages += u32::try_from(indexes.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        out.records.push(PendingRecord {
+            email: email.clone(),
+            priority: group.iter().map(|d| d.change.priority).max().unwrap_or_default(),
+            oldest_accepted: group.iter().map(|d| d.change.accepted_at).min().unwrap_or_else(Utc::now),
+            fields: send,
+            messages: indexes,
+        });
+    }
+    out.records
+        .sort_by(|a, b| b.priority.cmp(&a.priority).then(a.oldest_accepted.cmp(&b.oldest_accepted)));
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{RequestId, TimeZone};
+    use chrono::TimeZone as _;
+    use proptest::prelude::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn change(email: &str, t: i64, name: Option<&str>, plan: Option<&str>) -> Change {
+        Change {
+            change_id: ChangeId::new(),
+            request_id: RequestId::new(),
+            email: Email::parse(email).unwrap(),
+            name: name.map(String::from),
+            time_zone: None,
+            custom_fields: plan.map(|p| BTreeMap::from([("plan".to_string(), p.to_string())])).unwrap_or_default(),
+            occurred_at: at(t),
+            priority: Priority::Normal,
+            accepted_at: at(t),
+        }
+    }
+
+    fn decoded(changes: Vec<Change>) -> Vec<Decoded> {
+        changes.into_iter().enumerate().map(|(index, change)| Decoded { index, change }).collect()
+    }
+
+    #[test]
+    fn newest_value_per_field_wins_and_fields_merge() {
+        let d = decoded(vec![
+            change("a@x.io", 3, Some("new"), None),
+            change("a@x.io", 1, Some("old"), Some("pro")),
+            change("b@x.io", 1, Some("bee"), None),
+        ]);
+        let c = coalesce(&d, &HashMap::new());
+        assert_eq!(c.records.len(), 2);
+        let a = c.records.iter().find(|r| r.email.as_str() == "a@x.io").unwrap();
+        let s = a.subscriber();
+        assert_eq!(s.name.as_deref(), Some("new"));
+        assert_eq!(s.custom_fields["plan"], "pro");
+        assert_eq!(a.messages, vec![0, 1]);
+        assert_eq!(c.merged_messages, 1);
+        assert!(c.absorbed.is_empty());
+    }
+
+    #[test]
+    fn unchanged_and_stale_fields_are_not_sent() {
+        let d = decoded(vec![
+            change("a@x.io", 5, Some("same"), None),
+            change("b@x.io", 1, Some("older"), None),
+            change("c@x.io", 9, Some("newer"), None),
+        ]);
+        let synced = HashMap::from([
+            (
+                Email::parse("a@x.io").unwrap(),
+                SyncedFields::from([(FieldKey::Name, SyncedField { value: "same".into(), occurred_at: at(2) })]),
+            ),
+            (
+                Email::parse("b@x.io").unwrap(),
+                SyncedFields::from([(FieldKey::Name, SyncedField { value: "x".into(), occurred_at: at(2) })]),
+            ),
+            (
+                Email::parse("c@x.io").unwrap(),
+                SyncedFields::from([(FieldKey::Name, SyncedField { value: "x".into(), occurred_at: at(2) })]),
+            ),
+        ]);
+        let c = coalesce(&d, &synced);
+        assert_eq!(c.records.len(), 1);
+        assert_eq!(c.records[0].email.as_str(), "c@x.io");
+        assert_eq!((c.skipped_unchanged, c.skipped_stale), (1, 1));
+        assert_eq!(c.absorbed, vec![0, 1]);
+        // The no-op is newer than what was synced: its timestamp is recorded.
+        assert_eq!(c.touches.len(), 1);
+        assert_eq!(c.touches[0].1[&FieldKey::Name].occurred_at, at(5));
+    }
+
+    #[test]
+    fn duplicate_deliveries_collapse_and_high_priority_goes_first() {
+        let mut first = change("a@x.io", 1, Some("n"), None);
+        first.time_zone = Some(TimeZone::parse("Europe/Amsterdam").unwrap());
+        let mut urgent = change("z@x.io", 2, Some("z"), None);
+        urgent.priority = Priority::High;
+        let d = decoded(vec![first.clone(), first, urgent]);
+        let c = coalesce(&d, &HashMap::new());
+        assert_eq!(c.records[0].email.as_str(), "z@x.io");
+        assert_eq!(c.records[1].messages, vec![0, 1]);
+        assert_eq!(c.records[1].subscriber().time_zone.as_deref(), Some("Europe/Amsterdam"));
+    }
+
+    fn arb_change() -> impl Strategy<Value = Change> {
+        (0..4usize, 0..20i64, proptest::option::of(0..3u8), proptest::option::of(0..3u8), 0..2u8).prop_map(
+            |(user, t, name, plan, prio)| {
+                let mut c = change(
+                    &format!("u{user}@x.io"),
+                    t,
+                    name.map(|n| format!("n{n}")).as_deref(),
+                    plan.map(|p| format!("p{p}")).as_deref(),
+                );
+                if name.is_none() && plan.is_none() {
+                    c.name = Some("n0".into());
+                }
+                if prio == 1 {
+                    c.priority = Priority::High;
+                }
+                c
+            },
+        )
+    }
+
+    proptest! {
+        /// Every message is accounted for exactly once; one record per email; every sent field is the
+        /// newest value for that email and field, and is neither stale nor a no-op against the synced state.
+        #[test]
+        fn coalescing_keeps_latest_and_loses_nothing(
+            changes in proptest::collection::vec(arb_change(), 0..40),
+            synced_t in proptest::collection::vec((0..4usize, 0..20i64, 0..3u8), 0..4),
+        ) {
+            let mut synced: HashMap<Email, SyncedFields> = HashMap::new();
+            for (user, t, v) in synced_t {
+                synced.entry(Email::parse(&format!("u{user}@x.io")).unwrap()).or_default()
+                    .insert(FieldKey::Name, SyncedField { value: format!("n{v}"), occurred_at: at(t) });
+            }
+            let d = decoded(changes.clone());
+            let c = coalesce(&d, &synced);
+
+            let mut seen: Vec<usize> = c.absorbed.clone();
+            for r in &c.records { seen.extend(&r.messages); }
+            seen.sort_unstable();
+            prop_assert_eq!(seen, (0..changes.len()).collect::<Vec<_>>());
+
+            let mut emails: Vec<&str> = c.records.iter().map(|r| r.email.as_str()).collect();
+            emails.sort_unstable();
+            let before = emails.len();
+            emails.dedup();
+            prop_assert_eq!(before, emails.len());
+
+            for r in &c.records {
+                prop_assert!(!r.fields.is_empty());
+                for (key, w) in &r.fields {
+                    let newest = changes.iter().filter(|ch| ch.email == r.email)
+                        .filter_map(|ch| ch.fields().into_iter().find(|(k, _)| k == key).map(|(_, v)| (ch.occurred_at, ch.accepted_at, ch.change_id, v)))
+                        .max().unwrap();
+                    prop_assert_eq!(&newest.3, &w.value);
+                    if let Some(s) = synced.get(&r.email).and_then(|f| f.get(key)) {
+                        prop_assert!(s.occurred_at < w.occurred_at);
+                        prop_assert_ne!(&s.value, &w.value);
+                    }
+                }
+            }
+            for w in c.records.windows(2) {
+                prop_assert!(w[0].priority >= w[1].priority);
+            }
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Drain engine tests over the in-memory adapters.

@@ -1,0 +1,685 @@
+//! The body parser: raw bytes in, validated [`Change`]s out — or every problem, by change index and field.
+//!
+//! The body is first read into a small JSON tree that keeps duplicate keys (serde_json's `Value` would
+//! silently keep the last one), then each change is checked field by field so one answer names every bad
+//! item. A body is one change object, or `{"changes": [ … 1..=1000 … ]}`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::domain::{
+    Change, ChangeId, CustomFieldKey, CustomFieldValue, Email, MAX_CUSTOM_FIELDS, Name, Priority, RequestId,
+    TimeZone, is_noncharacter, truncate,
+};
+
+use super::problem::FieldProblem;
+
+/// Largest body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most changes in one request.
+pub const MAX_CHANGES: usize = 1_000;
+/// How far ahead of receipt `occurred_at` may be (clock skew between the client and us).
+pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
+/// Problems reported per change at most; the rest are summarised, so an answer stays small.
+pub const MAX_PROBLEMS_PER_CHANGE: usize = 5;
+
+/// The fields a change may have.
+pub const CHANGE_FIELDS: [&str; 6] = ["email", "name", "time_zone", "custom_fields", "occurred_at", "priority"];
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not JSON, or not a JSON object (400).
+    Malformed(String),
+    /// Well-formed, but some changes or the envelope are invalid (422). Never empty.
+    Invalid(Vec<FieldProblem>),
+}
+
+/// When and under which request the changes were received: stamps every change.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt {
+    pub request_id: RequestId,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Parses a request body into changes, all or nothing.
+pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, ParseError> {
+    let root: Json = serde_json::from_slice(body)
+        .map_err(|e| ParseError::Malformed(format!("The body is not valid JSON: {e}.")))?;
+    let Json::Object(entries) = root else {
+        return Err(ParseError::Malformed(format!(
+            "The body must be a JSON object (one change, or {{\"changes\": [...]}}), not {}.",
+            root.kind()
+        )));
+    };
+    if !entries.iter().any(|(k, _)| k == "changes") {
+        return parse_change(Json::Object(entries), 0, receipt)
+            .map(|c| vec![c])
+            .map_err(ParseError::Invalid);
+    }
+
+    let mut problems = Vec::new();
+    let mut items = None;
+    for (key, value) in entries {
+        if key != "changes" {
+            problems.push(FieldProblem::new(
+                None,
+                Some(&field_name(&key)),
+                "unknown field: a body is one change, or an object with only \"changes\"",
+            ));
+        } else if items.is_some() {
+            problems.push(FieldProblem::new(None, Some("changes"), "appears more than once"));
+        } else {
+            items = Some(value);
+        }
+    }
+    let items = match items {
+        Some(Json::Array(items)) => items,
+        Some(other) => {
+            problems.push(FieldProblem::new(
+                None,
+                Some("changes"),
+                format!("must be an array of change objects, not {}", other.kind()),
+            ));
+            return Err(ParseError::Invalid(problems));
+        }
+        None => Vec::new(), // unreachable: the key was found above
+    };
+    if items.is_empty() {
+        problems.push(FieldProblem::new(None, Some("changes"), "must contain at least one change"));
+    }
+    if items.len() > MAX_CHANGES {
+        problems.push(FieldProblem::new(
+            None,
+            Some("changes"),
+            format!("at most {MAX_CHANGES} changes per request, got {}", items.len()),
+        ));
+        return Err(ParseError::Invalid(problems));
+    }
+
+    let mut changes = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_change(item, index, receipt) {
+            Ok(change) => changes.push(change),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ParseError::Invalid(problems))
+    }
+}
+
+/// One change, or its problems (at most [`MAX_PROBLEMS_PER_CHANGE`], plus a summary line).
+fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Vec<FieldProblem>> {
+    let Json::Object(entries) = item else {
+        return Err(vec![FieldProblem::new(
+            Some(index),
+            None,
+            format!("must be a change object, not {}", item.kind()),
+        )]);
+    };
+    let mut p = Problems::new(index);
+    let mut seen: Vec<&'static str> = Vec::with_capacity(entries.len());
+    let mut email = None;
+    let mut name = None;
+    let mut time_zone = None;
+    let mut custom_fields = BTreeMap::new();
+    let mut occurred_at = None;
+    let mut priority = Priority::default();
+    // Whether any attribute was sent at all (even an invalid one), to tell "empty" from "bad".
+    let mut sets_something = false;
+
+    for (key, value) in entries {
+        let Some(field) = CHANGE_FIELDS.iter().copied().find(|f| *f == key) else {
+            p.push(
+                &field_name(&key),
+                format!("unknown field; a change has only {}", CHANGE_FIELDS.join(", ")),
+            );
+            continue;
+        };
+        if seen.contains(&field) {
+            p.push(field, "appears more than once");
+            continue;
+        }
+        seen.push(field);
+        match field {
+            "email" => {
+                email = p.check(field, string(&value).and_then(|s| parse_email(s)));
+            }
+            "name" => {
+                sets_something = true;
+                name = p.check(field, string(&value).and_then(|s| Name::parse(s).map_err(|e| e.0)));
+            }
+            "time_zone" => {
+                sets_something = true;
+                time_zone = p.check(field, string(&value).and_then(|s| TimeZone::parse(s).map_err(|e| e.0)));
+            }
+            "custom_fields" => {
+                let Json::Object(fields) = value else {
+                    p.push(field, format!("must be an object of string values, not {}", value.kind()));
+                    sets_something = true;
+                    continue;
+                };
+                sets_something |= !fields.is_empty();
+                if fields.len() > MAX_CUSTOM_FIELDS {
+                    p.push(
+                        field,
+                        format!("at most {MAX_CUSTOM_FIELDS} custom fields per change, got {}", fields.len()),
+                    );
+                    continue;
+                }
+                for (raw_key, raw_value) in fields {
+                    let path = format!("custom_fields.{}", truncate(&raw_key, 64));
+                    let key = match CustomFieldKey::parse(&raw_key) {
+                        Ok(k) => k,
+                        Err(e) => {
+                            p.push(&path, e.0);
+                            continue;
+                        }
+                    };
+                    if custom_fields.contains_key(key.as_str()) {
+                        p.push(&path, "appears more than once");
+                        continue;
+                    }
+                    let parsed = string(&raw_value).and_then(|s| CustomFieldValue::parse(s).map_err(|e| e.0));
+                    if let Some(v) = p.check(&path, parsed) {
+                        custom_fields.insert(key.into_string(), v.into_string());
+                    }
+                }
+            }
+            "occurred_at" => {
+                occurred_at = p.check(field, string(&value).and_then(|s| parse_occurred_at(s, receipt.received_at)));
+            }
+            "priority" => {
+                if let Some(v) = p.check(field, string(&value).and_then(parse_priority)) {
+                    priority = v;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    if !seen.contains(&"email") {
+        p.push("email", "is required");
+    }
+    if !sets_something {
+        p.push_whole("changes nothing: set at least one of name, time_zone, custom_fields");
+    }
+    let problems = p.finish();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let Some(email) = email else {
+        // Unreachable: a missing or invalid email was reported above.
+        return Err(vec![FieldProblem::new(Some(index), Some("email"), "is required")]);
+    };
+    Ok(Change {
+        change_id: ChangeId::new(),
+        request_id: receipt.request_id,
+        email,
+        name: name.map(Name::into_string),
+        time_zone,
+        custom_fields,
+        occurred_at: occurred_at.unwrap_or(receipt.received_at),
+        priority,
+        accepted_at: receipt.received_at,
+    })
+}
+
+/// Collects one change's problems, capped.
+struct Problems {
+    index: usize,
+    list: Vec<FieldProblem>,
+    dropped: usize,
+}
+
+impl Problems {
+    fn new(index: usize) -> Self {
+        Self {
+            index,
+            list: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn add(&mut self, field: Option<&str>, message: String) {
+        if self.list.len() < MAX_PROBLEMS_PER_CHANGE {
+            self.list.push(FieldProblem::new(Some(self.index), field, message));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.add(Some(field), message.into());
+    }
+
+    fn push_whole(&mut self, message: &str) {
+        self.add(None, message.to_string());
+    }
+
+    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|e| self.push(field, e)).ok()
+    }
+
+    fn finish(mut self) -> Vec<FieldProblem> {
+        if self.dropped > 0 {
+            let msg = format!("and {} more problem(s) in this change", self.dropped);
+            self.list.push(FieldProblem::new(Some(self.index), None, msg));
+        }
+        self.list
+    }
+}
+
+fn string(v: &Json) -> Result<&str, String> {
+    match v {
+        Json::String(s) => Ok(s),
+        Json::Null => Err("must be a string (leave the field out to leave the value unchanged)".into()),
+        other => Err(format!("must be a string, not {}", other.kind())),
+    }
+}
+
+fn parse_email(s: &str) -> Result<Email, String> {
+    // SQS cannot carry U+FFFE/U+FFFF, and no mail system uses them; the rest is Email's own rule.
+    if s.chars().any(is_noncharacter) {
+        return Err("is not a valid email address".into());
+    }
+    Email::parse(s).map_err(|e| e.0)
+}
+
+fn parse_occurred_at(s: &str, received_at: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let at = DateTime::parse_from_rfc3339(s)
+        .map_err(|_| format!("'{}' is not an RFC 3339 date-time (e.g. 2026-01-31T09:30:00Z)", truncate(s, 40)))?
+        .to_utc();
+    if at > received_at + MAX_FUTURE_SKEW {
+        return Err(format!(
+            "is more than {} minutes in the future",
+            MAX_FUTURE_SKEW.num_minutes()
+        ));
+    }
+    Ok(at)
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    match s {
+        "normal" => Ok(Priority::Normal),
+        "high" => Ok(Priority::High),
+        other => Err(format!("must be \"normal\" or \"high\", not '{}'", truncate(other, 20))),
+    }
+}
+
+/// A client-supplied key, made safe to echo in a `field` path.
+fn field_name(key: &str) -> String {
+    truncate(key, 64)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A JSON tree that keeps duplicate keys. Scalars keep only what validation needs.
+
+enum Json {
+    Null,
+    Bool,
+    Number,
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool => "a boolean",
+            Json::Number => "a number",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Json, E> {
+        Ok(Json::Bool)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Json, E> {
+        Ok(Json::Number)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Json, E> {
+        Ok(Json::Number)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Json, E> {
+        Ok(Json::Number)
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Json, E> {
+        Ok(Json::String(s.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Json, E> {
+        Ok(Json::String(s))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some((k, v)) = map.next_entry::<String, Json>()? {
+            entries.push((k, v));
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{ChangeMessage, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn receipt() -> Receipt {
+        Receipt {
+            request_id: RequestId::new(),
+            received_at: Utc::now(),
+        }
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Vec<Change>, ParseError> {
+        parse_changes(v.to_string().as_bytes(), receipt())
+    }
+
+    fn problems(v: serde_json::Value) -> Vec<FieldProblem> {
+        match parse(v) {
+            Err(ParseError::Invalid(p)) => p,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn has(problems: &[FieldProblem], index: Option<usize>, field: Option<&str>) -> bool {
+        problems.iter().any(|p| p.index == index && p.field.as_deref() == field)
+    }
+
+    #[test]
+    fn a_single_change_is_parsed_with_defaults() {
+        let r = receipt();
+        let body = br#"{"email":" Ann@Example.com ","name":"Ann","custom_fields":{"plan":"pro"}}"#;
+        let changes = parse_changes(body, r).unwrap();
+        assert_eq!(changes.len(), 1);
+        let c = &changes[0];
+        assert_eq!(c.email.as_str(), "ann@example.com");
+        assert_eq!(c.name.as_deref(), Some("Ann"));
+        assert_eq!(c.custom_fields["plan"], "pro");
+        assert_eq!(c.occurred_at, r.received_at);
+        assert_eq!(c.accepted_at, r.received_at);
+        assert_eq!(c.request_id, r.request_id);
+        assert_eq!(c.priority, Priority::Normal);
+    }
+
+    #[test]
+    fn an_envelope_keeps_order_and_gives_each_change_its_own_id() {
+        let changes = parse(json!({"changes": [
+            {"email": "a@x.io", "time_zone": "Europe/Amsterdam", "priority": "high",
+             "occurred_at": "2026-01-31T09:30:00+01:00"},
+            {"email": "b@x.io", "name": ""},
+        ]}))
+        .unwrap();
+        assert_eq!(changes[0].email.as_str(), "a@x.io");
+        assert_eq!(changes[0].priority, Priority::High);
+        assert_eq!(changes[0].occurred_at.to_rfc3339(), "2026-01-31T08:30:00+00:00");
+        assert_eq!(changes[1].name.as_deref(), Some(""));
+        assert_ne!(changes[0].change_id, changes[1].change_id);
+    }
+
+    #[test]
+    fn malformed_bodies_are_400_material() {
+        for body in [&b""[..], b"{", b"[]", b"\"x\"", b"null", b"{\"email\": \"\\ud800\"}", b"\xff"] {
+            assert!(
+                matches!(parse_changes(body, receipt()), Err(ParseError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_item_and_field_is_named() {
+        let p = problems(json!({"changes": [
+            {"email": "ok@x.io", "name": "fine"},
+            {"email": "nope", "name": 5, "colour": "red"},
+            {"email": "c@x.io"},
+            "not an object",
+            {"name": "no email"},
+            {"email": "d@x.io", "time_zone": "Mars/Olympus", "priority": "urgent",
+             "occurred_at": "yesterday", "custom_fields": {"bad key": "v", "ok": 1}},
+        ]}));
+        assert!(!p.iter().any(|p| p.index == Some(0)));
+        assert!(has(&p, Some(1), Some("email")));
+        assert!(has(&p, Some(1), Some("name")));
+        assert!(has(&p, Some(1), Some("colour")));
+        assert!(has(&p, Some(2), None), "empty change");
+        assert!(has(&p, Some(3), None), "not an object");
+        assert!(has(&p, Some(4), Some("email")));
+        assert!(has(&p, Some(5), Some("time_zone")));
+        assert!(has(&p, Some(5), Some("priority")));
+        assert!(has(&p, Some(5), Some("occurred_at")));
+        assert!(has(&p, Some(5), Some("custom_fields.bad key")));
+        // Five problems shown for change 5, the sixth summarised.
+        assert_eq!(p.iter().filter(|p| p.index == Some(5)).count(), MAX_PROBLEMS_PER_CHANGE + 1);
+    }
+
+    #[test]
+    fn empty_changes_are_refused() {
+        for change in [json!({"email": "a@x.io"}), json!({"email": "a@x.io", "custom_fields": {}, "priority": "high"})]
+        {
+            assert!(has(&problems(change), Some(0), None));
+        }
+    }
+
+    #[test]
+    fn unknown_and_duplicate_fields_are_refused() {
+        let p = problems(json!({"email": "a@x.io", "name": "A", "Name": "B"}));
+        assert!(has(&p, Some(0), Some("Name")));
+        let dup = br#"{"email":"a@x.io","name":"A","name":"B"}"#;
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else { panic!() };
+        assert_eq!(p[0].message, "appears more than once");
+        let dup = br#"{"email":"a@x.io","custom_fields":{"k":"1","k":"2"}}"#;
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else { panic!() };
+        assert_eq!(p[0].field.as_deref(), Some("custom_fields.k"));
+        let p = problems(json!({"changes": [{"email": "a@x.io", "name": "A"}], "dry_run": true}));
+        assert!(has(&p, None, Some("dry_run")));
+        let p = problems(json!({"email": "a@x.io", "name": null}));
+        assert!(has(&p, Some(0), Some("name")));
+    }
+
+    #[test]
+    fn over_long_values_are_refused() {
+        let long = |n| "x".repeat(n);
+        let p = problems(json!({"email": format!("{}@x.io", long(MAX_EMAIL_LEN)), "name": long(MAX_NAME_LEN + 1)}));
+        assert!(has(&p, Some(0), Some("email")) && has(&p, Some(0), Some("name")));
+        let too_many: serde_json::Map<_, _> = (0..=MAX_CUSTOM_FIELDS).map(|i| (format!("f{i}"), json!("v"))).collect();
+        let p = problems(json!({"email": "a@x.io", "custom_fields": too_many}));
+        assert!(has(&p, Some(0), Some("custom_fields")));
+        let p = problems(json!({"email": "a@x.io", "custom_fields": {long(MAX_FIELD_KEY_LEN + 1): "v"}}));
+        assert_eq!(p.len(), 1);
+        let p = problems(json!({"email": "a@x.io", "custom_fields": {"k": long(MAX_FIELD_VALUE_LEN + 1)}}));
+        assert!(has(&p, Some(0), Some("custom_fields.k")));
+    }
+
+    #[test]
+    fn control_and_noncharacters_are_refused() {
+        assert!(has(&problems(json!({"email": "a@x.io", "name": "A\u{0}B"})), Some(0), Some("name")));
+        assert!(has(&problems(json!({"email": "a\u{ffff}@x.io", "name": "A"})), Some(0), Some("email")));
+        let p = problems(json!({"email": "a@x.io", "custom_fields": {"k": "\u{fffe}"}}));
+        assert!(has(&p, Some(0), Some("custom_fields.k")));
+        // Tabs and line breaks are fine in custom values.
+        assert!(parse(json!({"email": "a@x.io", "custom_fields": {"note": "a\tb\r\nc"}})).is_ok());
+    }
+
+    #[test]
+    fn far_future_occurred_at_is_refused_small_skew_is_not() {
+        let r = receipt();
+        let at = |d: TimeDelta| (r.received_at + d).to_rfc3339();
+        let body = json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(4))});
+        assert!(parse_changes(body.to_string().as_bytes(), r).is_ok());
+        let body = json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(6))});
+        assert!(parse_changes(body.to_string().as_bytes(), r).is_err());
+    }
+
+    #[test]
+    fn change_counts_are_bounded() {
+        assert!(has(&problems(json!({"changes": []})), None, Some("changes")));
+        let many: Vec<_> = (0..=MAX_CHANGES).map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"})).collect();
+        let p = problems(json!({ "changes": many }));
+        assert_eq!(p.len(), 1, "only the count is reported");
+        let max: Vec<_> = (0..MAX_CHANGES).map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"})).collect();
+        assert_eq!(parse(json!({ "changes": max })).unwrap().len(), MAX_CHANGES);
+        assert!(has(&problems(json!({"changes": {"email": "a@x.io"}})), None, Some("changes")));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(parse_changes(deep.as_bytes(), receipt()), Err(ParseError::Malformed(_))));
+    }
+
+    /// The limits guarantee that any valid change fits one SQS message (256 KiB), whatever its characters.
+    #[test]
+    fn the_largest_possible_change_fits_one_queue_message() {
+        let four_byte = "\u{10348}"; // 4 bytes in UTF-8, never escaped by serde_json
+        let quote_heavy = "\"".repeat(MAX_FIELD_VALUE_LEN); // escaped: 2 bytes per character
+        let custom: serde_json::Map<_, _> = (0..MAX_CUSTOM_FIELDS)
+            .map(|i| {
+                let key = format!("{i:0>width$}", width = MAX_FIELD_KEY_LEN);
+                let value = if i % 2 == 0 { four_byte.repeat(MAX_FIELD_VALUE_LEN) } else { quote_heavy.clone() };
+                (key, json!(value))
+            })
+            .collect();
+        let local = "l".repeat(64);
+        let domain = format!("{}.io", "d".repeat(MAX_EMAIL_LEN - 64 - 1 - 3));
+        let body = json!({
+            "email": format!("{local}@{domain}"),
+            "name": four_byte.repeat(MAX_NAME_LEN),
+            "time_zone": "America/Argentina/ComodRivadavia",
+            "custom_fields": custom,
+            "occurred_at": "2026-01-31T09:30:00.123456789+01:00",
+            "priority": "high",
+        });
+        let changes = parse(body).unwrap();
+        let message = ChangeMessage::V1(changes[0].clone()).to_body();
+        assert!(message.len() < 256 * 1024, "{} bytes", message.len());
+    }
+
+    // ---- properties --------------------------------------------------------------------------------
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+            prop::sample::select(vec!["a@x.io", "UTC", "high", "normal", "2026-01-01T00:00:00Z", "", "Europe/Paris"])
+                .prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![prop::sample::select(CHANGE_FIELDS.to_vec()).prop_map(String::from), ".{0,8}"],
+                        inner
+                    ),
+                    0..8
+                )
+                .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Arbitrary bytes: never a panic; a refusal is either malformed or names its problems.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            match parse_changes(&body, receipt()) {
+                Ok(changes) => prop_assert!(!changes.is_empty() && changes.len() <= MAX_CHANGES),
+                Err(ParseError::Invalid(p)) => prop_assert!(!p.is_empty()),
+                Err(ParseError::Malformed(m)) => prop_assert!(!m.is_empty()),
+            }
+        }
+
+        /// Arbitrary JSON shaped like our bodies: never a panic; every problem index points into the body.
+        #[test]
+        fn arbitrary_json_never_panics(change in json_value(), wrap in any::<bool>()) {
+            let body = if wrap { json!({"changes": [change.clone(), change]}) } else { change };
+            match parse(body) {
+                Ok(changes) => prop_assert!(!changes.is_empty()),
+                Err(ParseError::Invalid(p)) => {
+                    prop_assert!(!p.is_empty());
+                    prop_assert!(p.iter().all(|p| p.index.is_none_or(|i| i < 2)));
+                }
+                Err(ParseError::Malformed(_)) => {}
+            }
+        }
+
+        /// Valid changes survive the round trip through the queue message unchanged.
+        #[test]
+        fn valid_changes_round_trip_through_the_queue_body(
+            local in "[a-z0-9._%+-]{1,20}",
+            name in "\\PC{0,50}",
+            custom in prop::collection::btree_map("[A-Za-z0-9_]{1,10}", "\\PC{0,30}", 0..5),
+            high in any::<bool>(),
+        ) {
+            let body = json!({
+                "email": format!("{local}@example.com"),
+                "name": name,
+                "custom_fields": custom,
+                "priority": if high { "high" } else { "normal" },
+            });
+            let changes = match parse(body) {
+                Ok(c) => c,
+                // Names made only of whitespace/format characters may still be refused (control chars).
+                Err(ParseError::Invalid(p)) => { prop_assert!(p.iter().all(|p| p.field.as_deref() == Some("name") || p.field.as_deref().is_some_and(|f| f.starts_with("custom_fields")))); return Ok(()); }
+                Err(e) => return Err(TestCaseError::fail(format!("{e:?}"))),
+            };
+            let msg = ChangeMessage::V1(changes[0].clone());
+            prop_assert_eq!(ChangeMessage::from_body(&msg.to_body()).unwrap(), msg);
+        }
+    }
+}

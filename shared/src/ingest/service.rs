@@ -1,0 +1,388 @@
+//! The ingest service: what `POST /v1/changes` and `GET /v1/requests/{id}` do, independent of Lambda.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use uuid::Uuid;
+
+use crate::domain::{Change, RequestId};
+use crate::ports::{Clock, SystemClock};
+
+use super::parse::{MAX_BODY_BYTES, ParseError, Receipt, parse_changes};
+use super::ports::{
+    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyState, IdempotencyStore, NewClaim, RequestStatus,
+    RequestStore, sha256_hex,
+};
+use super::problem::IngestError;
+
+/// Timings of the idempotency and request records.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
+    /// How long a key is remembered (24 h).
+    pub idempotency_ttl: TimeDelta,
+    /// How long a first request may hold its key before a retry may take over (it crashed or timed out).
+    /// Longer than the function's timeout, so a live first request is never overtaken.
+    pub idempotency_lease: TimeDelta,
+    /// How long a concurrent retry waits for the first request's answer before answering 409.
+    pub idempotency_wait: Duration,
+    /// How long a request's progress stays readable (7 days).
+    pub request_ttl: TimeDelta,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            idempotency_ttl: TimeDelta::hours(24),
+            idempotency_lease: TimeDelta::seconds(60),
+            idempotency_wait: Duration::from_secs(3),
+            request_ttl: TimeDelta::days(7),
+        }
+    }
+}
+
+/// One `POST /v1/changes`, as the handler hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangesRequest<'a> {
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+    pub idempotency_key: Option<&'a str>,
+}
+
+/// A successful submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub answer: Accepted,
+    /// The answer is the stored first answer for this `Idempotency-Key`; nothing was enqueued this time.
+    pub replayed: bool,
+}
+
+/// The ingest service over its ports.
+#[derive(Debug, Clone)]
+pub struct IngestService<S, I, R, C = SystemClock> {
+    sink: S,
+    idempotency: I,
+    requests: R,
+    clock: C,
+    settings: IngestSettings,
+}
+
+impl<S, I, R> IngestService<S, I, R, SystemClock>
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+{
+    pub fn new(sink: S, idempotency: I, requests: R) -> Self {
+        Self::with_clock(sink, idempotency, requests, SystemClock)
+    }
+}
+
+impl<S, I, R, C> IngestService<S, I, R, C>
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+    C: Clock,
+{
+    pub fn with_clock(sink: S, idempotency: I, requests: R, clock: C) -> Self {
+        Self {
+            sink,
+            idempotency,
+            requests,
+            clock,
+            settings: IngestSettings::default(),
+        }
+    }
+
+    pub fn with_settings(mut self, settings: IngestSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    /// `POST /v1/changes`: checks the request, parses every change, and enqueues them all — or nothing.
+    pub async fn submit(&self, req: ChangesRequest<'_>) -> Result<Submitted, IngestError> {
+        check_content_type(req.content_type)?;
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(IngestError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+                got: req.body.len(),
+            });
+        }
+        let key = req
+            .idempotency_key
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(|e| IngestError::BadIdempotencyKey(format!("Idempotency-Key {e}.")))?;
+        let receipt = Receipt {
+            request_id: RequestId::new(),
+            received_at: self.clock.now(),
+        };
+        let changes = parse_changes(req.body, receipt).map_err(|e| match e {
+            ParseError::Malformed(why) => IngestError::Malformed(why),
+            ParseError::Invalid(problems) => IngestError::Invalid(problems),
+        })?;
+        match key {
+            None => self.accept(&changes, receipt).await.map(|answer| Submitted {
+                answer,
+                replayed: false,
+            }),
+            Some(key) => self.accept_once(&key, &sha256_hex(req.body), &changes, receipt).await,
+        }
+    }
+
+    /// Records the request, then enqueues (in that order, so the drain's counters never race ahead of it).
+    async fn accept(&self, changes: &[Change], receipt: Receipt) -> Result<Accepted, IngestError> {
+        // At most MAX_CHANGES, so this always fits.
+        let accepted = u32::try_from(changes.len()).unwrap_or(u32::MAX);
+        let now = receipt.received_at;
+        self.requests
+            .create(receipt.request_id, accepted, now, now + self.settings.request_ttl)
+            .await?;
+        self.sink.enqueue(changes).await?;
+        Ok(Accepted {
+            request_id: receipt.request_id,
+            accepted,
+            change_ids: changes.iter().map(|c| c.change_id).collect(),
+        })
+    }
+
+    /// [`Self::accept`] at most once per key: the first request claims the key with a conditional write,
+    /// concurrent ones wait briefly for its answer.
+    async fn accept_once(
+        &self,
+        key: &IdempotencyKey,
+        body_sha256: &str,
+        changes: &[Change],
+        receipt: Receipt,
+    ) -> Result<Submitted, IngestError> {
+        let owner = receipt.request_id;
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(25);
+        loop {
+            let now = self.clock.now();
+            let claim = NewClaim {
+                body_sha256: body_sha256.to_string(),
+                owner,
+                now,
+                lease_until: now + self.settings.idempotency_lease,
+                expires_at: now + self.settings.idempotency_ttl,
+            };
+            match self.idempotency.claim(key, &claim).await? {
+                Claim::Won => return self.accept_claimed(key, changes, receipt).await,
+                Claim::Held(Some(record)) if record.body_sha256 != body_sha256 => {
+                    return Err(IngestError::IdempotencyKeyReused);
+                }
+                Claim::Held(Some(record)) => {
+                    if let IdempotencyState::Completed(answer) = record.state {
+                        return Ok(Submitted { answer, replayed: true });
+                    }
+                }
+                // The holder gave up between our write and our read: claim again.
+                Claim::Held(None) => {}
+            }
+            if started.elapsed() + delay > self.settings.idempotency_wait {
+                return Err(IngestError::IdempotencyInProgress);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(400));
+        }
+    }
+
+    async fn accept_claimed(
+        &self,
+        key: &IdempotencyKey,
+        changes: &[Change],
+        receipt: Receipt,
+    ) -> Result<Submitted, IngestError> {
+        let owner = receipt.request_id;
+        match self.accept(changes, receipt).await {
+            Ok(answer) => {
+                // The changes are on the queue: the client gets its 202 even if the answer cannot be stored
+                // (a retry after the lease would then enqueue again — harmless, the drain coalesces).
+                if let Err(e) = self.idempotency.complete(key, owner, &answer).await {
+                    tracing::warn!(error = %e, request_id = %owner, "could not store the idempotent answer");
+                }
+                Ok(Submitted {
+                    answer,
+                    replayed: false,
+                })
+            }
+            Err(e) => {
+                if let Err(release) = self.idempotency.abandon(key, owner).await {
+                    tracing::warn!(error = %release, request_id = %owner, "could not release the idempotency key");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `GET /v1/requests/{request_id}`.
+    pub async fn request_status(&self, raw_id: &str) -> Result<RequestStatus, IngestError> {
+        let not_found = || {
+            IngestError::NotFound(format!(
+                "No request '{}' is known (requests are kept for 7 days).",
+                crate::domain::truncate(raw_id, 64)
+            ))
+        };
+        let id = Uuid::try_parse(raw_id).map(RequestId).map_err(|_| not_found())?;
+        let counters = self.requests.counters(id).await?.ok_or_else(not_found)?;
+        Ok(RequestStatus::new(id, counters))
+    }
+}
+
+/// `application/json`, optionally with `charset=utf-8` (JSON is UTF-8 by definition).
+fn check_content_type(raw: Option<&str>) -> Result<(), IngestError> {
+    let refuse = || IngestError::UnsupportedMediaType {
+        got: raw.map(str::to_string),
+    };
+    let raw = raw.ok_or_else(refuse)?;
+    let mut parts = raw.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(refuse());
+    }
+    for param in parts {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let value = value.trim().trim_matches('"');
+        if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::ingest::memory::{MemoryIdempotencyStore, MemoryRequestStore, MemorySink};
+    use crate::ports::RequestProgress;
+
+    type Service = IngestService<MemorySink, MemoryIdempotencyStore, MemoryRequestStore>;
+
+    fn service() -> Service {
+        IngestService::new(MemorySink::default(), MemoryIdempotencyStore::default(), MemoryRequestStore::default())
+    }
+
+    fn post<'a>(body: &'a str, key: Option<&'a str>) -> ChangesRequest<'a> {
+        ChangesRequest {
+            content_type: Some("application/json"),
+            body: body.as_bytes(),
+            idempotency_key: key,
+        }
+    }
+
+    const ONE: &str = r#"{"email":"a@x.io","name":"A"}"#;
+
+    #[test]
+    fn content_types() {
+        for ok in ["application/json", "Application/JSON; charset=UTF-8", "application/json;charset=\"utf-8\""] {
+            assert!(check_content_type(Some(ok)).is_ok(), "{ok}");
+        }
+        for bad in [None, Some("text/plain"), Some("application/json; charset=latin1"), Some("application/jsonx")] {
+            assert!(check_content_type(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn accepted_changes_are_recorded_then_enqueued() {
+        let svc = service();
+        let s = svc.submit(post(r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"b@x.io","name":"B"}]}"#, None)).await.unwrap();
+        assert_eq!(s.answer.accepted, 2);
+        let sent = svc.sink().sent();
+        assert_eq!(sent.iter().map(|c| c.change_id).collect::<Vec<_>>(), s.answer.change_ids);
+        let status = svc.request_status(&s.answer.request_id.to_string()).await.unwrap();
+        assert_eq!((status.accepted, status.pending), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn nothing_from_a_rejected_request_is_enqueued() {
+        let svc = service();
+        let body = r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"bad"}]}"#;
+        assert!(matches!(svc.submit(post(body, None)).await, Err(IngestError::Invalid(_))));
+        let too_big = format!("{{\"email\":\"a@x.io\",\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        assert!(matches!(svc.submit(post(&too_big, None)).await, Err(IngestError::PayloadTooLarge { .. })));
+        assert!(svc.sink().sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_is_503_and_releases_the_key() {
+        let svc = service();
+        svc.sink().fail_next(1);
+        let e = svc.submit(post(ONE, Some("k1"))).await.unwrap_err();
+        assert_eq!(e.status(), 503);
+        // The retry is a fresh first attempt, not a 409.
+        let s = svc.submit(post(ONE, Some("k1"))).await.unwrap();
+        assert!(!s.replayed);
+        assert_eq!(svc.sink().sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn same_key_and_body_replays_the_first_answer() {
+        let svc = service();
+        let first = svc.submit(post(ONE, Some("k1"))).await.unwrap();
+        let again = svc.submit(post(ONE, Some("k1"))).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.answer, first.answer);
+        assert_eq!(svc.sink().sent().len(), 1);
+        let other = svc.submit(post(r#"{"email":"a@x.io","name":"B"}"#, Some("k1"))).await;
+        assert!(matches!(other, Err(IngestError::IdempotencyKeyReused)));
+        assert!(matches!(svc.submit(post(ONE, Some("é"))).await, Err(IngestError::BadIdempotencyKey(_))));
+    }
+
+    #[tokio::test]
+    async fn a_key_held_by_a_live_request_is_409_after_waiting_one_held_by_a_dead_one_is_taken_over() {
+        let svc = service().with_settings(IngestSettings {
+            idempotency_wait: Duration::from_millis(100),
+            ..IngestSettings::default()
+        });
+        let key = IdempotencyKey::parse("k1").unwrap();
+        let now = svc.clock.now();
+        let dead_owner = NewClaim {
+            body_sha256: sha256_hex(ONE.as_bytes()),
+            owner: RequestId::new(),
+            now,
+            lease_until: now + TimeDelta::seconds(60),
+            expires_at: now + TimeDelta::hours(24),
+        };
+        assert_eq!(svc.idempotency.claim(&key, &dead_owner).await.unwrap(), Claim::Won);
+        assert!(matches!(svc.submit(post(ONE, Some("k1"))).await, Err(IngestError::IdempotencyInProgress)));
+        assert!(svc.sink().sent().is_empty());
+
+        let expired = NewClaim {
+            lease_until: now - TimeDelta::seconds(1),
+            ..dead_owner
+        };
+        let key2 = IdempotencyKey::parse("k2").unwrap();
+        svc.idempotency.claim(&key2, &expired).await.unwrap();
+        assert!(!svc.submit(post(ONE, Some("k2"))).await.unwrap().replayed);
+        assert_eq!(svc.sink().sent().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_requests_enqueue_once() {
+        let svc = service();
+        let results = futures::future::join_all((0..8).map(|_| svc.submit(post(ONE, Some("same"))))).await;
+        let answers: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+        assert_eq!(svc.sink().sent().len(), 1);
+        assert_eq!(answers.iter().filter(|s| !s.replayed).count(), 1);
+        assert!(answers.iter().all(|s| s.answer == answers[0].answer));
+    }
+
+    #[tokio::test]
+    async fn request_status_counts_progress_and_hides_unknown_ids() {
+        let svc = service();
+        let s = svc.submit(post(ONE, None)).await.unwrap();
+        let id = s.answer.request_id;
+        svc.requests.add(id, RequestProgress { delivered: 1, skipped: 0, dead_lettered: 0 });
+        let status = svc.request_status(&id.to_string()).await.unwrap();
+        assert_eq!((status.delivered, status.pending), (1, 0));
+        for unknown in ["not-a-uuid", &RequestId::new().to_string()] {
+            assert_eq!(svc.request_status(unknown).await.unwrap_err().status(), 404);
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The ports the drain is written against, in domain types only (never SDK types). Adapters in
+//! [`crate::adapters`] implement them for AWS (SQS, DynamoDB), the provider over HTTP, and in memory
+//! (unit tests and the simulator, with a virtual clock).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Email, FieldKey, RequestId, Subscriber};
+
+/// What an adapter failure means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Worth retrying later (throttling, network, 5xx).
+    Transient,
+    /// Retrying will not help (bad request, missing resource, access denied).
+    Permanent,
+}
+
+/// A failure in an adapter, with the category that drives behaviour and the whole chain for logs.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source:#}")]
+pub struct PortError {
+    pub kind: ErrorKind,
+    pub context: &'static str,
+    #[source]
+    pub source: anyhow::Error,
+}
+
+impl PortError {
+    pub fn transient(context: &'static str, source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            kind: ErrorKind::Transient,
+            context,
+            source: source.into(),
+        }
+    }
+
+    pub fn permanent(context: &'static str, source: impl Into<anyhow::Error>) -> Self {
+        Self {
+            kind: ErrorKind::Permanent,
+            context,
+            source: source.into(),
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+// ---------------------------------------------------------------------------------------------------------
+// Queue
+
+/// The handle that deletes or releases one received message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Receipt(pub String);
+
+/// One message as received from the changes queue.
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    pub receipt: Receipt,
+    pub body: String,
+    /// How many times SQS has handed this message out, this time included.
+    pub receive_count: u32,
+}
+
+/// Approximate queue depth (SQS counts are approximate by nature).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+/// Why a message went to the dead-letter queue; written as a message attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterReason {
+    /// The body is not a change message Sluice can read.
+    Malformed,
+    /// The provider refused the record (422).
+    Rejected,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DeadLetterReason::Malformed => "malformed",
+            DeadLetterReason::Rejected => "rejected",
+        }
+    }
+}
+
+/// A message on its way to the DLQ: original body, with the reason and detail as attributes.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub message: ReceivedMessage,
+    pub reason: DeadLetterReason,
+    pub detail: String,
+}
+
+/// The changes queue, as the drain sees it.
+pub trait ChangeQueue: Send + Sync {
+    /// Approximate depth, read without receiving anything (so without raising receive counts).
+    fn backlog(&self) -> impl Future<Output = PortResult<Backlog>> + Send;
+    /// Receives up to `max` messages (many calls of ≤ 10, in parallel). Returns fewer when the queue has fewer.
+    fn receive(&self, max: u32) -> impl Future<Output = PortResult<Vec<ReceivedMessage>>> + Send;
+    /// Deletes messages whose data was delivered or superseded. Returns the receipts that failed.
+    fn delete(&self, receipts: &[Receipt]) -> impl Future<Output = PortResult<Vec<Receipt>>> + Send;
+    /// Makes messages visible again after the given delay each (0 = now).
+    fn release(&self, items: &[(Receipt, Duration)]) -> impl Future<Output = PortResult<()>> + Send;
+    /// Sends messages to the DLQ with their reason, then deletes them from the queue.
+    fn dead_letter(&self, letters: &[DeadLetter]) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quota
+
+/// The provider's two kinds of quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaKind {
+    Batch,
+    Individual,
+}
+
+impl QuotaKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QuotaKind::Batch => "batch",
+            QuotaKind::Individual => "individual",
+        }
+    }
+}
+
+/// A fixed quota window aligned to the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Window {
+    /// Start, in seconds since the epoch.
+    pub start: i64,
+    /// Length in seconds.
+    pub length: u32,
+}
+
+impl Window {
+    pub fn containing(at: DateTime<Utc>, length: u32) -> Self {
+        let len = i64::from(length.max(1));
+        let t = at.timestamp();
+        Self {
+            start: t - t.rem_euclid(len),
+            length: length.max(1),
+        }
+    }
+
+    pub fn end(&self) -> i64 {
+        self.start + i64::from(self.length)
+    }
+
+    pub fn end_time(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.end(), 0).unwrap_or_default()
+    }
+
+    pub fn next(&self) -> Self {
+        Self {
+            start: self.end(),
+            length: self.length,
+        }
+    }
+}
+
+/// Result of a reservation attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Granted; `used` is the window's count after this reservation.
+    Granted { used: u32 },
+    /// Refused: granting it would exceed the limit. Nothing was consumed.
+    Exhausted { used: u32 },
+}
+
+/// The quota ledger: one counter per kind and window, reserved before any provider call.
+pub trait QuotaLedger: Send + Sync {
+    /// Units used in the window so far. Reading does not consume.
+    fn used(&self, kind: QuotaKind, window: Window) -> impl Future<Output = PortResult<u32>> + Send;
+    /// Atomically adds `n` units if `used + n <= limit`.
+    fn reserve(&self, kind: QuotaKind, window: Window, n: u32, limit: u32)
+    -> impl Future<Output = PortResult<Reservation>> + Send;
+    /// Marks the window spent (after a 429: the provider disagrees with our count).
+    fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sync state
+
+/// The last value delivered for one field of one user, and when that value was true.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedField {
+    pub value: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// What the provider holds for one user, as far as Sluice has delivered it.
+pub type SyncedFields = BTreeMap<FieldKey, SyncedField>;
+
+/// Per-user sync state: what was last delivered, per field.
+pub trait SyncStateStore: Send + Sync {
+    /// State for these users (missing users have none).
+    fn load(&self, emails: &[Email]) -> impl Future<Output = PortResult<HashMap<Email, SyncedFields>>> + Send;
+    /// Records delivered fields; a field is never moved backwards in time (a newer recorded value wins).
+    fn record(&self, email: &Email, fields: &SyncedFields) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Provider
+
+/// How a provider call failed; each variant has its own handling in the drain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// 429: the provider's count says the window is spent.
+    #[error("rate limited (retry after {retry_after:?})")]
+    RateLimited { retry_after: Option<Duration> },
+    /// 422: a record is invalid. `index` names it within the request when the provider says which.
+    #[error("rejected record {index:?}: {detail}")]
+    Rejected { index: Option<usize>, detail: String },
+    /// 5xx, timeout, connection error, 409 (concurrent update): try again later.
+    #[error("transient failure: {0}")]
+    Transient(String),
+    /// Any other 4xx (401, 403, 404…): configuration is wrong; retrying the same way will not help.
+    #[error("provider refused the request: {0}")]
+    Misconfigured(String),
+}
+
+/// The provider's two endpoints.
+pub trait Provider: Send + Sync {
+    /// One batch request of 1..=`BATCH_SIZE` records (one unit of batch quota).
+    fn send_batch(&self, records: &[Subscriber]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    /// One individual request (one unit of individual quota).
+    fn send_individual(&self, record: &Subscriber) -> impl Future<Output = Result<(), ProviderError>> + Send;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Clock, coordination, request tracking
+
+/// Time, so the simulator can compress a day into seconds.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Cross-run coordination: the single-flight lease and the provider circuit breaker.
+pub trait Coordination: Send + Sync {
+    /// Takes the drain lease for `holder` until `until` if it is free or expired.
+    fn acquire_lease(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>)
+    -> impl Future<Output = PortResult<bool>> + Send;
+    /// Releases the lease if `holder` still holds it.
+    fn release_lease(&self, holder: &str) -> impl Future<Output = PortResult<()>> + Send;
+    /// When the provider circuit closes again, if it is open.
+    fn circuit_open_until(&self) -> impl Future<Output = PortResult<Option<DateTime<Utc>>>> + Send;
+    /// Opens the circuit until the given time.
+    fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Progress of one ingest request, as `GET /v1/requests/{id}` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestProgress {
+    pub delivered: u32,
+    pub skipped: u32,
+    pub dead_lettered: u32,
+}
+
+/// Per-request progress counters, updated by the drain once per request per run.
+pub trait RequestTracker: Send + Sync {
+    fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// Everything the drain needs, bundled so the engine has one type parameter.
+pub trait DrainPorts: Send + Sync {
+    type Queue: ChangeQueue;
+    type Ledger: QuotaLedger;
+    type Sync: SyncStateStore;
+    type Provider: Provider;
+    type Clock: Clock;
+    type Coordination: Coordination;
+    type Requests: RequestTracker;
+
+    fn queue(&self) -> &Self::Queue;
+    fn ledger(&self) -> &Self::Ledger;
+    fn sync_state(&self) -> &Self::Sync;
+    fn provider(&self) -> &Self::Provider;
+    fn clock(&self) -> &Self::Clock;
+    fn coordination(&self) -> &Self::Coordination;
+    fn requests(&self) -> &Self::Requests;
+}
+
+/// A plain bundle of port implementations.
+#[derive(Debug, Clone)]
+pub struct PortSet<Q, L, S, P, C, X, R> {
+    pub queue: Q,
+    pub ledger: L,
+    pub sync_state: S,
+    pub provider: P,
+    pub clock: C,
+    pub coordination: X,
+    pub requests: R,
+}
+
+impl<Q, L, S, P, C, X, R> DrainPorts for PortSet<Q, L, S, P, C, X, R>
+where
+    Q: ChangeQueue,
+    L: QuotaLedger,
+    S: SyncStateStore,
+    P: Provider,
+    C: Clock,
+    X: Coordination,
+    R: RequestTracker,
+{
+    type Queue = Q;
+    type Ledger = L;
+    type Sync = S;
+    type Provider = P;
+    type Clock = C;
+    type Coordination = X;
+    type Requests = R;
+
+    fn queue(&self) -> &Q {
+        &self.queue
+    }
+    fn ledger(&self) -> &L {
+        &self.ledger
+    }
+    fn sync_state(&self) -> &S {
+        &self.sync_state
+    }
+    fn provider(&self) -> &P {
+        &self.provider
+    }
+    fn clock(&self) -> &C {
+        &self.clock
+    }
+    fn coordination(&self) -> &X {
+        &self.coordination
+    }
+    fn requests(&self) -> &R {
+        &self.requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        let at = DateTime::from_timestamp(7_265, 0).unwrap_or_default();
+        let w = Window::containing(at, 3_600);
+        assert_eq!((w.start, w.end()), (7_200, 10_800));
+        assert_eq!(w.next().start, 10_800);
+        assert_eq!(Window::containing(at, 60).start, 7_260);
+    }
+}
