@@ -72,6 +72,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
     pub ingest_api_key: Option<String>,
+    /// The `Stack` dimension of the drain's metrics (`SLUICE_STACK`, default `sluice`).
+    pub stack_name: String,
 }
 
 /// A configuration error naming the variable at fault.
@@ -153,6 +155,7 @@ impl Config {
             drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
             provider_timeout: Duration::from_millis(u64::from(number("PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?)),
             ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
+            stack_name: get("SLUICE_STACK").filter(|s| !s.is_empty()).unwrap_or_else(|| "sluice".into()),
         })
     }
 }

@@ -234,12 +234,15 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     }
 }
 
+/// The lease holder and when the lease expires.
+type Lease = (String, DateTime<Utc>);
+
 /// Quota ledger, sync state, coordination and request progress in memory (what DynamoDB holds in AWS).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
-    lease: Arc<Mutex<Option<(String, DateTime<Utc>)>>>,
+    lease: Arc<Mutex<Option<Lease>>>,
     circuit: Arc<Mutex<Option<DateTime<Utc>>>>,
     requests: Arc<Mutex<HashMap<RequestId, RequestProgress>>>,
 }

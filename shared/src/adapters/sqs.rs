@@ -1,1 +1,268 @@
-//! (being written)
+//! The changes queue on SQS, for the drain: receive in parallel calls of 10, delete and release in
+//! batches of 10, dead-letter with the reason as message attributes.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use crate::domain::truncate;
+use crate::ports::{Backlog, ChangeQueue, DeadLetter, PortError, PortResult, Receipt, ReceivedMessage};
+
+/// Parallel SQS calls in flight at once.
+const PARALLEL_CALLS: usize = 10;
+/// SQS's longest visibility timeout (12 h).
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+
+/// Message attribute names written on dead-lettered messages.
+pub const ATTR_REASON: &str = "sluice.reason";
+pub const ATTR_DETAIL: &str = "sluice.detail";
+pub const ATTR_SOURCE_MESSAGE_ID: &str = "sluice.source_message_id";
+pub const ATTR_RECEIVE_COUNT: &str = "sluice.receive_count";
+pub const ATTR_DEAD_LETTERED_AT: &str = "sluice.dead_lettered_at";
+
+/// Maps an SDK error to a port error: service-side refusals are permanent unless they are throttling;
+/// everything on the way (timeouts, connections, 5xx) is transient.
+pub(crate) fn classify<E, R>(context: &'static str, err: SdkError<E, R>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let transient = match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl")
+                || code.contains("RequestLimitExceeded")
+                || code.contains("ServiceUnavailable")
+                || code.contains("InternalError")
+                || code.contains("InternalServerError")
+                || code.contains("ProvisionedThroughputExceeded")
+        }
+        _ => true,
+    };
+    let source = anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(&err));
+    if transient {
+        PortError::transient(context, source)
+    } else {
+        PortError::permanent(context, source)
+    }
+}
+
+/// The changes queue and its DLQ.
+#[derive(Debug, Clone)]
+pub struct SqsChangeQueue {
+    client: Client,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl SqsChangeQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url: dlq_url.into(),
+        }
+    }
+
+    async fn delete_chunk(&self, chunk: Vec<Receipt>) -> PortResult<Vec<Receipt>> {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.0)
+                    .build()
+                    .map_err(|e| PortError::permanent("building a delete entry", e))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        let out = self
+            .client
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify("deleting delivered messages", e))?;
+        Ok(out
+            .failed()
+            .iter()
+            .filter_map(|f| f.id().parse::<usize>().ok().and_then(|i| chunk.get(i).cloned()))
+            .collect())
+    }
+
+    async fn release_chunk(&self, chunk: Vec<(Receipt, Duration)>) -> PortResult<()> {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (r, delay))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(&r.0)
+                    .visibility_timeout(delay.min(&MAX_VISIBILITY).as_secs() as i32)
+                    .build()
+                    .map_err(|e| PortError::permanent("building a visibility entry", e))
+            })
+            .collect::<PortResult<Vec<_>>>()?;
+        // A failed entry keeps its current visibility timeout and comes back a little later: harmless.
+        self.client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify("releasing messages", e))?;
+        Ok(())
+    }
+
+    async fn receive_one(&self, n: i32) -> PortResult<Vec<ReceivedMessage>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(n)
+            // A 1 s long poll: SQS short polls sample a subset of servers and can come back empty from a
+            // non-empty queue; a long poll answers as soon as messages are there.
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| classify("receiving from the changes queue", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Some(ReceivedMessage {
+                    message_id: m.message_id()?.to_string(),
+                    receipt: Receipt(m.receipt_handle()?.to_string()),
+                    body: m.body().unwrap_or_default().to_string(),
+                    receive_count,
+                })
+            })
+            .collect())
+    }
+}
+
+impl ChangeQueue for SqsChangeQueue {
+    async fn backlog(&self) -> PortResult<Backlog> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| classify("reading the queue depth", e))?;
+        let get = |name: QueueAttributeName| -> u64 {
+            out.attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(Backlog {
+            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
+        let mut out = Vec::with_capacity(max as usize);
+        // Rounds of up to PARALLEL_CALLS calls; stop once a round comes back short (the queue is drained).
+        while (out.len() as u32) < max {
+            let remaining = max - out.len() as u32;
+            let sizes: Vec<i32> = (0..remaining.div_ceil(10).min(PARALLEL_CALLS as u32))
+                .map(|i| (remaining - i * 10).min(10) as i32)
+                .collect();
+            let asked: i32 = sizes.iter().sum();
+            let calls: Vec<_> = sizes.into_iter().map(|n| self.receive_one(n)).collect();
+            let rounds: Vec<Vec<ReceivedMessage>> = stream::iter(calls)
+                .buffer_unordered(PARALLEL_CALLS)
+                .try_collect()
+                .await?;
+            let got: usize = rounds.iter().map(Vec::len).sum();
+            out.extend(rounds.into_iter().flatten());
+            if (got as i32) < asked {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+        // Futures built up front (not by a closure inside the stream) keep the future `Send` for any lifetime.
+        let calls: Vec<_> = receipts.chunks(10).map(|c| self.delete_chunk(c.to_vec())).collect();
+        let failed: Vec<Vec<Receipt>> = stream::iter(calls).buffer_unordered(PARALLEL_CALLS).try_collect().await?;
+        Ok(failed.into_iter().flatten().collect())
+    }
+
+    async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+        let calls: Vec<_> = items.chunks(10).map(|c| self.release_chunk(c.to_vec())).collect();
+        stream::iter(calls).buffer_unordered(PARALLEL_CALLS).try_collect::<Vec<()>>().await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
+        let now = chrono::Utc::now().to_rfc3339();
+        for chunk in letters.chunks(10) {
+            let attr = |v: String| {
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(v)
+                    .build()
+                    .map_err(|e| PortError::permanent("building a message attribute", e))
+            };
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (i, l) in chunk.iter().enumerate() {
+                let entry = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(if l.message.body.is_empty() { " ".to_string() } else { l.message.body.clone() })
+                    .message_attributes(ATTR_REASON, attr(l.reason.as_str().to_string())?)
+                    .message_attributes(ATTR_DETAIL, attr(truncate(&l.detail, 1_000))?)
+                    .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
+                    .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.receive_count.to_string())?)
+                    .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.clone())?)
+                    .build()
+                    .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
+                entries.push(entry);
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.dlq_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify("sending to the DLQ", e))?;
+            // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
+            let failed: Vec<usize> = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+            let sent: Vec<Receipt> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !failed.contains(i))
+                .map(|(_, l)| l.message.receipt.clone())
+                .collect();
+            self.delete(&sent).await?;
+            if !failed.is_empty() {
+                return Err(PortError::transient(
+                    "sending to the DLQ",
+                    anyhow::anyhow!("{} entries failed", failed.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -35,7 +35,7 @@ use crate::ports::{
     Window,
 };
 use coalesce::{Coalesced, Decoded, PendingRecord, coalesce};
-use policy::{KindQuota, Plan};
+use policy::{KindQuota, Plan, RunState};
 pub use report::{DrainReport, Idle, PerKind, QuotaSummary};
 
 /// Tunables of the drain, derived from [`Config`].
@@ -181,19 +181,21 @@ impl<P: DrainPorts> Drain<P> {
         )?;
         let plan: Plan = policy::plan(
             &self.settings.limits,
-            window,
-            now.timestamp() - window.start,
             self.settings.interval_seconds,
-            KindQuota {
-                limit: self.settings.limits.batch_per_window,
-                used: used_batch,
-            },
-            KindQuota {
-                limit: self.settings.limits.individual_per_window,
-                used: used_individual,
-            },
-            backlog.visible,
             self.settings.max_messages,
+            RunState {
+                window,
+                elapsed: now.timestamp() - window.start,
+                batch: KindQuota {
+                    limit: self.settings.limits.batch_per_window,
+                    used: used_batch,
+                },
+                individual: KindQuota {
+                    limit: self.settings.limits.individual_per_window,
+                    used: used_individual,
+                },
+                backlog: backlog.visible,
+            },
         );
         report.planned_receive = plan.receive;
         if plan.receive == 0 {

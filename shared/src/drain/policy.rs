@@ -70,17 +70,27 @@ pub fn allowance(quota: KindQuota, window: Window, elapsed: i64, interval_second
     quota.left().saturating_sub(reserve)
 }
 
+/// What a run knows before it receives anything.
+#[derive(Debug, Clone, Copy)]
+pub struct RunState {
+    pub window: Window,
+    /// Seconds since the window opened.
+    pub elapsed: i64,
+    pub batch: KindQuota,
+    pub individual: KindQuota,
+    /// Approximate number of visible messages.
+    pub backlog: u64,
+}
+
 /// Decides this run's plan from the quota state and the (approximate) number of visible messages.
-pub fn plan(
-    limits: &Limits,
-    window: Window,
-    elapsed: i64,
-    interval_seconds: u32,
-    batch: KindQuota,
-    individual: KindQuota,
-    backlog: u64,
-    max_messages: u32,
-) -> Plan {
+pub fn plan(limits: &Limits, interval_seconds: u32, max_messages: u32, state: RunState) -> Plan {
+    let RunState {
+        window,
+        elapsed,
+        batch,
+        individual,
+        backlog,
+    } = state;
     let batch_allow = allowance(batch, window, elapsed, interval_seconds);
     let individual_allow = allowance(individual, window, elapsed, interval_seconds);
     let batch_size = u64::from(limits.batch_size.max(1));
@@ -114,6 +124,20 @@ mod tests {
 
     fn q(limit: u32, used: u32) -> KindQuota {
         KindQuota { limit, used }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        limits: &Limits,
+        window: Window,
+        elapsed: i64,
+        interval: u32,
+        batch: KindQuota,
+        individual: KindQuota,
+        backlog: u64,
+        max: u32,
+    ) -> Plan {
+        super::plan(limits, interval, max, RunState { window, elapsed, batch, individual, backlog })
     }
 
     #[test]
