@@ -125,8 +125,8 @@ fn rewrite_code_uri(line: &str) -> Option<String> {
         .unwrap_or(body.trim_start());
     let value = rest.strip_prefix("CodeUri:")?;
     // A comment after the value is kept; YAML needs whitespace before `#` for it to be one.
-    let (value, comment) = match value.find(" #") {
-        Some(i) => (&value[..i], &value[i..]),
+    let (value, comment) = match value.find(" #").or_else(|| value.find("\t#")) {
+        Some(i) => value.split_at(value[..i].trim_end().len()),
         None => (value, ""),
     };
     let path = value.trim().trim_matches(|c| c == '"' || c == '\'');
@@ -422,8 +422,10 @@ async fn failure_reasons(cf: &Client, stack_name: &str) -> String {
         {
             break;
         }
-        let failed = status.is_some_and(|s| s.as_str().ends_with("_FAILED"));
-        if failed || (is_stack && status.is_some_and(|s| s.as_str().contains("ROLLBACK"))) {
+        let failed = status.is_some_and(|s| s.as_str().ends_with("_FAILED"))
+            || (is_stack && status.is_some_and(|s| s.as_str().contains("ROLLBACK")));
+        // The stack's own failure events mostly just echo a resource's; keep those with a reason.
+        if failed && (!is_stack || event.resource_status_reason().is_some()) {
             reasons.push(format!(
                 "  {} ({}): {}: {}",
                 event.logical_resource_id().unwrap_or("?"),
@@ -437,7 +439,11 @@ async fn failure_reasons(cf: &Client, stack_name: &str) -> String {
         return "  (no failure reason in the stack events)".to_owned();
     }
     reasons.reverse();
-    reasons.join("\n")
+    let mut text = reasons.join("\n");
+    if text.contains("Please check your 'SERVICES'") {
+        text.push_str("\n  hint: start LocalStack with every service the template uses in SERVICES (see infra/localstack/up)");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -198,13 +198,19 @@ impl<P: DrainPorts> Drain<P> {
             },
         );
         report.planned_receive = plan.receive;
+        let margin = chrono::Duration::from_std(self.settings.deadline_margin).unwrap_or_default();
+        if now + margin >= deadline {
+            report.idle = Some(Idle::Deadline);
+            self.fill_quota(&mut report, window).await?;
+            return Ok(report);
+        }
         if plan.receive == 0 {
             report.idle = Some(Idle::NoQuota);
             self.fill_quota(&mut report, window).await?;
             return Ok(report);
         }
 
-        let messages = self.ports.queue().receive(plan.receive).await?;
+        let messages = self.receive(plan).await?;
         report.received = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let mut run = Run {
             messages,
@@ -400,8 +406,14 @@ impl<P: DrainPorts> Drain<P> {
         // at once otherwise (the deadline or the circuit stopped us).
         let leftover: Vec<usize> = pending.iter().flat_map(|r| r.messages.iter().copied()).collect();
         if !leftover.is_empty() {
-            let quota_spent = batches_left == 0 && individual_left == 0;
-            let delay = if quota_spent && !run.stop_sending {
+            let ledger = self.ports.ledger();
+            let (b, i) = futures::try_join!(
+                ledger.used(QuotaKind::Batch, run.window),
+                ledger.used(QuotaKind::Individual, run.window)
+            )?;
+            let window_spent = b >= self.settings.limit(QuotaKind::Batch)
+                && i >= self.settings.limit(QuotaKind::Individual);
+            let delay = if window_spent {
                 self.until_next_window(run.window)
             } else {
                 Duration::ZERO
@@ -409,6 +421,35 @@ impl<P: DrainPorts> Drain<P> {
             self.settle(run, &leftover, Settle::Defer(delay)).await?;
         }
         Ok(())
+    }
+
+    /// Receives what the plan can send. Copies of one user coalesce into one record, so while the distinct
+    /// users received stay below the plan's record capacity (and under `DRAIN_MAX_MESSAGES`), it tops up
+    /// with at most the missing number of records: every message received can still be sent this run.
+    async fn receive(&self, plan: Plan) -> Result<Vec<ReceivedMessage>, DrainError> {
+        let capacity = plan.records(self.settings.limits.batch_size);
+        let max = u64::from(self.settings.max_messages);
+        let mut messages = self.ports.queue().receive(plan.receive).await?;
+        let mut asked = u64::from(plan.receive);
+        for _ in 0..8 {
+            if (messages.len() as u64) < asked {
+                break; // the queue is drained
+            }
+            let distinct = distinct_users(&messages);
+            let room = capacity.saturating_sub(distinct).min(max.saturating_sub(messages.len() as u64));
+            if room == 0 {
+                break;
+            }
+            let more = self.ports.queue().receive(room as u32).await?;
+            asked = room;
+            let got = more.len() as u64;
+            messages.extend(more);
+            if got < asked {
+                break;
+            }
+            asked = got;
+        }
+        Ok(messages)
     }
 
     fn must_stop(&self, run: &Run<'_>) -> bool {
@@ -552,6 +593,21 @@ impl<P: DrainPorts> Drain<P> {
         report.quota_individual = summary(self.settings.limits.individual_per_window, i);
         Ok(())
     }
+}
+
+/// Distinct users among received messages (malformed bodies count as one each: they cost nothing to send).
+fn distinct_users(messages: &[ReceivedMessage]) -> u64 {
+    let mut emails: HashSet<String> = HashSet::new();
+    let mut malformed = 0;
+    for m in messages {
+        match ChangeMessage::from_body(&m.body) {
+            Ok(c) => {
+                emails.insert(c.into_change().email.as_str().to_string());
+            }
+            Err(_) => malformed += 1,
+        }
+    }
+    emails.len() as u64 + malformed
 }
 
 fn unique(indexes: &[usize]) -> Vec<usize> {

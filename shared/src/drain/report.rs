@@ -29,6 +29,8 @@ pub enum Idle {
     CircuitOpen,
     /// No quota left this window (or none due this run).
     NoQuota,
+    /// Too close to the invocation's deadline to start.
+    Deadline,
 }
 
 /// What one drain run did. Counts are messages unless named otherwise.

@@ -149,7 +149,7 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
         seen.push(field);
         match field {
             "email" => {
-                email = p.check(field, string(&value).and_then(|s| parse_email(s)));
+                email = p.check(field, string(&value).and_then(parse_email));
             }
             "name" => {
                 sets_something = true;

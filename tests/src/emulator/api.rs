@@ -67,11 +67,18 @@ async fn individual(
     handle(&app, Kind::Individual, &account_id, &headers, &body).await
 }
 
-async fn handle(app: &Arc<Shared>, kind: Kind, account_id: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+async fn handle(
+    app: &Arc<Shared>,
+    kind: Kind,
+    account_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     // An accepted request spends its latency while holding its emails in flight (so overlapping requests
     // really overlap); any other answer spends it just before leaving.
     let mut latency = app.latency();
-    let (mut response, remaining) = answer(app, kind, account_id, headers, body, &mut latency).await;
+    let (mut response, remaining) =
+        answer(app, kind, account_id, headers, body, &mut latency).await;
     if let Some(delay) = latency {
         tokio::time::sleep(delay).await;
     }
@@ -92,9 +99,15 @@ async fn answer(
 ) -> (Response, u64) {
     let untouched = || app.remaining(kind, Utc::now());
 
-    if headers.get(USER_AGENT).is_none_or(|ua| ua.as_bytes().is_empty()) {
+    if headers
+        .get(USER_AGENT)
+        .is_none_or(|ua| ua.as_bytes().is_empty())
+    {
         let error = ApiError::new("user_agent_error", None, "a User-Agent header is required");
-        return (reject(app, StatusCode::BAD_REQUEST, vec![error], "no User-Agent"), untouched());
+        return (
+            reject(app, StatusCode::BAD_REQUEST, vec![error], "no User-Agent"),
+            untouched(),
+        );
     }
     if !authorized(headers, &app.config.api_key) {
         let error = ApiError::new(
@@ -102,11 +115,26 @@ async fn answer(
             None,
             "use Basic authentication with your API key as the username",
         );
-        return (reject(app, StatusCode::UNAUTHORIZED, vec![error], "bad credentials"), untouched());
+        return (
+            reject(
+                app,
+                StatusCode::UNAUTHORIZED,
+                vec![error],
+                "bad credentials",
+            ),
+            untouched(),
+        );
     }
     if account_id != app.config.account_id {
-        let error = ApiError::new("not_found_error", None, format!("account {account_id} not found"));
-        return (reject(app, StatusCode::NOT_FOUND, vec![error], "unknown account"), untouched());
+        let error = ApiError::new(
+            "not_found_error",
+            None,
+            format!("account {account_id} not found"),
+        );
+        return (
+            reject(app, StatusCode::NOT_FOUND, vec![error], "unknown account"),
+            untouched(),
+        );
     }
 
     if let Some(injected) = app.take_injected() {
@@ -117,7 +145,9 @@ async fn answer(
         Ok(remaining) => remaining,
         Err(over) => {
             let mut response = rate_limited(app, "over limit");
-            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(over.retry_after_seconds));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(over.retry_after_seconds));
             return (response, 0);
         }
     };
@@ -126,7 +156,10 @@ async fn answer(
         Ok(records) => records,
         Err(BodyError::Malformed(message)) => {
             let error = ApiError::new("json_error", None, message);
-            return (reject(app, StatusCode::BAD_REQUEST, vec![error], "malformed JSON"), remaining);
+            return (
+                reject(app, StatusCode::BAD_REQUEST, vec![error], "malformed JSON"),
+                remaining,
+            );
         }
         Err(BodyError::Invalid(errors)) => {
             let note = errors
@@ -134,7 +167,12 @@ async fn answer(
                 .map(|e| e.attribute.as_deref().unwrap_or(&e.code))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let response = reject(app, StatusCode::UNPROCESSABLE_ENTITY, errors, &format!("invalid: {note}"));
+            let response = reject(
+                app,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors,
+                &format!("invalid: {note}"),
+            );
             return (response, remaining);
         }
     };
@@ -145,7 +183,10 @@ async fn answer(
             Some("subscribers".into()),
             "another request for one of these subscribers is still in progress",
         );
-        return (reject(app, StatusCode::CONFLICT, vec![error], "concurrent update"), remaining);
+        return (
+            reject(app, StatusCode::CONFLICT, vec![error], "concurrent update"),
+            remaining,
+        );
     };
     if let Some(delay) = latency.take() {
         tokio::time::sleep(delay).await;
@@ -156,7 +197,10 @@ async fn answer(
         "accepted {} {} record(s), first {}",
         kind.as_str(),
         records.len(),
-        records.first().map(|r| redact_email(&r.email)).unwrap_or_default()
+        records
+            .first()
+            .map(|r| redact_email(&r.email))
+            .unwrap_or_default()
     );
     let merged = app.record(kind, &request_id, records);
     let (status, body) = match kind {
@@ -181,7 +225,10 @@ fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
     let Some(encoded) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
     else {
         return false;
     };
@@ -191,7 +238,9 @@ fn authorized(headers: &HeaderMap, api_key: &str) -> bool {
     let Ok(credentials) = String::from_utf8(decoded) else {
         return false;
     };
-    let username = credentials.split_once(':').map_or(credentials.as_str(), |(user, _)| user);
+    let username = credentials
+        .split_once(':')
+        .map_or(credentials.as_str(), |(user, _)| user);
     !api_key.is_empty() && username == api_key
 }
 
@@ -212,7 +261,9 @@ fn rate_limited(app: &Shared, note: &str) -> Response {
     )
         .into_response();
     let retry_after = app.retry_after(Utc::now());
-    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
     response.extensions_mut().insert(LogNote(note.to_owned()));
     response
 }

@@ -46,7 +46,12 @@ pub struct Args {
           value_parser = parse_forced)]
     pub force: Vec<ForcedResponse>,
     /// Refuse records with this email with a 422; repeatable or comma-separated.
-    #[arg(long = "reject-email", env = "EMULATOR_REJECT_EMAILS", value_name = "EMAIL", value_delimiter = ',')]
+    #[arg(
+        long = "reject-email",
+        env = "EMULATOR_REJECT_EMAILS",
+        value_name = "EMAIL",
+        value_delimiter = ','
+    )]
     pub reject_emails: Vec<String>,
     /// Close the connection of the next N provider requests without answering.
     #[arg(long, env = "EMULATOR_DROP_CONNECTIONS", default_value_t = 0)]
@@ -130,8 +135,20 @@ mod tests {
 
     #[test]
     fn forced_flags() {
-        assert_eq!(parse_forced("503x2"), Ok(ForcedResponse { status: 503, count: 2 }));
-        assert_eq!(parse_forced("429"), Ok(ForcedResponse { status: 429, count: 1 }));
+        assert_eq!(
+            parse_forced("503x2"),
+            Ok(ForcedResponse {
+                status: 503,
+                count: 2
+            })
+        );
+        assert_eq!(
+            parse_forced("429"),
+            Ok(ForcedResponse {
+                status: 429,
+                count: 1
+            })
+        );
         assert!(parse_forced("abc").is_err());
     }
 

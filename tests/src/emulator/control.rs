@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
@@ -36,7 +36,10 @@ struct ReceivedFilter {
     email: Option<String>,
 }
 
-async fn received(State(app): State<Arc<Shared>>, Query(filter): Query<ReceivedFilter>) -> Response {
+async fn received(
+    State(app): State<Arc<Shared>>,
+    Query(filter): Query<ReceivedFilter>,
+) -> Response {
     Json(app.received(filter.email.as_deref())).into_response()
 }
 
@@ -76,7 +79,11 @@ fn bad_request(message: String) -> Response {
 }
 
 /// Anything unrouted: a counted 404 in the provider's error shape.
-pub(crate) async fn not_found(State(app): State<Arc<Shared>>, method: Method, uri: Uri) -> Response {
+pub(crate) async fn not_found(
+    State(app): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+) -> Response {
     app.count_rejection(StatusCode::NOT_FOUND);
     let errors = [ApiError::new(
         "not_found_error",

@@ -41,7 +41,8 @@ use tracing::info;
 
 pub use api::RATE_LIMIT_MESSAGE;
 pub use model::{
-    ApiError, Faults, ForcedResponse, Kind, PerKind, QuotaByKind, QuotaUsage, Received, Stats, Subscriber,
+    ApiError, Faults, ForcedResponse, Kind, PerKind, QuotaByKind, QuotaUsage, Received, Stats,
+    Subscriber,
 };
 pub use validate::{MAX_BATCH_RECORDS, email_problem};
 
@@ -88,10 +89,15 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let shared = Shared::new(config);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(listener, Arc::clone(&shared), router(&shared), async {
-            // A dropped sender means the handle is gone: stop as well.
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(server::run(
+            listener,
+            Arc::clone(&shared),
+            router(&shared),
+            async {
+                // A dropped sender means the handle is gone: stop as well.
+                let _ = stopped.await;
+            },
+        ));
         Ok(EmulatorHandle {
             shared,
             addr,
@@ -110,7 +116,9 @@ impl Emulator {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr().context("listener has no local address")?;
+        let addr = listener
+            .local_addr()
+            .context("listener has no local address")?;
         info!(
             account_id = %config.account_id,
             batch_limit = config.batch_limit,
@@ -166,7 +174,11 @@ impl EmulatorHandle {
 
     /// `{base_url}/v2/{account_id}/subscribers/batches`.
     pub fn batch_url(&self) -> String {
-        format!("{}/v2/{}/subscribers/batches", self.base_url(), self.account_id())
+        format!(
+            "{}/v2/{}/subscribers/batches",
+            self.base_url(),
+            self.account_id()
+        )
     }
 
     /// `{base_url}/v2/{account_id}/subscribers`.

@@ -239,10 +239,16 @@ impl Faults {
     /// Why these faults cannot be applied, if they cannot.
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.error_rate) {
-            return Err(format!("error_rate must be within 0..=1, got {}", self.error_rate));
+            return Err(format!(
+                "error_rate must be within 0..=1, got {}",
+                self.error_rate
+            ));
         }
         if let Some(bad) = self.force.iter().find(|f| !(200..=599).contains(&f.status)) {
-            return Err(format!("force status must be within 200..=599, got {}", bad.status));
+            return Err(format!(
+                "force status must be within 200..=599, got {}",
+                bad.status
+            ));
         }
         Ok(())
     }
@@ -276,7 +282,9 @@ pub mod rfc3339_millis {
         serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(deserializer)?;
         DateTime::parse_from_rfc3339(&text)
             .map(|at| at.with_timezone(&Utc))

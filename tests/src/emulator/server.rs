@@ -133,7 +133,10 @@ async fn serve_request(
     };
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_millis();
-    let note = response.extensions().get::<LogNote>().map_or("", |n| n.0.as_str());
+    let note = response
+        .extensions()
+        .get::<LogNote>()
+        .map_or("", |n| n.0.as_str());
     if provider_call {
         info!(%method, %path, status, elapsed_ms, "{note}");
     } else {

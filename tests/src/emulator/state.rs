@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use rand::Rng;
 
 use super::EmulatorConfig;
@@ -203,13 +203,22 @@ impl Shared {
             let inner = self.lock();
             (inner.faults.latency_ms, inner.faults.latency_jitter_ms)
         };
-        let extra = if jitter > 0 { rand::rng().random_range(0..=jitter) } else { 0 };
+        let extra = if jitter > 0 {
+            rand::rng().random_range(0..=jitter)
+        } else {
+            0
+        };
         let total = base.saturating_add(extra);
         (total > 0).then(|| Duration::from_millis(total))
     }
 
     pub(crate) fn rejected_emails(&self) -> BTreeSet<String> {
-        self.lock().faults.reject_emails.iter().map(|e| e.to_lowercase()).collect()
+        self.lock()
+            .faults
+            .reject_emails
+            .iter()
+            .map(|e| e.to_lowercase())
+            .collect()
     }
 
     /// Marks the emails of a request as in flight, or reports a conflict (and counts it) if another
@@ -229,8 +238,14 @@ impl Shared {
     }
 
     /// Records an accepted request and returns the merged state of each of its subscribers, in order.
-    pub(crate) fn record(&self, kind: Kind, request_id: &str, records: Vec<Subscriber>) -> Vec<Subscriber> {
-        let received_at = Utc::now();
+    pub(crate) fn record(
+        &self,
+        kind: Kind,
+        request_id: &str,
+        records: Vec<Subscriber>,
+    ) -> Vec<Subscriber> {
+        // Millisecond precision, like the wire format, so in-process and HTTP readers see equal values.
+        let received_at = Utc::now().trunc_subsecs(3);
         let mut guard = self.lock();
         let inner = &mut *guard;
         let distinct: BTreeSet<String> = records.iter().map(|r| r.email.to_lowercase()).collect();
@@ -293,7 +308,10 @@ impl Shared {
             duplicate_emails_in_request: c.duplicate_emails_in_request,
             concurrent_conflicts: c.concurrent_conflicts,
             window_seconds: self.config.window_seconds.max(1),
-            window_start: Utc.timestamp_opt(inner.window_start, 0).single().unwrap_or(now),
+            window_start: Utc
+                .timestamp_opt(inner.window_start, 0)
+                .single()
+                .unwrap_or(now),
             quota,
         }
     }

@@ -30,8 +30,8 @@ pub fn parse_request(
     body: &[u8],
     reject_emails: &BTreeSet<String>,
 ) -> Result<Vec<Subscriber>, BodyError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| BodyError::Malformed(format!("request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BodyError::Malformed(format!("request body is not valid JSON: {e}")))?;
     let raw_records = match kind {
         Kind::Batch => batch_records(&value),
         Kind::Individual => individual_records(&value),
@@ -59,9 +59,21 @@ fn batch_records(value: &Value) -> Result<&[Value], ApiError> {
     let batches = object(value, None)?
         .get("batches")
         .filter(|v| !v.is_null())
-        .ok_or_else(|| ApiError::new("presence_error", Some("batches".into()), "batches is required"))?
+        .ok_or_else(|| {
+            ApiError::new(
+                "presence_error",
+                Some("batches".into()),
+                "batches is required",
+            )
+        })?
         .as_array()
-        .ok_or_else(|| ApiError::new("format_error", Some("batches".into()), "batches must be an array"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                "format_error",
+                Some("batches".into()),
+                "batches must be an array",
+            )
+        })?;
     let batch = match batches.as_slice() {
         [] => {
             return Err(ApiError::new(
@@ -100,16 +112,26 @@ fn individual_records(value: &Value) -> Result<&[Value], ApiError> {
         return Err(ApiError::new(
             "length_error",
             Some("subscribers".into()),
-            format!("subscribers must contain exactly one subscriber, got {}", records.len()),
+            format!(
+                "subscribers must contain exactly one subscriber, got {}",
+                records.len()
+            ),
         ));
     }
     Ok(records)
 }
 
-fn object<'a>(value: &'a Value, attribute: Option<&str>) -> Result<&'a Map<String, Value>, ApiError> {
+fn object<'a>(
+    value: &'a Value,
+    attribute: Option<&str>,
+) -> Result<&'a Map<String, Value>, ApiError> {
     value.as_object().ok_or_else(|| {
         let what = attribute.unwrap_or("request body");
-        ApiError::new("format_error", attribute.map(str::to_owned), format!("{what} must be a JSON object"))
+        ApiError::new(
+            "format_error",
+            attribute.map(str::to_owned),
+            format!("{what} must be a JSON object"),
+        )
     })
 }
 
@@ -118,9 +140,21 @@ fn subscribers(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
     let records = object
         .get("subscribers")
         .filter(|v| !v.is_null())
-        .ok_or_else(|| ApiError::new("presence_error", Some("subscribers".into()), "subscribers is required"))?
+        .ok_or_else(|| {
+            ApiError::new(
+                "presence_error",
+                Some("subscribers".into()),
+                "subscribers is required",
+            )
+        })?
         .as_array()
-        .ok_or_else(|| ApiError::new("format_error", Some("subscribers".into()), "subscribers must be an array"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                "format_error",
+                Some("subscribers".into()),
+                "subscribers must be an array",
+            )
+        })?;
     if records.is_empty() {
         return Err(ApiError::new(
             "presence_error",
@@ -149,7 +183,11 @@ fn parse_subscriber(
 
     let email = match fields.get("email") {
         None | Some(Value::Null) => {
-            errors.push(ApiError::new("presence_error", at("email"), "email is required"));
+            errors.push(ApiError::new(
+                "presence_error",
+                at("email"),
+                "email is required",
+            ));
             None
         }
         Some(Value::String(email)) => match email_problem(email) {
@@ -168,7 +206,11 @@ fn parse_subscriber(
             None => Some(email.clone()),
         },
         Some(_) => {
-            errors.push(ApiError::new("email_error", at("email"), "email must be a string"));
+            errors.push(ApiError::new(
+                "email_error",
+                at("email"),
+                "email must be a string",
+            ));
             None
         }
     };
@@ -287,24 +329,36 @@ mod tests {
 
     fn attributes(result: Result<Vec<Subscriber>, BodyError>) -> Vec<String> {
         match result {
-            Err(BodyError::Invalid(errors)) => errors.into_iter().filter_map(|e| e.attribute).collect(),
+            Err(BodyError::Invalid(errors)) => {
+                errors.into_iter().filter_map(|e| e.attribute).collect()
+            }
             other => panic!("expected a 422, got {other:?}"),
         }
     }
 
     #[test]
     fn emails() {
-        for good in ["a@b.co", "first.last+tag@sub.example.org", "x@xn--bcher-kva.example"] {
+        for good in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "x@xn--bcher-kva.example",
+        ] {
             assert_eq!(email_problem(good), None, "{good}");
         }
-        for bad in ["", "plain", "@b.co", "a@", "a@b", "a@b..co", "a b@c.co", "a@b@c.co", "a@-b.co", "a@b.co."] {
+        for bad in [
+            "", "plain", "@b.co", "a@", "a@b", "a@b..co", "a b@c.co", "a@b@c.co", "a@-b.co",
+            "a@b.co.",
+        ] {
             assert!(email_problem(bad).is_some(), "{bad}");
         }
     }
 
     #[test]
     fn batch_shape_errors_name_the_part() {
-        assert_eq!(attributes(parse(Kind::Batch, r#"{"batches":[]}"#)), ["batches"]);
+        assert_eq!(
+            attributes(parse(Kind::Batch, r#"{"batches":[]}"#)),
+            ["batches"]
+        );
         assert_eq!(
             attributes(parse(
                 Kind::Batch,
@@ -312,13 +366,19 @@ mod tests {
             )),
             ["batches"]
         );
-        assert_eq!(attributes(parse(Kind::Batch, r#"{"batches":[{"subscribers":[]}]}"#)), ["subscribers"]);
+        assert_eq!(
+            attributes(parse(Kind::Batch, r#"{"batches":[{"subscribers":[]}]}"#)),
+            ["subscribers"]
+        );
         let too_many: Vec<Value> = (0..=MAX_BATCH_RECORDS)
             .map(|i| serde_json::json!({"email": format!("u{i}@example.com")}))
             .collect();
         let body = serde_json::json!({"batches":[{"subscribers": too_many}]}).to_string();
         assert_eq!(attributes(parse(Kind::Batch, &body)), ["subscribers"]);
-        assert!(matches!(parse(Kind::Batch, "{not json"), Err(BodyError::Malformed(_))));
+        assert!(matches!(
+            parse(Kind::Batch, "{not json"),
+            Err(BodyError::Malformed(_))
+        ));
     }
 
     #[test]
