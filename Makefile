@@ -1,0 +1,28 @@
+# Sluice — the two commands: `make demo` and `make test`. Everything else is optional.
+# Configuration for `make up` comes from the environment or the command line, e.g.
+#   make up QUOTA_WINDOW_SECONDS=60 BATCH_LIMIT_PER_HOUR=5
+
+.PHONY: demo test up down lint fmt bench build
+
+demo: ## Everything from a fresh machine: LocalStack, stack, emulator, functions, sample traffic.
+	infra/local/demo
+
+test: ## Unit tests, then LocalStack and the integration tests.
+	infra/test
+
+up: ## The local stack, left running (writes .sluice/local.env).
+	infra/local/up
+
+down: ## Stop everything `make up` started.
+	infra/local/down
+
+lint: ## What CI checks besides the tests.
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	infra/lint-template
+
+fmt:
+	cargo fmt --all
+
+build: ## Release Lambda zips (x86_64 here; arm64 is the deployment default, see README).
+	. infra/tools/env && cargo lambda build --release --output-format zip
