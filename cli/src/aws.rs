@@ -1,5 +1,6 @@
 //! The AWS SDK configuration every command shares.
 
+use aws_config::environment::region::EnvironmentVariableRegionProvider;
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_cloudformation::config::Credentials;
@@ -10,28 +11,27 @@ const LOCAL_REGION: &str = "us-east-1";
 /// Loads the SDK configuration the usual way (environment, profile), with `endpoint_url` and
 /// `region` taking precedence when given.
 ///
-/// With an endpoint on the loopback interface (LocalStack) and no `AWS_ACCESS_KEY_ID` in the
-/// environment, static `test` credentials are used, so nothing probes the instance-metadata service.
+/// With an endpoint on the loopback interface (LocalStack), the region comes from `--region`,
+/// `AWS_REGION` or defaults to us-east-1, and without `AWS_ACCESS_KEY_ID` in the environment static
+/// `test` credentials are used: nothing probes the instance-metadata service.
 pub async fn sdk_config(endpoint_url: Option<&str>, region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    let fallback = endpoint_url.map(|_| Region::new(LOCAL_REGION));
-    let chain = RegionProviderChain::first_try(region.map(|r| Region::new(r.to_owned())))
-        .or_default_provider();
-    let chain = match fallback {
-        Some(r) => chain.or_else(r),
-        None => chain,
-    };
-    loader = loader.region(chain);
+    let chain = RegionProviderChain::first_try(region.map(|r| Region::new(r.to_owned())));
+    let local = endpoint_url.is_some_and(is_loopback);
+    loader = loader.region(match endpoint_url {
+        Some(_) if local => chain
+            .or_else(EnvironmentVariableRegionProvider::new())
+            .or_else(Region::new(LOCAL_REGION)),
+        Some(_) => chain
+            .or_default_provider()
+            .or_else(Region::new(LOCAL_REGION)),
+        None => chain.or_default_provider(),
+    });
     if let Some(url) = endpoint_url {
         loader = loader.endpoint_url(url);
-        if is_loopback(url) && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "sluice-local",
-            ));
+        if local && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            let test = Credentials::new("test", "test", None, None, "sluice-local");
+            loader = loader.credentials_provider(test);
         }
     }
     loader.load().await

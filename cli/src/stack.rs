@@ -119,10 +119,7 @@ fn rewrite_code_uri(line: &str) -> Option<String> {
         },
         None => (line, ""),
     };
-    let rest = body
-        .trim_start()
-        .strip_prefix("- ")
-        .unwrap_or(body.trim_start());
+    let rest = body.trim_start();
     let value = rest.strip_prefix("CodeUri:")?;
     // A comment after the value is kept; YAML needs whitespace before `#` for it to be one.
     let (value, comment) = match value.find(" #").or_else(|| value.find("\t#")) {
@@ -170,8 +167,9 @@ fn object_key(path: &str) -> String {
 /// (`DeployFunctions=false`, always) and returns its outputs once it is `*_COMPLETE`.
 ///
 /// `extra_params` override the template's defaults and the local placeholders for the provider
-/// settings (`ProviderAccountId`, `ProviderApiKeySecretArn`). An update with nothing to change succeeds; a stack left in `ROLLBACK_COMPLETE` by an
-/// earlier failed create is deleted and created again. Fails with the stack events' reasons.
+/// settings (`ProviderAccountId`, `ProviderApiKeySecretArn`). An update with nothing to change
+/// succeeds; a stack whose create failed (`ROLLBACK_COMPLETE`, or `CREATE_FAILED` on LocalStack)
+/// is deleted and created again. Fails with the stack events' reasons.
 pub async fn deploy_local(
     cf: &Client,
     template_path: impl AsRef<Path>,
@@ -192,10 +190,10 @@ pub async fn deploy_local(
     let params = local_parameters(extra_params);
 
     match describe(cf, stack_name).await? {
-        Some(stack) if stack.stack_status() == Some(&StackStatus::RollbackComplete) => {
+        Some(stack) if stack.stack_status().is_some_and(must_recreate) => {
             tracing::info!(
                 stack_name,
-                "stack is ROLLBACK_COMPLETE from a failed create: recreating it"
+                "the stack is left over from a failed create or delete: recreating it"
             );
             delete_stack(cf, stack_name).await?;
             create(cf, stack_name, &body, &params).await?;
@@ -242,33 +240,70 @@ pub async fn read_outputs(cf: &Client, stack_name: &str) -> anyhow::Result<Stack
 }
 
 /// Deletes the stack and waits until it is gone. A stack that does not exist is already deleted.
+///
+/// A delete that ends in `DELETE_FAILED` is retried once: resources whose own create had failed
+/// often fail the first delete (LocalStack does this every time) and are gone for the second.
 pub async fn delete_stack(cf: &Client, stack_name: &str) -> anyhow::Result<()> {
-    if describe(cf, stack_name).await?.is_none() {
-        return Ok(());
-    }
-    cf.delete_stack()
-        .stack_name(stack_name)
-        .send()
-        .await
-        .map_err(|e| anyhow!("deleting stack {stack_name}: {}", DisplayErrorContext(e)))?;
-    let deadline = Instant::now() + LOCAL_STACK_TIMEOUT;
-    loop {
-        match describe(cf, stack_name).await? {
+    const ATTEMPTS: u32 = 2;
+    for attempt in 1..=ATTEMPTS {
+        if describe(cf, stack_name).await?.is_none() {
+            return Ok(());
+        }
+        cf.delete_stack()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(|e| anyhow!("deleting stack {stack_name}: {}", DisplayErrorContext(e)))?;
+        let stack = match describe(cf, stack_name).await? {
             None => return Ok(()),
-            Some(stack) => match stack.stack_status() {
-                Some(StackStatus::DeleteComplete) => return Ok(()),
-                Some(StackStatus::DeleteFailed) => {
-                    let reasons = failure_reasons(cf, stack_name).await;
-                    bail!("deleting stack {stack_name} failed:\n{reasons}");
-                }
-                _ => {}
-            },
+            Some(_) => wait_until_settled(cf, stack_name, LOCAL_STACK_TIMEOUT).await,
+        };
+        match stack {
+            // Described by name, a deleted stack is "does not exist", which the wait reports.
+            Err(e) if e.downcast_ref::<StackGone>().is_some() => return Ok(()),
+            Err(e) => return Err(e),
+            Ok(stack) if stack.stack_status() == Some(&StackStatus::DeleteComplete) => {
+                return Ok(());
+            }
+            Ok(stack) if attempt < ATTEMPTS => {
+                let status = stack
+                    .stack_status()
+                    .map(StackStatus::as_str)
+                    .unwrap_or_default();
+                tracing::info!(
+                    stack_name,
+                    status,
+                    "delete did not complete: retrying it once"
+                );
+            }
+            Ok(stack) => {
+                let status = stack
+                    .stack_status()
+                    .map(StackStatus::as_str)
+                    .unwrap_or_default();
+                let reasons = failure_reasons(cf, stack_name).await;
+                bail!("deleting stack {stack_name} ended in {status}:\n{reasons}");
+            }
         }
-        if Instant::now() >= deadline {
-            bail!("stack {stack_name} was not deleted within {LOCAL_STACK_TIMEOUT:?}");
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
+    Ok(())
+}
+
+/// The stack was deleted while we waited for it.
+#[derive(Debug, thiserror::Error)]
+#[error("stack {0} does not exist (any more)")]
+struct StackGone(String);
+
+/// A stack in this state holds nothing usable and cannot be updated: a local deploy deletes it and
+/// creates it again.
+fn must_recreate(status: &StackStatus) -> bool {
+    matches!(
+        status,
+        StackStatus::RollbackComplete
+            | StackStatus::RollbackFailed
+            | StackStatus::CreateFailed
+            | StackStatus::DeleteFailed
+    )
 }
 
 /// `DeployFunctions=false`, the local placeholders, and the caller's parameters (which win over
@@ -375,7 +410,7 @@ async fn wait_until_settled(
     loop {
         let stack = describe(cf, stack_name)
             .await?
-            .ok_or_else(|| anyhow!("stack {stack_name} disappeared while waiting for it"))?;
+            .ok_or_else(|| StackGone(stack_name.to_owned()))?;
         let status = stack
             .stack_status()
             .map(StackStatus::as_str)

@@ -50,7 +50,8 @@ impl Default for Limits {
 impl Limits {
     /// Records the provider accepts per window at most.
     pub fn capacity_per_window(&self) -> u64 {
-        u64::from(self.batch_per_window) * u64::from(self.batch_size) + u64::from(self.individual_per_window)
+        u64::from(self.batch_per_window) * u64::from(self.batch_size)
+            + u64::from(self.individual_per_window)
     }
 }
 
@@ -98,32 +99,38 @@ impl Config {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(ConfigError::Missing(name))
         };
-        let number = |name: &'static str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
-            match get(name).filter(|v| !v.trim().is_empty()) {
-                None => Ok(default),
-                Some(raw) => {
-                    let n: u32 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
-                        name,
-                        reason: format!("'{raw}' is not a whole number"),
-                    })?;
-                    if n < min || n > max {
-                        return Err(ConfigError::Invalid {
+        let number =
+            |name: &'static str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
+                match get(name).filter(|v| !v.trim().is_empty()) {
+                    None => Ok(default),
+                    Some(raw) => {
+                        let n: u32 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
                             name,
-                            reason: format!("{n} is outside {min}..={max}"),
-                        });
+                            reason: format!("'{raw}' is not a whole number"),
+                        })?;
+                        if n < min || n > max {
+                            return Err(ConfigError::Invalid {
+                                name,
+                                reason: format!("{n} is outside {min}..={max}"),
+                            });
+                        }
+                        Ok(n)
                     }
-                    Ok(n)
                 }
-            }
-        };
+            };
 
         let provider_key = match (get("PROVIDER_API_KEY_SECRET_ARN"), get("PROVIDER_API_KEY")) {
             (Some(arn), _) if !arn.trim().is_empty() => ProviderKeySource::SecretArn(arn),
             (_, Some(key)) if !key.is_empty() => ProviderKeySource::Plain(key),
-            _ => return Err(ConfigError::Missing("PROVIDER_API_KEY_SECRET_ARN (or PROVIDER_API_KEY for local runs)")),
+            _ => {
+                return Err(ConfigError::Missing(
+                    "PROVIDER_API_KEY_SECRET_ARN (or PROVIDER_API_KEY for local runs)",
+                ));
+            }
         };
         let provider_base_url = required("PROVIDER_BASE_URL")?;
-        if !(provider_base_url.starts_with("http://") || provider_base_url.starts_with("https://")) {
+        if !(provider_base_url.starts_with("http://") || provider_base_url.starts_with("https://"))
+        {
             return Err(ConfigError::Invalid {
                 name: "PROVIDER_BASE_URL",
                 reason: "must start with http:// or https://".into(),
@@ -153,9 +160,16 @@ impl Config {
             limits,
             drain_max_messages: number("DRAIN_MAX_MESSAGES", 1_000, 1, 10_000)?,
             drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
-            provider_timeout: Duration::from_millis(u64::from(number("PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000)?)),
+            provider_timeout: Duration::from_millis(u64::from(number(
+                "PROVIDER_TIMEOUT_MS",
+                10_000,
+                100,
+                120_000,
+            )?)),
             ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
-            stack_name: get("SLUICE_STACK").filter(|s| !s.is_empty()).unwrap_or_else(|| "sluice".into()),
+            stack_name: get("SLUICE_STACK")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "sluice".into()),
         })
     }
 }
@@ -176,7 +190,10 @@ impl std::fmt::Debug for IngestConfig {
         f.debug_struct("IngestConfig")
             .field("queue_url", &self.queue_url)
             .field("table_name", &self.table_name)
-            .field("ingest_api_key", &self.ingest_api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "ingest_api_key",
+                &self.ingest_api_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -234,10 +251,27 @@ mod tests {
 
     #[test]
     fn ingest_needs_only_the_queue_and_table() {
-        let m = HashMap::from([("QUEUE_URL", "http://q".to_string()), ("TABLE_NAME", "t".to_string())]);
+        let m = HashMap::from([
+            ("QUEUE_URL", "http://q".to_string()),
+            ("TABLE_NAME", "t".to_string()),
+        ]);
         let c = IngestConfig::from_lookup(|k| m.get(k).cloned()).unwrap();
-        assert_eq!((c.queue_url.as_str(), c.table_name.as_str(), c.ingest_api_key), ("http://q", "t", None));
-        let err = IngestConfig::from_lookup(|k| if k == "QUEUE_URL" { Some("q".into()) } else { None }).unwrap_err();
+        assert_eq!(
+            (
+                c.queue_url.as_str(),
+                c.table_name.as_str(),
+                c.ingest_api_key
+            ),
+            ("http://q", "t", None)
+        );
+        let err = IngestConfig::from_lookup(|k| {
+            if k == "QUEUE_URL" {
+                Some("q".into())
+            } else {
+                None
+            }
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
     }
 
@@ -251,6 +285,11 @@ mod tests {
         assert!(load(&m).unwrap_err().to_string().contains("BATCH_SIZE"));
         let mut m = base();
         m.insert("QUOTA_WINDOW_SECONDS", "soon".into());
-        assert!(load(&m).unwrap_err().to_string().contains("QUOTA_WINDOW_SECONDS"));
+        assert!(
+            load(&m)
+                .unwrap_err()
+                .to_string()
+                .contains("QUOTA_WINDOW_SECONDS")
+        );
     }
 }

@@ -106,9 +106,12 @@ pub struct TimeZone(chrono_tz::Tz);
 
 impl TimeZone {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        chrono_tz::Tz::from_str(raw)
-            .map(Self)
-            .map_err(|_| Invalid(format!("'{}' is not an IANA time zone name", truncate(raw, 64))))
+        chrono_tz::Tz::from_str(raw).map(Self).map_err(|_| {
+            Invalid(format!(
+                "'{}' is not an IANA time zone name",
+                truncate(raw, 64)
+            ))
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -130,7 +133,9 @@ impl<'de> Deserialize<'de> for TimeZone {
 }
 
 /// Which changes go first when quota is short.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     #[default]
@@ -207,7 +212,9 @@ impl FieldKey {
         match s {
             "name" => Some(FieldKey::Name),
             "time_zone" => Some(FieldKey::TimeZone),
-            _ => s.strip_prefix("cf.").map(|k| FieldKey::Custom(k.to_string())),
+            _ => s
+                .strip_prefix("cf.")
+                .map(|k| FieldKey::Custom(k.to_string())),
         }
     }
 }
@@ -312,10 +319,14 @@ impl Name {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let s = raw.trim();
         if s.chars().count() > MAX_NAME_LEN {
-            return Err(Invalid(format!("must be at most {MAX_NAME_LEN} characters")));
+            return Err(Invalid(format!(
+                "must be at most {MAX_NAME_LEN} characters"
+            )));
         }
         if s.chars().any(|c| c.is_control() || is_noncharacter(c)) {
-            return Err(Invalid("must not contain control characters or Unicode noncharacters".into()));
+            return Err(Invalid(
+                "must not contain control characters or Unicode noncharacters".into(),
+            ));
         }
         Ok(Self(s.to_string()))
     }
@@ -369,7 +380,9 @@ pub struct CustomFieldValue(String);
 impl CustomFieldValue {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         if raw.chars().count() > MAX_FIELD_VALUE_LEN {
-            return Err(Invalid(format!("must be at most {MAX_FIELD_VALUE_LEN} characters")));
+            return Err(Invalid(format!(
+                "must be at most {MAX_FIELD_VALUE_LEN} characters"
+            )));
         }
         if raw
             .chars()
@@ -416,16 +429,34 @@ mod tests {
 
     #[test]
     fn email_is_normalised_and_checked() {
-        assert_eq!(Email::parse(" Jo@Example.COM ").unwrap().as_str(), "jo@example.com");
-        for bad in ["", "jo", "jo@", "@x.com", "jo@x", "jo@x..com", "j o@x.com", "jo@-x.com x"] {
+        assert_eq!(
+            Email::parse(" Jo@Example.COM ").unwrap().as_str(),
+            "jo@example.com"
+        );
+        for bad in [
+            "",
+            "jo",
+            "jo@",
+            "@x.com",
+            "jo@x",
+            "jo@x..com",
+            "j o@x.com",
+            "jo@-x.com x",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(Email::parse("jo@example.com").unwrap().to_string(), "j***@example.com");
+        assert_eq!(
+            Email::parse("jo@example.com").unwrap().to_string(),
+            "j***@example.com"
+        );
     }
 
     #[test]
     fn time_zone_is_checked_against_tzdb() {
-        assert_eq!(TimeZone::parse("Europe/Amsterdam").unwrap().name(), "Europe/Amsterdam");
+        assert_eq!(
+            TimeZone::parse("Europe/Amsterdam").unwrap().name(),
+            "Europe/Amsterdam"
+        );
         assert!(TimeZone::parse("Mars/Olympus").is_err());
     }
 
@@ -444,13 +475,20 @@ mod tests {
         };
         let body = ChangeMessage::V1(change.clone()).to_body();
         assert!(body.starts_with(r#"{"v":"1""#), "{body}");
-        assert_eq!(ChangeMessage::from_body(&body).unwrap().into_change(), change);
+        assert_eq!(
+            ChangeMessage::from_body(&body).unwrap().into_change(),
+            change
+        );
         assert!(ChangeMessage::from_body(r#"{"v":"9"}"#).is_err());
     }
 
     #[test]
     fn field_keys_round_trip_through_storage() {
-        for k in [FieldKey::Name, FieldKey::TimeZone, FieldKey::Custom("plan.x".into())] {
+        for k in [
+            FieldKey::Name,
+            FieldKey::TimeZone,
+            FieldKey::Custom("plan.x".into()),
+        ] {
             assert_eq!(FieldKey::from_storage_key(&k.storage_key()), Some(k));
         }
     }

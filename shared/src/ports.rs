@@ -109,9 +109,11 @@ pub trait ChangeQueue: Send + Sync {
     /// Receives up to `max` messages (many calls of ≤ 10, in parallel). Returns fewer when the queue has fewer.
     fn receive(&self, max: u32) -> impl Future<Output = PortResult<Vec<ReceivedMessage>>> + Send;
     /// Deletes messages whose data was delivered or superseded. Returns the receipts that failed.
-    fn delete(&self, receipts: &[Receipt]) -> impl Future<Output = PortResult<Vec<Receipt>>> + Send;
+    fn delete(&self, receipts: &[Receipt])
+    -> impl Future<Output = PortResult<Vec<Receipt>>> + Send;
     /// Makes messages visible again after the given delay each (0 = now).
-    fn release(&self, items: &[(Receipt, Duration)]) -> impl Future<Output = PortResult<()>> + Send;
+    fn release(&self, items: &[(Receipt, Duration)])
+    -> impl Future<Output = PortResult<()>> + Send;
     /// Sends messages to the DLQ with their reason, then deletes them from the queue.
     fn dead_letter(&self, letters: &[DeadLetter]) -> impl Future<Output = PortResult<()>> + Send;
 }
@@ -183,12 +185,23 @@ pub enum Reservation {
 /// The quota ledger: one counter per kind and window, reserved before any provider call.
 pub trait QuotaLedger: Send + Sync {
     /// Units used in the window so far. Reading does not consume.
-    fn used(&self, kind: QuotaKind, window: Window) -> impl Future<Output = PortResult<u32>> + Send;
+    fn used(&self, kind: QuotaKind, window: Window)
+    -> impl Future<Output = PortResult<u32>> + Send;
     /// Atomically adds `n` units if `used + n <= limit`.
-    fn reserve(&self, kind: QuotaKind, window: Window, n: u32, limit: u32)
-    -> impl Future<Output = PortResult<Reservation>> + Send;
+    fn reserve(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        n: u32,
+        limit: u32,
+    ) -> impl Future<Output = PortResult<Reservation>> + Send;
     /// Marks the window spent (after a 429: the provider disagrees with our count).
-    fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> impl Future<Output = PortResult<()>> + Send;
+    fn mark_spent(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        limit: u32,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -207,9 +220,16 @@ pub type SyncedFields = BTreeMap<FieldKey, SyncedField>;
 /// Per-user sync state: what was last delivered, per field.
 pub trait SyncStateStore: Send + Sync {
     /// State for these users (missing users have none).
-    fn load(&self, emails: &[Email]) -> impl Future<Output = PortResult<HashMap<Email, SyncedFields>>> + Send;
+    fn load(
+        &self,
+        emails: &[Email],
+    ) -> impl Future<Output = PortResult<HashMap<Email, SyncedFields>>> + Send;
     /// Records delivered fields; a field is never moved backwards in time (a newer recorded value wins).
-    fn record(&self, email: &Email, fields: &SyncedFields) -> impl Future<Output = PortResult<()>> + Send;
+    fn record(
+        &self,
+        email: &Email,
+        fields: &SyncedFields,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -223,7 +243,10 @@ pub enum ProviderError {
     RateLimited { retry_after: Option<Duration> },
     /// 422: a record is invalid. `index` names it within the request when the provider says which.
     #[error("rejected record {index:?}: {detail}")]
-    Rejected { index: Option<usize>, detail: String },
+    Rejected {
+        index: Option<usize>,
+        detail: String,
+    },
     /// 5xx, timeout, connection error, 409 (concurrent update): try again later.
     #[error("transient failure: {0}")]
     Transient(String),
@@ -235,9 +258,15 @@ pub enum ProviderError {
 /// The provider's two endpoints.
 pub trait Provider: Send + Sync {
     /// One batch request of 1..=`BATCH_SIZE` records (one unit of batch quota).
-    fn send_batch(&self, records: &[Subscriber]) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn send_batch(
+        &self,
+        records: &[Subscriber],
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
     /// One individual request (one unit of individual quota).
-    fn send_individual(&self, record: &Subscriber) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn send_individual(
+        &self,
+        record: &Subscriber,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -261,14 +290,22 @@ impl Clock for SystemClock {
 /// Cross-run coordination: the single-flight lease and the provider circuit breaker.
 pub trait Coordination: Send + Sync {
     /// Takes the drain lease for `holder` until `until` if it is free or expired.
-    fn acquire_lease(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>)
-    -> impl Future<Output = PortResult<bool>> + Send;
+    fn acquire_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = PortResult<bool>> + Send;
     /// Releases the lease if `holder` still holds it.
     fn release_lease(&self, holder: &str) -> impl Future<Output = PortResult<()>> + Send;
     /// When the provider circuit closes again, if it is open.
     fn circuit_open_until(&self) -> impl Future<Output = PortResult<Option<DateTime<Utc>>>> + Send;
     /// Opens the circuit until the given time.
-    fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> impl Future<Output = PortResult<()>> + Send;
+    fn open_circuit(
+        &self,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// Progress of one ingest request, as `GET /v1/requests/{id}` shows it.
@@ -281,7 +318,10 @@ pub struct RequestProgress {
 
 /// Per-request progress counters, updated by the drain once per request per run.
 pub trait RequestTracker: Send + Sync {
-    fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> impl Future<Output = PortResult<()>> + Send;
+    fn add(
+        &self,
+        progress: &HashMap<RequestId, RequestProgress>,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// Everything the drain needs, bundled so the engine has one type parameter.

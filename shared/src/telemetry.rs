@@ -18,13 +18,22 @@ pub fn init() {
 
 /// One EMF document: `metrics` (name → value, unit `Count` unless the name ends in `Ms`) under
 /// `namespace`, with the given dimensions. CloudWatch turns the printed line into metrics for free.
-pub fn emf_line(namespace: &str, dimensions: &[(&str, &str)], metrics: &[(&str, f64)], timestamp_ms: i64) -> String {
+pub fn emf_line(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, f64)],
+    timestamp_ms: i64,
+) -> String {
     let mut doc = Map::new();
     let dim_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     let defs: Vec<Value> = metrics
         .iter()
         .map(|(name, _)| {
-            let unit = if name.ends_with("Ms") { "Milliseconds" } else { "Count" };
+            let unit = if name.ends_with("Ms") {
+                "Milliseconds"
+            } else {
+                "Count"
+            };
             json!({"Name": name, "Unit": unit})
         })
         .collect();
@@ -51,7 +60,12 @@ mod tests {
 
     #[test]
     fn emf_line_declares_every_metric_and_dimension() {
-        let line = emf_line("Sluice", &[("Stack", "s")], &[("Received", 3.0), ("DrainDurationMs", 12.0)], 1);
+        let line = emf_line(
+            "Sluice",
+            &[("Stack", "s")],
+            &[("Received", 3.0), ("DrainDurationMs", 12.0)],
+            1,
+        );
         let v: Value = serde_json::from_str(&line).unwrap();
         let cw = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(cw["Namespace"], "Sluice");

@@ -11,5 +11,8 @@ async fn main() -> Result<(), Error> {
     let drain = sluice::adapters::aws_drain(&config, &aws).await?;
     let drain = &drain;
     let stack = config.stack_name.as_str();
-    run(service_fn(move |event: LambdaEvent<_>| drain::handle(drain, stack, event))).await
+    run(service_fn(move |event: LambdaEvent<_>| {
+        drain::handle(drain, stack, event)
+    }))
+    .await
 }

@@ -14,15 +14,17 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::sqs::classify;
 use crate::domain::{Email, FieldKey, RequestId};
 use crate::ports::{
-    Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestProgress, RequestTracker, Reservation,
-    SyncStateStore, SyncedField, SyncedFields, Window,
+    Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestProgress, RequestTracker,
+    Reservation, SyncStateStore, SyncedField, SyncedFields, Window,
 };
 
 const LEASE_KEY: &str = "lease#drain";
@@ -78,48 +80,59 @@ impl DynamoState {
 
     /// One BatchGetItem of up to 100 users, retrying unprocessed keys.
     async fn load_chunk(&self, chunk: Vec<Email>) -> PortResult<HashMap<Email, SyncedFields>> {
-            let mut found = HashMap::new();
-            let keys: Vec<HashMap<String, AttributeValue>> =
-                chunk.iter().map(|e| HashMap::from([("pk".to_string(), s(user_key(e)))])).collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| PortError::permanent("building a sync-state read", e))?,
-            );
-            let by_key: HashMap<String, &Email> = chunk.iter().map(|e| (user_key(e), e)).collect();
-            let mut attempts = 0;
-            while let Some(keys) = request.take() {
-                attempts += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| classify("reading sync state", e))?;
-                for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    if let Some(email) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|k| by_key.get(k)) {
-                        found.insert((*email).clone(), parse_fields(item));
-                    }
-                }
-                request = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-                if request.is_some() {
-                    if attempts >= 8 {
-                        return Err(PortError::transient(
-                            "reading sync state",
-                            anyhow::anyhow!("unprocessed keys after {attempts} attempts"),
-                        ));
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+        let mut found = HashMap::new();
+        let keys: Vec<HashMap<String, AttributeValue>> = chunk
+            .iter()
+            .map(|e| HashMap::from([("pk".to_string(), s(user_key(e)))]))
+            .collect();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| PortError::permanent("building a sync-state read", e))?,
+        );
+        let by_key: HashMap<String, &Email> = chunk.iter().map(|e| (user_key(e), e)).collect();
+        let mut attempts = 0;
+        while let Some(keys) = request.take() {
+            attempts += 1;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| classify("reading sync state", e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                if let Some(email) = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|k| by_key.get(k))
+                {
+                    found.insert((*email).clone(), parse_fields(item));
                 }
             }
-            Ok::<_, PortError>(found)
+            request = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+            if request.is_some() {
+                if attempts >= 8 {
+                    return Err(PortError::transient(
+                        "reading sync state",
+                        anyhow::anyhow!("unprocessed keys after {attempts} attempts"),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+            }
+        }
+        Ok::<_, PortError>(found)
     }
 
     async fn add_one(&self, id: RequestId, p: RequestProgress) -> PortResult<()> {
@@ -145,7 +158,9 @@ impl DynamoState {
             let single = SyncedFields::from([(key.clone(), field.clone())]);
             match self.record_update(email, &single).send().await {
                 Ok(_) => {}
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
                     // A newer value is already recorded for this field: keep it.
                 }
                 Err(e) => return Err(classify("recording sync state", e)),
@@ -217,10 +232,18 @@ impl QuotaLedger for DynamoState {
             .send()
             .await
             .map_err(|e| classify("reading quota", e))?;
-        Ok(get_n(out.item(), "used").unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32)
+        Ok(get_n(out.item(), "used")
+            .unwrap_or(0)
+            .clamp(0, i64::from(u32::MAX)) as u32)
     }
 
-    async fn reserve(&self, kind: QuotaKind, window: Window, units: u32, limit: u32) -> PortResult<Reservation> {
+    async fn reserve(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        units: u32,
+        limit: u32,
+    ) -> PortResult<Reservation> {
         if units > limit {
             return Ok(Reservation::Exhausted {
                 used: self.used(kind, window).await?,
@@ -253,7 +276,9 @@ impl QuotaLedger for DynamoState {
                     _ => None,
                 };
                 Ok(Reservation::Exhausted {
-                    used: used.unwrap_or(i64::from(limit)).clamp(0, i64::from(u32::MAX)) as u32,
+                    used: used
+                        .unwrap_or(i64::from(limit))
+                        .clamp(0, i64::from(u32::MAX)) as u32,
                 })
             }
             Err(e) => Err(classify("reserving quota", e)),
@@ -276,7 +301,9 @@ impl QuotaLedger for DynamoState {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(e) => Err(classify("marking quota spent", e)),
         }
     }
@@ -284,8 +311,14 @@ impl QuotaLedger for DynamoState {
 
 impl SyncStateStore for DynamoState {
     async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
-        let calls: Vec<_> = emails.chunks(100).map(|c| self.load_chunk(c.to_vec())).collect();
-        let chunks: Vec<HashMap<Email, SyncedFields>> = stream::iter(calls).buffer_unordered(8).try_collect().await?;
+        let calls: Vec<_> = emails
+            .chunks(100)
+            .map(|c| self.load_chunk(c.to_vec()))
+            .collect();
+        let chunks: Vec<HashMap<Email, SyncedFields>> = stream::iter(calls)
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
         Ok(chunks.into_iter().flatten().collect())
     }
 
@@ -305,7 +338,12 @@ impl SyncStateStore for DynamoState {
 }
 
 impl Coordination for DynamoState {
-    async fn acquire_lease(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> PortResult<bool> {
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
         let result = self
             .client
             .put_item()
@@ -320,7 +358,9 @@ impl Coordination for DynamoState {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(classify("taking the drain lease", e)),
@@ -339,7 +379,9 @@ impl Coordination for DynamoState {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(e) => Err(classify("releasing the drain lease", e)),
         }
     }
@@ -374,8 +416,14 @@ impl Coordination for DynamoState {
 
 impl RequestTracker for DynamoState {
     async fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> PortResult<()> {
-        let calls: Vec<_> = progress.iter().map(|(id, p)| self.add_one(*id, *p)).collect();
-        stream::iter(calls).buffer_unordered(16).try_collect::<Vec<()>>().await?;
+        let calls: Vec<_> = progress
+            .iter()
+            .map(|(id, p)| self.add_one(*id, *p))
+            .collect();
+        stream::iter(calls)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 }

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::RequestId;
 use crate::ingest::{
-    Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore, NewClaim,
-    RequestCounters, RequestStore,
+    Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
+    NewClaim, RequestCounters, RequestStore,
 };
 use crate::ports::{ErrorKind, PortError, PortResult};
 
@@ -62,13 +62,17 @@ fn n(v: impl ToString) -> AttributeValue {
 }
 
 fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|raw| raw.parse::<i64>().ok().or_else(|| raw.parse::<f64>().ok().map(|f| f as i64)))
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|raw| {
+        raw.parse::<i64>()
+            .ok()
+            .or_else(|| raw.parse::<f64>().ok().map(|f| f as i64))
+    })
 }
 
 fn counter(item: &HashMap<String, AttributeValue>, name: &str) -> u32 {
@@ -105,8 +109,15 @@ where
 }
 
 fn parse_record(item: &HashMap<String, AttributeValue>) -> PortResult<IdempotencyRecord> {
-    let malformed = |what: &str| PortError::permanent("read idempotency record", anyhow!("record has no valid {what}"));
-    let body_sha256 = get_s(item, "body_sha256").ok_or_else(|| malformed("body_sha256"))?.to_string();
+    let malformed = |what: &str| {
+        PortError::permanent(
+            "read idempotency record",
+            anyhow!("record has no valid {what}"),
+        )
+    };
+    let body_sha256 = get_s(item, "body_sha256")
+        .ok_or_else(|| malformed("body_sha256"))?
+        .to_string();
     let state = match get_s(item, "status") {
         Some(COMPLETED) => {
             let raw = get_s(item, "response").ok_or_else(|| malformed("response"))?;
@@ -131,7 +142,10 @@ fn parse_record(item: &HashMap<String, AttributeValue>) -> PortResult<Idempotenc
 }
 
 impl DynamoIngestStore {
-    async fn read_idem(&self, key: &IdempotencyKey) -> PortResult<Option<HashMap<String, AttributeValue>>> {
+    async fn read_idem(
+        &self,
+        key: &IdempotencyKey,
+    ) -> PortResult<Option<HashMap<String, AttributeValue>>> {
         let out = self
             .client
             .get_item()
@@ -169,14 +183,20 @@ impl IdempotencyStore for DynamoIngestStore {
             .await;
         match put {
             Ok(_) => Ok(Claim::Won),
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_conditional_check_failed_exception() =>
+            {
                 Ok(Claim::Held(self.get(key, claim.now).await?))
             }
             Err(e) => Err(port_error("claim idempotency key", e)),
         }
     }
 
-    async fn get(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> PortResult<Option<IdempotencyRecord>> {
+    async fn get(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> PortResult<Option<IdempotencyRecord>> {
         let Some(item) = self.read_idem(key).await? else {
             return Ok(None);
         };
@@ -186,7 +206,12 @@ impl IdempotencyStore for DynamoIngestStore {
         parse_record(&item).map(Some)
     }
 
-    async fn complete(&self, key: &IdempotencyKey, owner: RequestId, answer: &Accepted) -> PortResult<()> {
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: RequestId,
+        answer: &Accepted,
+    ) -> PortResult<()> {
         let response = serde_json::to_string(answer)
             .context("serialise ingest answer")
             .map_err(|e| PortError::permanent("complete idempotency record", e))?;
@@ -207,7 +232,9 @@ impl IdempotencyStore for DynamoIngestStore {
             .await;
         match update {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => {
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_conditional_check_failed_exception() =>
+            {
                 Err(PortError::permanent(
                     "complete idempotency record",
                     anyhow!("another request took the key over (lease ran out)"),
@@ -233,7 +260,11 @@ impl IdempotencyStore for DynamoIngestStore {
         match delete {
             Ok(_) => Ok(()),
             // Someone else holds it now: theirs to finish.
-            Err(SdkError::ServiceError(ctx)) if ctx.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(ctx))
+                if ctx.err().is_conditional_check_failed_exception() =>
+            {
+                Ok(())
+            }
             Err(e) => Err(port_error("abandon idempotency record", e)),
         }
     }

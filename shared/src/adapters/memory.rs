@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Email, RequestId, Subscriber};
 use crate::ports::{
-    Backlog, ChangeQueue, Clock, Coordination, DeadLetter, PortResult, Provider, ProviderError, QuotaKind,
-    QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation, SyncStateStore,
-    SyncedFields, Window,
+    Backlog, ChangeQueue, Clock, Coordination, DeadLetter, PortResult, Provider, ProviderError,
+    QuotaKind, QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation,
+    SyncStateStore, SyncedFields, Window,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,7 +147,8 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
 
     async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
         let now = self.clock.now();
-        let hidden_until = now + chrono::Duration::from_std(self.visibility_timeout).unwrap_or_default();
+        let hidden_until =
+            now + chrono::Duration::from_std(self.visibility_timeout).unwrap_or_default();
         let mut s = lock(&self.state);
         s.receive_calls += u64::from(max.div_ceil(10));
         let mut out = Vec::new();
@@ -195,7 +196,11 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         s.delete_calls += (receipts.len() as u64).div_ceil(10);
         let mut failed = Vec::new();
         for r in receipts {
-            match s.messages.iter().position(|m| m.receipt.as_deref() == Some(r.0.as_str())) {
+            match s
+                .messages
+                .iter()
+                .position(|m| m.receipt.as_deref() == Some(r.0.as_str()))
+            {
                 Some(pos) => {
                     s.messages.remove(pos);
                 }
@@ -210,7 +215,11 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         let mut s = lock(&self.state);
         s.release_calls += (items.len() as u64).div_ceil(10);
         for (r, delay) in items {
-            if let Some(m) = s.messages.iter_mut().find(|m| m.receipt.as_deref() == Some(r.0.as_str())) {
+            if let Some(m) = s
+                .messages
+                .iter_mut()
+                .find(|m| m.receipt.as_deref() == Some(r.0.as_str()))
+            {
                 m.visible_at = now + chrono::Duration::from_std(*delay).unwrap_or_default();
             }
         }
@@ -220,7 +229,11 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
         let mut s = lock(&self.state);
         for l in letters {
-            if let Some(pos) = s.messages.iter().position(|m| m.receipt.as_deref() == Some(l.message.receipt.0.as_str())) {
+            if let Some(pos) = s
+                .messages
+                .iter()
+                .position(|m| m.receipt.as_deref() == Some(l.message.receipt.0.as_str()))
+            {
                 s.messages.remove(pos);
             }
             s.dlq.push(DeadLettered {
@@ -264,10 +277,19 @@ impl MemoryStore {
 
 impl QuotaLedger for MemoryStore {
     async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
-        Ok(lock(&self.quota).get(&(kind, window.start)).copied().unwrap_or(0))
+        Ok(lock(&self.quota)
+            .get(&(kind, window.start))
+            .copied()
+            .unwrap_or(0))
     }
 
-    async fn reserve(&self, kind: QuotaKind, window: Window, n: u32, limit: u32) -> PortResult<Reservation> {
+    async fn reserve(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        n: u32,
+        limit: u32,
+    ) -> PortResult<Reservation> {
         let mut q = lock(&self.quota);
         let used = q.entry((kind, window.start)).or_insert(0);
         if used.saturating_add(n) <= limit {
@@ -289,7 +311,10 @@ impl QuotaLedger for MemoryStore {
 impl SyncStateStore for MemoryStore {
     async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
         let s = lock(&self.sync);
-        Ok(emails.iter().filter_map(|e| s.get(e).map(|f| (e.clone(), f.clone()))).collect())
+        Ok(emails
+            .iter()
+            .filter_map(|e| s.get(e).map(|f| (e.clone(), f.clone())))
+            .collect())
     }
 
     async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
@@ -308,7 +333,12 @@ impl SyncStateStore for MemoryStore {
 }
 
 impl Coordination for MemoryStore {
-    async fn acquire_lease(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> PortResult<bool> {
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
         let mut l = lock(&self.lease);
         match &*l {
             Some((_, expires)) if *expires > now => Ok(false),
@@ -417,10 +447,12 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     pub fn latest(&self) -> BTreeMap<String, Subscriber> {
         let mut out: BTreeMap<String, Subscriber> = BTreeMap::new();
         for d in lock(&self.state).deliveries.iter() {
-            let s = out.entry(d.subscriber.email.clone()).or_insert_with(|| Subscriber {
-                email: d.subscriber.email.clone(),
-                ..Subscriber::default()
-            });
+            let s = out
+                .entry(d.subscriber.email.clone())
+                .or_insert_with(|| Subscriber {
+                    email: d.subscriber.email.clone(),
+                    ..Subscriber::default()
+                });
             if let Some(n) = &d.subscriber.name {
                 s.name = Some(n.clone());
             }

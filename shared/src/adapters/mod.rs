@@ -24,10 +24,17 @@ pub type AwsDrainPorts = PortSet<
 >;
 
 /// Builds the drain on AWS (or LocalStack, through `AWS_ENDPOINT_URL`): clients once, key read once.
-pub async fn aws_drain(config: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<Drain<AwsDrainPorts>> {
+pub async fn aws_drain(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<Drain<AwsDrainPorts>> {
     let state = dynamo::DynamoState::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
     let ports = PortSet {
-        queue: sqs::SqsChangeQueue::new(aws_sdk_sqs::Client::new(aws), &config.queue_url, &config.dlq_url),
+        queue: sqs::SqsChangeQueue::new(
+            aws_sdk_sqs::Client::new(aws),
+            &config.queue_url,
+            &config.dlq_url,
+        ),
         ledger: state.clone(),
         sync_state: state.clone(),
         provider: provider_http::HttpProvider::from_config(config, aws).await?,

@@ -24,7 +24,9 @@ pub struct HttpProvider {
 
 impl std::fmt::Debug for HttpProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpProvider").field("batch_url", &self.batch_url).finish_non_exhaustive()
+        f.debug_struct("HttpProvider")
+            .field("batch_url", &self.batch_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,7 +47,12 @@ struct ErrorItem {
 }
 
 impl HttpProvider {
-    pub fn new(base_url: &str, account_id: &str, api_key: String, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base_url: &str,
+        account_id: &str,
+        api_key: String,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let client = Client::builder()
             .user_agent(USER_AGENT)
             .timeout(timeout)
@@ -64,7 +71,12 @@ impl HttpProvider {
     /// Builds the provider from the config, reading the API key from Secrets Manager when deployed.
     pub async fn from_config(config: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<Self> {
         let key = provider_api_key(config, aws).await?;
-        Ok(Self::new(&config.provider_base_url, &config.provider_account_id, key, config.provider_timeout)?)
+        Ok(Self::new(
+            &config.provider_base_url,
+            &config.provider_account_id,
+            key,
+            config.provider_timeout,
+        )?)
     }
 
     async fn post(&self, url: &str, body: serde_json::Value) -> Result<(), ProviderError> {
@@ -97,8 +109,12 @@ async fn map_response(response: Response) -> Result<(), ProviderError> {
     match status {
         StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::RateLimited { retry_after }),
         StatusCode::UNPROCESSABLE_ENTITY => {
-            let errors = serde_json::from_str::<ErrorBody>(&text).map(|b| b.errors).unwrap_or_default();
-            let index = errors.iter().find_map(|e| e.attribute.as_deref().and_then(record_index));
+            let errors = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| b.errors)
+                .unwrap_or_default();
+            let index = errors
+                .iter()
+                .find_map(|e| e.attribute.as_deref().and_then(record_index));
             let detail = if errors.is_empty() {
                 crate::domain::truncate(&text, 500)
             } else {
@@ -117,10 +133,19 @@ async fn map_response(response: Response) -> Result<(), ProviderError> {
             };
             Err(ProviderError::Rejected { index, detail })
         }
-        s if s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::CONFLICT => {
-            Err(ProviderError::Transient(format!("HTTP {s}: {}", crate::domain::truncate(&text, 200))))
+        s if s.is_server_error()
+            || s == StatusCode::REQUEST_TIMEOUT
+            || s == StatusCode::CONFLICT =>
+        {
+            Err(ProviderError::Transient(format!(
+                "HTTP {s}: {}",
+                crate::domain::truncate(&text, 200)
+            )))
         }
-        s => Err(ProviderError::Misconfigured(format!("HTTP {s}: {}", crate::domain::truncate(&text, 200)))),
+        s => Err(ProviderError::Misconfigured(format!(
+            "HTTP {s}: {}",
+            crate::domain::truncate(&text, 200)
+        ))),
     }
 }
 
@@ -132,7 +157,10 @@ fn record_index(attribute: &str) -> Option<usize> {
 
 /// Reads the provider API key once: plain from the environment locally, from Secrets Manager when deployed.
 /// The secret may be the bare key or JSON with an `api_key` field.
-pub async fn provider_api_key(config: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<String> {
+pub async fn provider_api_key(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<String> {
     match &config.provider_key {
         ProviderKeySource::Plain(key) => Ok(key.clone()),
         ProviderKeySource::SecretArn(arn) => {
@@ -142,13 +170,25 @@ pub async fn provider_api_key(config: &Config, aws: &aws_config::SdkConfig) -> a
                 .secret_id(arn)
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("reading the provider API key from {arn}: {}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "reading the provider API key from {arn}: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    )
+                })?;
             let raw = out.secret_string().unwrap_or_default().trim().to_string();
             let key = match serde_json::from_str::<serde_json::Value>(&raw) {
-                Ok(v) => v.get("api_key").and_then(|k| k.as_str()).map(str::to_string).unwrap_or(raw),
+                Ok(v) => v
+                    .get("api_key")
+                    .and_then(|k| k.as_str())
+                    .map(str::to_string)
+                    .unwrap_or(raw),
                 Err(_) => raw,
             };
-            anyhow::ensure!(!key.is_empty(), "the secret {arn} holds no provider API key");
+            anyhow::ensure!(
+                !key.is_empty(),
+                "the secret {arn} holds no provider API key"
+            );
             Ok(key)
         }
     }
@@ -156,11 +196,16 @@ pub async fn provider_api_key(config: &Config, aws: &aws_config::SdkConfig) -> a
 
 impl Provider for HttpProvider {
     async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
-        self.post(&self.batch_url, json!({"batches": [{"subscribers": records}]})).await
+        self.post(
+            &self.batch_url,
+            json!({"batches": [{"subscribers": records}]}),
+        )
+        .await
     }
 
     async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
-        self.post(&self.individual_url, json!({"subscribers": [record]})).await
+        self.post(&self.individual_url, json!({"subscribers": [record]}))
+            .await
     }
 }
 
@@ -180,7 +225,13 @@ mod tests {
     }
 
     async fn provider(server: &MockServer) -> HttpProvider {
-        HttpProvider::new(&server.uri(), "42", "key".into(), Duration::from_millis(300)).unwrap()
+        HttpProvider::new(
+            &server.uri(),
+            "42",
+            "key".into(),
+            Duration::from_millis(300),
+        )
+        .unwrap()
     }
 
     #[tokio::test]
@@ -194,11 +245,19 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        provider(&server).await.send_batch(&[sub("a@x.io"), sub("b@x.io")]).await.unwrap();
+        provider(&server)
+            .await
+            .send_batch(&[sub("a@x.io"), sub("b@x.io")])
+            .await
+            .unwrap();
         let req = &server.received_requests().await.unwrap()[0];
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
         assert_eq!(body["batches"][0]["subscribers"][1]["email"], "b@x.io");
-        assert!(body["batches"][0]["subscribers"][0].get("time_zone").is_none());
+        assert!(
+            body["batches"][0]["subscribers"][0]
+                .get("time_zone")
+                .is_none()
+        );
         // Basic auth: the API key as user name, empty password.
         assert_eq!(req.headers["authorization"], "Basic a2V5Og==");
     }
@@ -208,7 +267,10 @@ mod tests {
         let server = MockServer::start().await;
         let cases = [
             (429, r#"{"message":"API rate limit exceeded"}"#),
-            (422, r#"{"errors":[{"code":"invalid","attribute":"subscribers[3].email","message":"bad"}]}"#),
+            (
+                422,
+                r#"{"errors":[{"code":"invalid","attribute":"subscribers[3].email","message":"bad"}]}"#,
+            ),
             (503, ""),
             (401, ""),
         ];
@@ -217,13 +279,24 @@ mod tests {
         for (status, body) in cases {
             server.reset().await;
             Mock::given(method("POST"))
-                .respond_with(ResponseTemplate::new(status).set_body_string(body).insert_header("Retry-After", "120"))
+                .respond_with(
+                    ResponseTemplate::new(status)
+                        .set_body_string(body)
+                        .insert_header("Retry-After", "120"),
+                )
                 .mount(&server)
                 .await;
             got.push(p.send_individual(&sub("a@x.io")).await.unwrap_err());
         }
-        assert_eq!(got[0], ProviderError::RateLimited { retry_after: Some(Duration::from_secs(120)) });
-        assert!(matches!(&got[1], ProviderError::Rejected { index: Some(3), detail } if detail.contains("subscribers[3].email")));
+        assert_eq!(
+            got[0],
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(120))
+            }
+        );
+        assert!(
+            matches!(&got[1], ProviderError::Rejected { index: Some(3), detail } if detail.contains("subscribers[3].email"))
+        );
         assert!(matches!(got[2], ProviderError::Transient(_)));
         assert!(matches!(got[3], ProviderError::Misconfigured(_)));
     }
@@ -235,7 +308,11 @@ mod tests {
             .respond_with(ResponseTemplate::new(201).set_delay(Duration::from_secs(2)))
             .mount(&server)
             .await;
-        let err = provider(&server).await.send_individual(&sub("a@x.io")).await.unwrap_err();
+        let err = provider(&server)
+            .await
+            .send_individual(&sub("a@x.io"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
     }
 }

@@ -6,13 +6,16 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageAttributeValue,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::domain::truncate;
-use crate::ports::{Backlog, ChangeQueue, DeadLetter, PortError, PortResult, Receipt, ReceivedMessage};
+use crate::ports::{
+    Backlog, ChangeQueue, DeadLetter, PortError, PortResult, Receipt, ReceivedMessage,
+};
 
 /// Parallel SQS calls in flight at once.
 const PARALLEL_CALLS: usize = 10;
@@ -93,7 +96,12 @@ impl SqsChangeQueue {
         Ok(out
             .failed()
             .iter()
-            .filter_map(|f| f.id().parse::<usize>().ok().and_then(|i| chunk.get(i).cloned()))
+            .filter_map(|f| {
+                f.id()
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| chunk.get(i).cloned())
+            })
             .collect())
     }
 
@@ -121,15 +129,13 @@ impl SqsChangeQueue {
         Ok(())
     }
 
-    async fn receive_one(&self, n: i32) -> PortResult<Vec<ReceivedMessage>> {
+    async fn receive_one(&self, n: i32, wait_seconds: i32) -> PortResult<Vec<ReceivedMessage>> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(n)
-            // A 1 s long poll: SQS short polls sample a subset of servers and can come back empty from a
-            // non-empty queue; a long poll answers as soon as messages are there.
-            .wait_time_seconds(1)
+            .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
@@ -181,6 +187,9 @@ impl ChangeQueue for SqsChangeQueue {
 
     async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
         let mut out = Vec::with_capacity(max as usize);
+        // The first round long-polls for 1 s: SQS short polls sample a subset of servers and can come back
+        // empty from a non-empty queue. Later rounds only run after a full round, so short polls do.
+        let mut wait_seconds = 1;
         // Rounds of up to PARALLEL_CALLS calls; stop once a round comes back short (the queue is drained).
         while (out.len() as u32) < max {
             let remaining = max - out.len() as u32;
@@ -188,7 +197,11 @@ impl ChangeQueue for SqsChangeQueue {
                 .map(|i| (remaining - i * 10).min(10) as i32)
                 .collect();
             let asked: i32 = sizes.iter().sum();
-            let calls: Vec<_> = sizes.into_iter().map(|n| self.receive_one(n)).collect();
+            let calls: Vec<_> = sizes
+                .into_iter()
+                .map(|n| self.receive_one(n, wait_seconds))
+                .collect();
+            wait_seconds = 0;
             let rounds: Vec<Vec<ReceivedMessage>> = stream::iter(calls)
                 .buffer_unordered(PARALLEL_CALLS)
                 .try_collect()
@@ -204,14 +217,26 @@ impl ChangeQueue for SqsChangeQueue {
 
     async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
         // Futures built up front (not by a closure inside the stream) keep the future `Send` for any lifetime.
-        let calls: Vec<_> = receipts.chunks(10).map(|c| self.delete_chunk(c.to_vec())).collect();
-        let failed: Vec<Vec<Receipt>> = stream::iter(calls).buffer_unordered(PARALLEL_CALLS).try_collect().await?;
+        let calls: Vec<_> = receipts
+            .chunks(10)
+            .map(|c| self.delete_chunk(c.to_vec()))
+            .collect();
+        let failed: Vec<Vec<Receipt>> = stream::iter(calls)
+            .buffer_unordered(PARALLEL_CALLS)
+            .try_collect()
+            .await?;
         Ok(failed.into_iter().flatten().collect())
     }
 
     async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
-        let calls: Vec<_> = items.chunks(10).map(|c| self.release_chunk(c.to_vec())).collect();
-        stream::iter(calls).buffer_unordered(PARALLEL_CALLS).try_collect::<Vec<()>>().await?;
+        let calls: Vec<_> = items
+            .chunks(10)
+            .map(|c| self.release_chunk(c.to_vec()))
+            .collect();
+        stream::iter(calls)
+            .buffer_unordered(PARALLEL_CALLS)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 
@@ -229,11 +254,18 @@ impl ChangeQueue for SqsChangeQueue {
             for (i, l) in chunk.iter().enumerate() {
                 let entry = SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(if l.message.body.is_empty() { " ".to_string() } else { l.message.body.clone() })
+                    .message_body(if l.message.body.is_empty() {
+                        " ".to_string()
+                    } else {
+                        l.message.body.clone()
+                    })
                     .message_attributes(ATTR_REASON, attr(l.reason.as_str().to_string())?)
                     .message_attributes(ATTR_DETAIL, attr(truncate(&l.detail, 1_000))?)
                     .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
-                    .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.receive_count.to_string())?)
+                    .message_attributes(
+                        ATTR_RECEIVE_COUNT,
+                        attr(l.message.receive_count.to_string())?,
+                    )
                     .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.clone())?)
                     .build()
                     .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
@@ -248,7 +280,11 @@ impl ChangeQueue for SqsChangeQueue {
                 .await
                 .map_err(|e| classify("sending to the DLQ", e))?;
             // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
-            let failed: Vec<usize> = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+            let failed: Vec<usize> = out
+                .failed()
+                .iter()
+                .filter_map(|f| f.id().parse().ok())
+                .collect();
             let sent: Vec<Receipt> = chunk
                 .iter()
                 .enumerate()

@@ -51,13 +51,17 @@ impl SqsChangeSink {
 /// the in-memory sink uses this so tests catch any regression.
 pub fn check_message_body(body: &str) -> Result<(), String> {
     if body.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("message of {} bytes is over the SQS limit", body.len()));
+        return Err(format!(
+            "message of {} bytes is over the SQS limit",
+            body.len()
+        ));
     }
-    let allowed = |c: char| {
-        matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-    };
+    let allowed = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
     match body.chars().find(|c| !allowed(*c)) {
-        Some(c) => Err(format!("character U+{:04X} cannot be sent through SQS", u32::from(c))),
+        Some(c) => Err(format!(
+            "character U+{:04X} cannot be sent through SQS",
+            u32::from(c)
+        )),
         None => Ok(()),
     }
 }
@@ -68,7 +72,9 @@ fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
     let mut current = Vec::new();
     let mut bytes = 0;
     for (i, body) in bodies.iter().enumerate() {
-        if current.len() == MAX_BATCH_ENTRIES || (!current.is_empty() && bytes + body.len() > MAX_MESSAGE_BYTES) {
+        if current.len() == MAX_BATCH_ENTRIES
+            || (!current.is_empty() && bytes + body.len() > MAX_MESSAGE_BYTES)
+        {
             out.push(std::mem::take(&mut current));
             bytes = 0;
         }
@@ -128,7 +134,11 @@ impl SqsChangeSink {
                         return Err(BatchFailure {
                             unsent: failed.len(),
                             kind: ErrorKind::Permanent,
-                            reason: format!("SQS refused entry: {} {}", ours.code(), ours.message().unwrap_or("")),
+                            reason: format!(
+                                "SQS refused entry: {} {}",
+                                ours.code(),
+                                ours.message().unwrap_or("")
+                            ),
                         });
                     }
                     pending.retain(|i| failed.iter().any(|f| f.id() == i.to_string()));
@@ -166,7 +176,10 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> ErrorKind
     match e {
         SdkError::ServiceError(ctx) => {
             let code = ctx.err().code().unwrap_or_default();
-            if ctx.raw().status().as_u16() >= 500 || code.contains("Throttl") || code == "ServiceUnavailable" {
+            if ctx.raw().status().as_u16() >= 500
+                || code.contains("Throttl")
+                || code == "ServiceUnavailable"
+            {
                 ErrorKind::Transient
             } else {
                 ErrorKind::Permanent
@@ -179,7 +192,10 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> ErrorKind
 
 impl ChangeSink for SqsChangeSink {
     async fn enqueue(&self, changes: &[Change]) -> PortResult<()> {
-        let bodies: Vec<String> = changes.iter().map(|c| ChangeMessage::V1(c.clone()).to_body()).collect();
+        let bodies: Vec<String> = changes
+            .iter()
+            .map(|c| ChangeMessage::V1(c.clone()).to_body())
+            .collect();
         let failures: Vec<BatchFailure> = stream::iter(batches(&bodies))
             .map(|batch| self.send_batch(&bodies, batch))
             .buffer_unordered(CONCURRENCY)

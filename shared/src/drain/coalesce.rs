@@ -37,7 +37,8 @@ pub struct Winner {
 
 impl Winner {
     fn beats(&self, other: &Winner) -> bool {
-        (self.occurred_at, self.accepted_at, self.change_id) > (other.occurred_at, other.accepted_at, other.change_id)
+        (self.occurred_at, self.accepted_at, self.change_id)
+            > (other.occurred_at, other.accepted_at, other.change_id)
     }
 }
 
@@ -156,14 +157,25 @@ pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> C
         out.merged_messages += u32::try_from(indexes.len().saturating_sub(1)).unwrap_or(u32::MAX);
         out.records.push(PendingRecord {
             email: email.clone(),
-            priority: group.iter().map(|d| d.change.priority).max().unwrap_or_default(),
-            oldest_accepted: group.iter().map(|d| d.change.accepted_at).min().unwrap_or_else(Utc::now),
+            priority: group
+                .iter()
+                .map(|d| d.change.priority)
+                .max()
+                .unwrap_or_default(),
+            oldest_accepted: group
+                .iter()
+                .map(|d| d.change.accepted_at)
+                .min()
+                .unwrap_or_else(Utc::now),
             fields: send,
             messages: indexes,
         });
     }
-    out.records
-        .sort_by(|a, b| b.priority.cmp(&a.priority).then(a.oldest_accepted.cmp(&b.oldest_accepted)));
+    out.records.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.oldest_accepted.cmp(&b.oldest_accepted))
+    });
     out
 }
 
@@ -186,7 +198,9 @@ mod tests {
             email: Email::parse(email).unwrap(),
             name: name.map(String::from),
             time_zone: None,
-            custom_fields: plan.map(|p| BTreeMap::from([("plan".to_string(), p.to_string())])).unwrap_or_default(),
+            custom_fields: plan
+                .map(|p| BTreeMap::from([("plan".to_string(), p.to_string())]))
+                .unwrap_or_default(),
             occurred_at: at(t),
             priority: Priority::Normal,
             accepted_at: at(t),
@@ -194,7 +208,11 @@ mod tests {
     }
 
     fn decoded(changes: Vec<Change>) -> Vec<Decoded> {
-        changes.into_iter().enumerate().map(|(index, change)| Decoded { index, change }).collect()
+        changes
+            .into_iter()
+            .enumerate()
+            .map(|(index, change)| Decoded { index, change })
+            .collect()
     }
 
     #[test]
@@ -206,7 +224,11 @@ mod tests {
         ]);
         let c = coalesce(&d, &HashMap::new());
         assert_eq!(c.records.len(), 2);
-        let a = c.records.iter().find(|r| r.email.as_str() == "a@x.io").unwrap();
+        let a = c
+            .records
+            .iter()
+            .find(|r| r.email.as_str() == "a@x.io")
+            .unwrap();
         let s = a.subscriber();
         assert_eq!(s.name.as_deref(), Some("new"));
         assert_eq!(s.custom_fields["plan"], "pro");
@@ -225,15 +247,33 @@ mod tests {
         let synced = HashMap::from([
             (
                 Email::parse("a@x.io").unwrap(),
-                SyncedFields::from([(FieldKey::Name, SyncedField { value: "same".into(), occurred_at: at(2) })]),
+                SyncedFields::from([(
+                    FieldKey::Name,
+                    SyncedField {
+                        value: "same".into(),
+                        occurred_at: at(2),
+                    },
+                )]),
             ),
             (
                 Email::parse("b@x.io").unwrap(),
-                SyncedFields::from([(FieldKey::Name, SyncedField { value: "x".into(), occurred_at: at(2) })]),
+                SyncedFields::from([(
+                    FieldKey::Name,
+                    SyncedField {
+                        value: "x".into(),
+                        occurred_at: at(2),
+                    },
+                )]),
             ),
             (
                 Email::parse("c@x.io").unwrap(),
-                SyncedFields::from([(FieldKey::Name, SyncedField { value: "x".into(), occurred_at: at(2) })]),
+                SyncedFields::from([(
+                    FieldKey::Name,
+                    SyncedField {
+                        value: "x".into(),
+                        occurred_at: at(2),
+                    },
+                )]),
             ),
         ]);
         let c = coalesce(&d, &synced);
@@ -256,12 +296,21 @@ mod tests {
         let c = coalesce(&d, &HashMap::new());
         assert_eq!(c.records[0].email.as_str(), "z@x.io");
         assert_eq!(c.records[1].messages, vec![0, 1]);
-        assert_eq!(c.records[1].subscriber().time_zone.as_deref(), Some("Europe/Amsterdam"));
+        assert_eq!(
+            c.records[1].subscriber().time_zone.as_deref(),
+            Some("Europe/Amsterdam")
+        );
     }
 
     fn arb_change() -> impl Strategy<Value = Change> {
-        (0..4usize, 0..20i64, proptest::option::of(0..3u8), proptest::option::of(0..3u8), 0..2u8).prop_map(
-            |(user, t, name, plan, prio)| {
+        (
+            0..4usize,
+            0..20i64,
+            proptest::option::of(0..3u8),
+            proptest::option::of(0..3u8),
+            0..2u8,
+        )
+            .prop_map(|(user, t, name, plan, prio)| {
                 let mut c = change(
                     &format!("u{user}@x.io"),
                     t,
@@ -275,8 +324,7 @@ mod tests {
                     c.priority = Priority::High;
                 }
                 c
-            },
-        )
+            })
     }
 
     proptest! {

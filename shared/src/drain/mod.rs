@@ -30,9 +30,9 @@ use tracing::{info, warn};
 use crate::config::{Config, Limits};
 use crate::domain::{ChangeId, ChangeMessage, Email, RequestId};
 use crate::ports::{
-    ChangeQueue, Clock, Coordination, DeadLetter, DeadLetterReason, DrainPorts, PortError, Provider, ProviderError,
-    QuotaKind, QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation, SyncStateStore,
-    Window,
+    ChangeQueue, Clock, Coordination, DeadLetter, DeadLetterReason, DrainPorts, PortError,
+    Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, RequestProgress,
+    RequestTracker, Reservation, SyncStateStore, Window,
 };
 use coalesce::{Coalesced, Decoded, PendingRecord, coalesce};
 use policy::{KindQuota, Plan, RunState};
@@ -152,7 +152,10 @@ impl<P: DrainPorts> Drain<P> {
         }
         let holder = uuid::Uuid::new_v4().to_string();
         let lease_until = deadline + chrono::Duration::seconds(30);
-        if !coordination.acquire_lease(&holder, now, lease_until).await? {
+        if !coordination
+            .acquire_lease(&holder, now, lease_until)
+            .await?
+        {
             report.idle = Some(Idle::LeaseHeld);
             return Ok(report);
         }
@@ -199,7 +202,7 @@ impl<P: DrainPorts> Drain<P> {
         );
         report.planned_receive = plan.receive;
         let margin = chrono::Duration::from_std(self.settings.deadline_margin).unwrap_or_default();
-        if now + margin >= deadline {
+        if now + margin >= deadline || now + window_guard(window) >= window.end_time() {
             report.idle = Some(Idle::Deadline);
             self.fill_quota(&mut report, window).await?;
             return Ok(report);
@@ -210,7 +213,7 @@ impl<P: DrainPorts> Drain<P> {
             return Ok(report);
         }
 
-        let messages = self.receive(plan).await?;
+        let messages = self.receive(plan, backlog.visible).await?;
         report.received = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let mut run = Run {
             messages,
@@ -233,14 +236,16 @@ impl<P: DrainPorts> Drain<P> {
             match ChangeMessage::from_body(&m.body) {
                 Ok(msg) => {
                     let change = msg.into_change();
-                    run.changes.insert(index, (change.change_id, change.request_id));
+                    run.changes
+                        .insert(index, (change.change_id, change.request_id));
                     decoded.push(Decoded { index, change });
                 }
                 Err(e) => malformed.push((index, format!("cannot decode change message: {e}"))),
             }
         }
         for (index, detail) in malformed {
-            self.dead_letter(&mut run, &[index], DeadLetterReason::Malformed, detail).await?;
+            self.dead_letter(&mut run, &[index], DeadLetterReason::Malformed, detail)
+                .await?;
         }
 
         let emails: Vec<Email> = {
@@ -260,7 +265,8 @@ impl<P: DrainPorts> Drain<P> {
             self.ports.sync_state().record(email, fields).await?;
         }
         run.report.absorbed = u32::try_from(coalesced.absorbed.len()).unwrap_or(u32::MAX);
-        self.settle(&mut run, &coalesced.absorbed, Settle::Delete).await?;
+        self.settle(&mut run, &coalesced.absorbed, Settle::Delete)
+            .await?;
         for &i in &coalesced.absorbed {
             count(&mut run, i, |p| p.skipped += 1);
         }
@@ -276,17 +282,32 @@ impl<P: DrainPorts> Drain<P> {
             .buffer_unordered(16)
             .collect()
             .await;
-        results.into_iter().collect::<Result<Vec<()>, PortError>>()?;
-        let delivered_indexes: Vec<usize> = delivered.iter().flat_map(|r| r.messages.iter().copied()).collect();
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, PortError>>()?;
+        let delivered_indexes: Vec<usize> = delivered
+            .iter()
+            .flat_map(|r| r.messages.iter().copied())
+            .collect();
         for r in &delivered {
             // A superseded change counts as skipped; a change that supplied a sent value as delivered.
             let winners: HashSet<ChangeId> = r.fields.values().map(|w| w.change_id).collect();
             for &i in &r.messages {
-                let won = run.changes.get(&i).is_some_and(|(id, _)| winners.contains(id));
-                count(&mut run, i, |p| if won { p.delivered += 1 } else { p.skipped += 1 });
+                let won = run
+                    .changes
+                    .get(&i)
+                    .is_some_and(|(id, _)| winners.contains(id));
+                count(&mut run, i, |p| {
+                    if won {
+                        p.delivered += 1
+                    } else {
+                        p.skipped += 1
+                    }
+                });
             }
         }
-        self.settle(&mut run, &delivered_indexes, Settle::Delete).await?;
+        self.settle(&mut run, &delivered_indexes, Settle::Delete)
+            .await?;
 
         if !run.progress.is_empty() {
             self.ports.requests().add(&run.progress).await?;
@@ -332,10 +353,14 @@ impl<P: DrainPorts> Drain<P> {
                     run.report.delivered.batch += u32::try_from(chunk.len()).unwrap_or(u32::MAX);
                     run.delivered.extend(chunk);
                 }
-                Err(ProviderError::Rejected { index: Some(i), detail }) if i < chunk.len() => {
+                Err(ProviderError::Rejected {
+                    index: Some(i),
+                    detail,
+                }) if i < chunk.len() => {
                     let bad = chunk[i];
                     warn!(email = %bad.email, %detail, "provider rejected a record; dead-lettering its messages");
-                    self.dead_letter(run, &bad.messages, DeadLetterReason::Rejected, detail).await?;
+                    self.dead_letter(run, &bad.messages, DeadLetterReason::Rejected, detail)
+                        .await?;
                     // The rest of the batch is retried in this run without it, quota permitting.
                     for (j, r) in chunk.iter().enumerate().rev() {
                         if j != i {
@@ -352,7 +377,10 @@ impl<P: DrainPorts> Drain<P> {
                 }
                 Err(e) => {
                     self.failed(run, &e).await?;
-                    let idx: Vec<usize> = chunk.iter().flat_map(|r| r.messages.iter().copied()).collect();
+                    let idx: Vec<usize> = chunk
+                        .iter()
+                        .flat_map(|r| r.messages.iter().copied())
+                        .collect();
                     self.settle(run, &idx, Settle::Retry).await?;
                 }
             }
@@ -360,8 +388,12 @@ impl<P: DrainPorts> Drain<P> {
 
         // Individual requests, in waves: reserve a wave's quota, send it in parallel, settle.
         while individual_left > 0 && !pending.is_empty() && !self.must_stop(run) {
-            let want = (individual_left as usize).min(pending.len()).min(self.settings.individual_concurrency);
-            let granted = self.reserve(QuotaKind::Individual, run.window, want as u32).await?;
+            let want = (individual_left as usize)
+                .min(pending.len())
+                .min(self.settings.individual_concurrency);
+            let granted = self
+                .reserve(QuotaKind::Individual, run.window, want as u32)
+                .await?;
             if granted == 0 {
                 break;
             }
@@ -384,7 +416,8 @@ impl<P: DrainPorts> Drain<P> {
                     }
                     Err(ProviderError::Rejected { detail, .. }) => {
                         warn!(email = %r.email, %detail, "provider rejected a record; dead-lettering its messages");
-                        self.dead_letter(run, &r.messages, DeadLetterReason::Rejected, detail).await?;
+                        self.dead_letter(run, &r.messages, DeadLetterReason::Rejected, detail)
+                            .await?;
                     }
                     Err(ProviderError::RateLimited { .. }) => {
                         limited = true;
@@ -404,7 +437,10 @@ impl<P: DrainPorts> Drain<P> {
 
         // What could not be sent this run becomes visible again: at the next window if quota ran out,
         // at once otherwise (the deadline or the circuit stopped us).
-        let leftover: Vec<usize> = pending.iter().flat_map(|r| r.messages.iter().copied()).collect();
+        let leftover: Vec<usize> = pending
+            .iter()
+            .flat_map(|r| r.messages.iter().copied())
+            .collect();
         if !leftover.is_empty() {
             let ledger = self.ports.ledger();
             let (b, i) = futures::try_join!(
@@ -426,17 +462,19 @@ impl<P: DrainPorts> Drain<P> {
     /// Receives what the plan can send. Copies of one user coalesce into one record, so while the distinct
     /// users received stay below the plan's record capacity (and under `DRAIN_MAX_MESSAGES`), it tops up
     /// with at most the missing number of records: every message received can still be sent this run.
-    async fn receive(&self, plan: Plan) -> Result<Vec<ReceivedMessage>, DrainError> {
+    async fn receive(&self, plan: Plan, visible: u64) -> Result<Vec<ReceivedMessage>, DrainError> {
         let capacity = plan.records(self.settings.limits.batch_size);
         let max = u64::from(self.settings.max_messages);
         let mut messages = self.ports.queue().receive(plan.receive).await?;
         let mut asked = u64::from(plan.receive);
         for _ in 0..8 {
-            if (messages.len() as u64) < asked {
-                break; // the queue is drained
+            if (messages.len() as u64) < asked || messages.len() as u64 >= visible {
+                break; // the queue is drained (as far as its approximate depth tells)
             }
             let distinct = distinct_users(&messages);
-            let room = capacity.saturating_sub(distinct).min(max.saturating_sub(messages.len() as u64));
+            let room = capacity
+                .saturating_sub(distinct)
+                .min(max.saturating_sub(messages.len() as u64));
             if room == 0 {
                 break;
             }
@@ -452,9 +490,15 @@ impl<P: DrainPorts> Drain<P> {
         Ok(messages)
     }
 
+    /// Stop starting provider calls: the circuit opened, the deadline is near, or the window is about to
+    /// end — a call reserved in this window must reach the provider inside it, or the provider would count
+    /// it against the next window, whose quota the ledger hands out in full.
     fn must_stop(&self, run: &Run<'_>) -> bool {
+        let now = self.ports.clock().now();
         let margin = chrono::Duration::from_std(self.settings.deadline_margin).unwrap_or_default();
-        run.stop_sending || self.ports.clock().now() + margin >= run.deadline
+        run.stop_sending
+            || now + margin >= run.deadline
+            || now + window_guard(run.window) >= run.window.end_time()
     }
 
     /// Reserves up to `n` units (fewer if fewer are left); returns how many were granted.
@@ -477,9 +521,15 @@ impl<P: DrainPorts> Drain<P> {
     }
 
     async fn rate_limited(&self, run: &mut Run<'_>, kind: QuotaKind) -> Result<(), DrainError> {
-        warn!(kind = kind.as_str(), "provider answered 429; marking the window spent");
+        warn!(
+            kind = kind.as_str(),
+            "provider answered 429; marking the window spent"
+        );
         run.report.rate_limited += 1;
-        self.ports.ledger().mark_spent(kind, run.window, self.settings.limit(kind)).await?;
+        self.ports
+            .ledger()
+            .mark_spent(kind, run.window, self.settings.limit(kind))
+            .await?;
         Ok(())
     }
 
@@ -488,11 +538,16 @@ impl<P: DrainPorts> Drain<P> {
         run.report.provider_errors += 1;
         run.consecutive_failures += 1;
         let misconfigured = matches!(error, ProviderError::Misconfigured(_));
-        if (misconfigured || run.consecutive_failures >= self.settings.circuit_threshold) && !run.stop_sending {
+        if (misconfigured || run.consecutive_failures >= self.settings.circuit_threshold)
+            && !run.stop_sending
+        {
             let until = self.ports.clock().now()
                 + chrono::Duration::from_std(self.settings.circuit_cool_down).unwrap_or_default();
             warn!(%until, "opening the provider circuit");
-            self.ports.coordination().open_circuit(until, &error.to_string()).await?;
+            self.ports
+                .coordination()
+                .open_circuit(until, &error.to_string())
+                .await?;
             run.report.circuit_opened = true;
             run.stop_sending = true;
         }
@@ -526,8 +581,16 @@ impl<P: DrainPorts> Drain<P> {
         Ok(())
     }
 
-    async fn settle(&self, run: &mut Run<'_>, indexes: &[usize], how: Settle) -> Result<(), DrainError> {
-        let fresh: Vec<usize> = unique(indexes).into_iter().filter(|i| run.settled.insert(*i)).collect();
+    async fn settle(
+        &self,
+        run: &mut Run<'_>,
+        indexes: &[usize],
+        how: Settle,
+    ) -> Result<(), DrainError> {
+        let fresh: Vec<usize> = unique(indexes)
+            .into_iter()
+            .filter(|i| run.settled.insert(*i))
+            .collect();
         if fresh.is_empty() {
             return Ok(());
         }
@@ -535,25 +598,38 @@ impl<P: DrainPorts> Drain<P> {
         let queue = self.ports.queue();
         match how {
             Settle::Delete => {
-                let receipts: Vec<Receipt> = fresh.iter().map(|&i| run.messages[i].receipt.clone()).collect();
+                let receipts: Vec<Receipt> = fresh
+                    .iter()
+                    .map(|&i| run.messages[i].receipt.clone())
+                    .collect();
                 let failed = queue.delete(&receipts).await?;
                 if !failed.is_empty() {
                     // The data is recorded as synced: a redelivery is dropped as a no-op, not resent.
-                    warn!(count = failed.len(), "some deletes failed; those messages will come back as no-ops");
+                    warn!(
+                        count = failed.len(),
+                        "some deletes failed; those messages will come back as no-ops"
+                    );
                 }
                 run.report.deleted += n - u32::try_from(failed.len()).unwrap_or(0).min(n);
             }
             Settle::Retry => {
                 let items: Vec<(Receipt, Duration)> = fresh
                     .iter()
-                    .map(|&i| (run.messages[i].receipt.clone(), self.backoff(run.messages[i].receive_count)))
+                    .map(|&i| {
+                        (
+                            run.messages[i].receipt.clone(),
+                            self.backoff(run.messages[i].receive_count),
+                        )
+                    })
                     .collect();
                 queue.release(&items).await?;
                 run.report.retried += n;
             }
             Settle::Defer(delay) => {
-                let items: Vec<(Receipt, Duration)> =
-                    fresh.iter().map(|&i| (run.messages[i].receipt.clone(), delay)).collect();
+                let items: Vec<(Receipt, Duration)> = fresh
+                    .iter()
+                    .map(|&i| (run.messages[i].receipt.clone(), delay))
+                    .collect();
                 queue.release(&items).await?;
                 run.report.deferred += n;
             }
@@ -564,7 +640,11 @@ impl<P: DrainPorts> Drain<P> {
     /// Exponential backoff with equal jitter: half fixed, half random, from the receive count.
     pub fn backoff(&self, receive_count: u32) -> Duration {
         let exp = receive_count.saturating_sub(1).min(20);
-        let full = self.settings.backoff_base.saturating_mul(1u32 << exp).min(self.settings.backoff_cap);
+        let full = self
+            .settings
+            .backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.settings.backoff_cap);
         let half = full / 2;
         let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
         half + Duration::from_millis(jitter)
@@ -593,6 +673,12 @@ impl<P: DrainPorts> Drain<P> {
         report.quota_individual = summary(self.settings.limits.individual_per_window, i);
         Ok(())
     }
+}
+
+/// No provider call starts this close to the end of its window (10 % of the window, at most 2 s): a call
+/// reserved in one window must reach the provider inside it.
+fn window_guard(window: Window) -> chrono::Duration {
+    chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000))
 }
 
 /// Distinct users among received messages (malformed bodies count as one each: they cost nothing to send).

@@ -137,7 +137,18 @@ mod tests {
         backlog: u64,
         max: u32,
     ) -> Plan {
-        super::plan(limits, interval, max, RunState { window, elapsed, batch, individual, backlog })
+        super::plan(
+            limits,
+            interval,
+            max,
+            RunState {
+                window,
+                elapsed,
+                batch,
+                individual,
+                backlog,
+            },
+        )
     }
 
     #[test]
@@ -146,7 +157,16 @@ mod tests {
         let limits = Limits::default();
         let (mut b, mut i) = (0u32, 0u32);
         for minute in 0..60 {
-            let p = plan(&limits, HOUR, minute * 60, 60, q(50, b), q(3_600, i), 1_000_000, 2_000);
+            let p = plan(
+                &limits,
+                HOUR,
+                minute * 60,
+                60,
+                q(50, b),
+                q(3_600, i),
+                1_000_000,
+                2_000,
+            );
             assert!(p.batches <= 1, "minute {minute}: {p:?}");
             b += p.batches;
             i += p.individual;
@@ -156,7 +176,16 @@ mod tests {
 
     #[test]
     fn light_load_goes_out_individually_now() {
-        let p = plan(&Limits::default(), HOUR, 600, 60, q(50, 0), q(3_600, 0), 25, 1_000);
+        let p = plan(
+            &Limits::default(),
+            HOUR,
+            600,
+            60,
+            q(50, 0),
+            q(3_600, 0),
+            25,
+            1_000,
+        );
         assert_eq!((p.batches, p.receive), (0, p.individual));
         assert!(p.individual >= 25);
     }
@@ -164,16 +193,43 @@ mod tests {
     #[test]
     fn unused_allowance_carries_over_to_a_burst() {
         // Nothing used for 30 minutes: half the window's quota is available now.
-        let p = plan(&Limits::default(), HOUR, 1_800, 60, q(50, 0), q(3_600, 0), 100_000, 100_000);
+        let p = plan(
+            &Limits::default(),
+            HOUR,
+            1_800,
+            60,
+            q(50, 0),
+            q(3_600, 0),
+            100_000,
+            100_000,
+        );
         assert_eq!(p.batches, 26);
         assert_eq!(p.individual, 1_860);
     }
 
     #[test]
     fn receive_never_exceeds_what_can_be_sent_or_the_cap() {
-        let p = plan(&Limits::default(), HOUR, 0, 60, q(50, 0), q(3_600, 0), 5_000, 1_000);
+        let p = plan(
+            &Limits::default(),
+            HOUR,
+            0,
+            60,
+            q(50, 0),
+            q(3_600, 0),
+            5_000,
+            1_000,
+        );
         assert_eq!((p.batches, p.individual, p.receive), (1, 60, 1_000));
-        let spent = plan(&Limits::default(), HOUR, 0, 60, q(50, 50), q(3_600, 3_600), 5_000, 1_000);
+        let spent = plan(
+            &Limits::default(),
+            HOUR,
+            0,
+            60,
+            q(50, 50),
+            q(3_600, 3_600),
+            5_000,
+            1_000,
+        );
         assert_eq!(spent, Plan::default());
     }
 

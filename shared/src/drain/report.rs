@@ -93,7 +93,14 @@ impl DrainReport {
             ("BatchRequests", f(self.requests.batch)),
             ("IndividualRequests", f(self.requests.individual)),
             ("Deferred", f(self.deferred)),
-            ("DeferredRuns", if self.idle == Some(Idle::NoQuota) { 1.0 } else { 0.0 }),
+            (
+                "DeferredRuns",
+                if self.idle == Some(Idle::NoQuota) {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
             ("Retried", f(self.retried)),
             ("DeadLettered", f(self.dead_lettered)),
             ("Provider429", f(self.rate_limited)),

@@ -32,7 +32,8 @@ struct Harness {
 
 fn start() -> DateTime<Utc> {
     // 10 s into an hour window.
-    Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 10, 0).unwrap()
+    Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 10, 0)
+        .unwrap()
 }
 
 fn harness(limits: Limits, max_messages: u32) -> Harness {
@@ -101,7 +102,10 @@ impl Harness {
     }
 
     fn provider_name(&self, email: &str) -> Option<String> {
-        self.provider.latest().get(email).and_then(|s| s.name.clone())
+        self.provider
+            .latest()
+            .get(email)
+            .and_then(|s| s.name.clone())
     }
 }
 
@@ -121,12 +125,18 @@ async fn light_load_is_delivered_individually_in_one_run() {
     let a = h.enqueue("a@x.io", 0, "Ann");
     h.enqueue("b@x.io", 0, "Bob");
     let r = h.tick().await;
-    assert_eq!((r.received, r.delivered.individual, r.delivered.batch), (2, 2, 0));
+    assert_eq!(
+        (r.received, r.delivered.individual, r.delivered.batch),
+        (2, 2, 0)
+    );
     assert_eq!(r.requests.individual, 2);
     assert!(h.queue.is_empty());
     assert_eq!(h.provider_name("a@x.io").as_deref(), Some("Ann"));
     assert_eq!(h.store.progress(&a.request_id).unwrap().delivered, 1);
-    assert_eq!((r.quota_individual.used, r.quota_individual.left), (2, 3_598));
+    assert_eq!(
+        (r.quota_individual.used, r.quota_individual.left),
+        (2, 3_598)
+    );
 }
 
 /// Rules: latest wins per field; copies of a user collapse into one record; no user twice in one request;
@@ -135,14 +145,24 @@ async fn light_load_is_delivered_individually_in_one_run() {
 async fn a_backlog_is_coalesced_into_one_record_per_user() {
     let h = harness(Limits::default(), 1_000);
     for i in 0..1_000 {
-        h.enqueue(&format!("u{}@x.io", i % 150), i64::from(i), &format!("v{i}"));
+        h.enqueue(
+            &format!("u{}@x.io", i % 150),
+            i64::from(i),
+            &format!("v{i}"),
+        );
     }
     let r = h.tick().await;
-    assert_eq!((r.received, r.delivered_records(), r.coalesced), (1_000, 150, 850));
+    assert_eq!(
+        (r.received, r.delivered_records(), r.coalesced),
+        (1_000, 150, 850)
+    );
     assert!(h.queue.is_empty(), "{} left", h.queue.len());
     for u in 0..150 {
         let last = (0..1_000).filter(|i| i % 150 == u).max().unwrap();
-        assert_eq!(h.provider_name(&format!("u{u}@x.io")), Some(format!("v{last}")));
+        assert_eq!(
+            h.provider_name(&format!("u{u}@x.io")),
+            Some(format!("v{last}"))
+        );
     }
     assert_eq!(h.provider.users_twice_in_one_request(), 0);
 }
@@ -153,7 +173,11 @@ async fn a_backlog_is_coalesced_into_one_record_per_user() {
 async fn a_backlog_under_tight_limits_ends_with_the_latest_values() {
     let h = harness(small(), 1_000);
     for i in 0..1_000 {
-        h.enqueue(&format!("u{}@x.io", i % 150), i64::from(i), &format!("v{i}"));
+        h.enqueue(
+            &format!("u{}@x.io", i % 150),
+            i64::from(i),
+            &format!("v{i}"),
+        );
     }
     for _ in 0..120 {
         h.tick().await;
@@ -161,7 +185,10 @@ async fn a_backlog_under_tight_limits_ends_with_the_latest_values() {
     assert!(h.queue.is_empty(), "{} left", h.queue.len());
     for u in 0..150 {
         let last = (0..1_000).filter(|i| i % 150 == u).max().unwrap();
-        assert_eq!(h.provider_name(&format!("u{u}@x.io")), Some(format!("v{last}")));
+        assert_eq!(
+            h.provider_name(&format!("u{u}@x.io")),
+            Some(format!("v{last}"))
+        );
     }
     assert_eq!(h.provider.over_limit(), 0);
     assert_eq!(h.provider.users_twice_in_one_request(), 0);
@@ -194,10 +221,26 @@ async fn a_crash_between_send_and_delete_resends_nothing() {
     let change = h.enqueue("a@x.io", 0, "v1");
     // Simulate the crash: deliver and record sync state, but never delete (the message stays in flight).
     let email = change.email.clone();
-    h.provider.send_individual(&crate::domain::Subscriber { email: email.as_str().into(), name: Some("v1".into()), ..Default::default() }).await.unwrap();
+    h.provider
+        .send_individual(&crate::domain::Subscriber {
+            email: email.as_str().into(),
+            name: Some("v1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     h.queue.receive(10).await.unwrap();
     h.store
-        .record(&email, &BTreeMap::from([(crate::domain::FieldKey::Name, crate::ports::SyncedField { value: "v1".into(), occurred_at: change.occurred_at })]))
+        .record(
+            &email,
+            &BTreeMap::from([(
+                crate::domain::FieldKey::Name,
+                crate::ports::SyncedField {
+                    value: "v1".into(),
+                    occurred_at: change.occurred_at,
+                },
+            )]),
+        )
         .await
         .unwrap();
     h.clock.advance(Duration::from_secs(121)); // the visibility timeout passes: SQS redelivers
@@ -210,7 +253,13 @@ async fn a_crash_between_send_and_delete_resends_nothing() {
 /// Rule: 422 → that record's messages go to the DLQ with the reason; the rest of the batch is delivered.
 #[tokio::test]
 async fn a_rejected_record_is_dead_lettered_and_the_rest_delivered() {
-    let h = harness(Limits { batch_size: 100, ..Limits::default() }, 1_000);
+    let h = harness(
+        Limits {
+            batch_size: 100,
+            ..Limits::default()
+        },
+        1_000,
+    );
     for i in 0..300 {
         h.enqueue(&format!("u{i}@x.io"), 0, "n");
     }
@@ -237,7 +286,10 @@ async fn a_malformed_message_is_dead_lettered_at_once() {
     let r = h.tick().await;
     assert_eq!((r.dead_lettered, r.delivered_records()), (1, 1));
     let dlq = h.queue.dead_letters();
-    assert_eq!((dlq[0].reason.as_deref(), dlq[0].body.as_str()), (Some("malformed"), "{not json"));
+    assert_eq!(
+        (dlq[0].reason.as_deref(), dlq[0].body.as_str()),
+        (Some("malformed"), "{not json")
+    );
     assert!(h.queue.is_empty());
 }
 
@@ -248,7 +300,8 @@ async fn transient_failures_back_off_and_open_the_circuit() {
     for i in 0..5 {
         h.enqueue(&format!("u{i}@x.io"), 0, "n");
     }
-    h.provider.script((0..5).map(|_| ProviderError::Transient("503".into())));
+    h.provider
+        .script((0..5).map(|_| ProviderError::Transient("503".into())));
     let r = h.tick().await;
     assert!(r.circuit_opened);
     assert_eq!(r.delivered_records(), 0);
@@ -270,14 +323,25 @@ async fn a_429_spends_the_window_and_defers_to_the_next() {
     let h = harness(Limits::default(), 1_000);
     // Batch quota already spent this window; the provider then refuses the individual request too.
     let window = Window::containing(h.clock.now(), 3_600);
-    h.store.mark_spent(QuotaKind::Batch, window, 50).await.unwrap();
+    h.store
+        .mark_spent(QuotaKind::Batch, window, 50)
+        .await
+        .unwrap();
     h.enqueue("a@x.io", 0, "A");
-    h.provider.script([ProviderError::RateLimited { retry_after: None }]);
+    h.provider
+        .script([ProviderError::RateLimited { retry_after: None }]);
     let r = h.tick().await;
-    assert_eq!((r.rate_limited, r.deferred, r.quota_individual.left), (1, 1, 0));
+    assert_eq!(
+        (r.rate_limited, r.deferred, r.quota_individual.left),
+        (1, 1, 0)
+    );
     let r = h.tick().await;
-    assert_eq!(r.received, 0, "nothing is received while the window is spent");
-    h.clock.set(start() + chrono::Duration::seconds(3_600 + 100));
+    assert_eq!(
+        r.received, 0,
+        "nothing is received while the window is spent"
+    );
+    h.clock
+        .set(start() + chrono::Duration::seconds(3_600 + 100));
     let r = h.tick().await;
     assert_eq!(r.delivered_records(), 1);
     assert!(h.queue.is_empty());
@@ -288,7 +352,10 @@ async fn a_429_spends_the_window_and_defers_to_the_next() {
 async fn a_held_lease_means_no_work() {
     let h = harness(Limits::default(), 1_000);
     h.enqueue("a@x.io", 0, "A");
-    h.store.hold_lease("someone-else", h.clock.now() + chrono::Duration::seconds(30));
+    h.store.hold_lease(
+        "someone-else",
+        h.clock.now() + chrono::Duration::seconds(30),
+    );
     let r = h.tick().await;
     assert_eq!((r.idle, r.received), (Some(Idle::LeaseHeld), 0));
     assert_eq!(h.queue.len(), 1);
@@ -299,8 +366,14 @@ async fn a_held_lease_means_no_work() {
 async fn no_quota_means_no_receive() {
     let h = harness(Limits::default(), 1_000);
     let window = Window::containing(h.clock.now(), 3_600);
-    h.store.mark_spent(QuotaKind::Batch, window, 50).await.unwrap();
-    h.store.mark_spent(QuotaKind::Individual, window, 3_600).await.unwrap();
+    h.store
+        .mark_spent(QuotaKind::Batch, window, 50)
+        .await
+        .unwrap();
+    h.store
+        .mark_spent(QuotaKind::Individual, window, 3_600)
+        .await
+        .unwrap();
     h.enqueue("a@x.io", 0, "A");
     let r = h.tick().await;
     assert_eq!((r.idle, r.received), (Some(Idle::NoQuota), 0));
@@ -316,13 +389,19 @@ async fn a_saturated_window_reaches_capacity() {
     for i in 0..70_000 {
         h.enqueue(&format!("u{i}@x.io"), 0, "n");
     }
-    h.clock.set(Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 30, 0).unwrap());
+    h.clock.set(
+        Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 30, 0)
+            .unwrap(),
+    );
     let mut delivered = 0u64;
     for _ in 0..60 {
         delivered += u64::from(h.tick().await.delivered_records());
     }
     let capacity = limits.capacity_per_window();
-    assert!(delivered * 1_000 >= capacity * 995, "delivered {delivered} of {capacity}");
+    assert!(
+        delivered * 1_000 >= capacity * 995,
+        "delivered {delivered} of {capacity}"
+    );
     assert!(delivered <= capacity);
     assert_eq!(h.provider.over_limit(), 0);
 }

@@ -43,8 +43,17 @@ mod tests {
     fn only_the_exact_key_passes() {
         let key = ApiKey::new("s3cret");
         assert!(key.verify(Some(b"s3cret")).is_ok());
-        for bad in [None, Some(&b""[..]), Some(b"s3cre"), Some(b"s3cret "), Some(b"S3CRET")] {
-            assert!(matches!(key.verify(bad), Err(IngestError::Unauthorized)), "{bad:?}");
+        for bad in [
+            None,
+            Some(&b""[..]),
+            Some(b"s3cre"),
+            Some(b"s3cret "),
+            Some(b"S3CRET"),
+        ] {
+            assert!(
+                matches!(key.verify(bad), Err(IngestError::Unauthorized)),
+                "{bad:?}"
+            );
         }
         assert_eq!(format!("{key:?}"), "ApiKey(<redacted>)");
     }

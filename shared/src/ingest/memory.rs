@@ -3,8 +3,8 @@
 //! same rules as DynamoDB and SQS. Clones share state.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -14,8 +14,8 @@ use crate::domain::{Change, ChangeMessage, RequestId};
 use crate::ports::{PortError, PortResult, RequestProgress};
 
 use super::ports::{
-    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NewClaim, RequestCounters, RequestStore,
+    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
+    IdempotencyStore, NewClaim, RequestCounters, RequestStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,11 +55,15 @@ impl ChangeSink for MemorySink {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
         {
-            return Err(PortError::transient("enqueue changes", anyhow!("injected failure")));
+            return Err(PortError::transient(
+                "enqueue changes",
+                anyhow!("injected failure"),
+            ));
         }
         for change in changes {
             let body = ChangeMessage::V1(change.clone()).to_body();
-            check_message_body(&body).map_err(|e| PortError::permanent("enqueue changes", anyhow!(e)))?;
+            check_message_body(&body)
+                .map_err(|e| PortError::permanent("enqueue changes", anyhow!(e)))?;
         }
         lock(&self.sent).extend_from_slice(changes);
         Ok(())
@@ -106,7 +110,11 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         Ok(Claim::Won)
     }
 
-    async fn get(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> PortResult<Option<IdempotencyRecord>> {
+    async fn get(
+        &self,
+        key: &IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> PortResult<Option<IdempotencyRecord>> {
         let records = lock(&self.records);
         Ok(records
             .get(&key.digest())
@@ -114,10 +122,16 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             .map(|r| r.record.clone()))
     }
 
-    async fn complete(&self, key: &IdempotencyKey, owner: RequestId, answer: &Accepted) -> PortResult<()> {
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        owner: RequestId,
+        answer: &Accepted,
+    ) -> PortResult<()> {
         let mut records = lock(&self.records);
         match records.get_mut(&key.digest()) {
-            Some(r) if matches!(r.record.state, IdempotencyState::InProgress { owner: o, .. } if o == owner) => {
+            Some(r) if matches!(r.record.state, IdempotencyState::InProgress { owner: o, .. } if o == owner) =>
+            {
                 r.record.state = IdempotencyState::Completed(answer.clone());
                 Ok(())
             }
@@ -168,7 +182,10 @@ impl RequestStore for MemoryRequestStore {
     ) -> PortResult<()> {
         let mut requests = lock(&self.requests);
         if requests.contains_key(&id) {
-            return Err(PortError::permanent("create request record", anyhow!("request {id} exists")));
+            return Err(PortError::permanent(
+                "create request record",
+                anyhow!("request {id} exists"),
+            ));
         }
         requests.insert(
             id,

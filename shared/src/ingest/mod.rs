@@ -22,8 +22,8 @@ pub mod service;
 pub use auth::ApiKey;
 pub use parse::{MAX_BODY_BYTES, MAX_CHANGES, MAX_FUTURE_SKEW, ParseError, Receipt, parse_changes};
 pub use ports::{
-    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore, NewClaim,
-    RequestCounters, RequestStatus, RequestStore, sha256_hex,
+    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
+    IdempotencyStore, NewClaim, RequestCounters, RequestStatus, RequestStore, sha256_hex,
 };
 pub use problem::{FieldProblem, IngestError, PROBLEM_CONTENT_TYPE, Problem};
 pub use service::{ChangesRequest, IngestService, IngestSettings, Submitted};

@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::domain::{
-    Change, ChangeId, CustomFieldKey, CustomFieldValue, Email, MAX_CUSTOM_FIELDS, Name, Priority, RequestId,
-    TimeZone, is_noncharacter, truncate,
+    Change, ChangeId, CustomFieldKey, CustomFieldValue, Email, MAX_CUSTOM_FIELDS, Name, Priority,
+    RequestId, TimeZone, is_noncharacter, truncate,
 };
 
 use super::problem::FieldProblem;
@@ -27,7 +27,14 @@ pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
 pub const MAX_PROBLEMS_PER_CHANGE: usize = 5;
 
 /// The fields a change may have.
-pub const CHANGE_FIELDS: [&str; 6] = ["email", "name", "time_zone", "custom_fields", "occurred_at", "priority"];
+pub const CHANGE_FIELDS: [&str; 6] = [
+    "email",
+    "name",
+    "time_zone",
+    "custom_fields",
+    "occurred_at",
+    "priority",
+];
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +78,11 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
                 "unknown field: a body is one change, or an object with only \"changes\"",
             ));
         } else if items.is_some() {
-            problems.push(FieldProblem::new(None, Some("changes"), "appears more than once"));
+            problems.push(FieldProblem::new(
+                None,
+                Some("changes"),
+                "appears more than once",
+            ));
         } else {
             items = Some(value);
         }
@@ -89,13 +100,20 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
         None => Vec::new(), // unreachable: the key was found above
     };
     if items.is_empty() {
-        problems.push(FieldProblem::new(None, Some("changes"), "must contain at least one change"));
+        problems.push(FieldProblem::new(
+            None,
+            Some("changes"),
+            "must contain at least one change",
+        ));
     }
     if items.len() > MAX_CHANGES {
         problems.push(FieldProblem::new(
             None,
             Some("changes"),
-            format!("at most {MAX_CHANGES} changes per request, got {}", items.len()),
+            format!(
+                "at most {MAX_CHANGES} changes per request, got {}",
+                items.len()
+            ),
         ));
         return Err(ParseError::Invalid(problems));
     }
@@ -138,7 +156,10 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
         let Some(field) = CHANGE_FIELDS.iter().copied().find(|f| *f == key) else {
             p.push(
                 &field_name(&key),
-                format!("unknown field; a change has only {}", CHANGE_FIELDS.join(", ")),
+                format!(
+                    "unknown field; a change has only {}",
+                    CHANGE_FIELDS.join(", ")
+                ),
             );
             continue;
         };
@@ -153,15 +174,24 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
             }
             "name" => {
                 sets_something = true;
-                name = p.check(field, string(&value).and_then(|s| Name::parse(s).map_err(|e| e.0)));
+                name = p.check(
+                    field,
+                    string(&value).and_then(|s| Name::parse(s).map_err(|e| e.0)),
+                );
             }
             "time_zone" => {
                 sets_something = true;
-                time_zone = p.check(field, string(&value).and_then(|s| TimeZone::parse(s).map_err(|e| e.0)));
+                time_zone = p.check(
+                    field,
+                    string(&value).and_then(|s| TimeZone::parse(s).map_err(|e| e.0)),
+                );
             }
             "custom_fields" => {
                 let Json::Object(fields) = value else {
-                    p.push(field, format!("must be an object of string values, not {}", value.kind()));
+                    p.push(
+                        field,
+                        format!("must be an object of string values, not {}", value.kind()),
+                    );
                     sets_something = true;
                     continue;
                 };
@@ -169,7 +199,10 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
                 if fields.len() > MAX_CUSTOM_FIELDS {
                     p.push(
                         field,
-                        format!("at most {MAX_CUSTOM_FIELDS} custom fields per change, got {}", fields.len()),
+                        format!(
+                            "at most {MAX_CUSTOM_FIELDS} custom fields per change, got {}",
+                            fields.len()
+                        ),
                     );
                     continue;
                 }
@@ -186,14 +219,18 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
                         p.push(&path, "appears more than once");
                         continue;
                     }
-                    let parsed = string(&raw_value).and_then(|s| CustomFieldValue::parse(s).map_err(|e| e.0));
+                    let parsed = string(&raw_value)
+                        .and_then(|s| CustomFieldValue::parse(s).map_err(|e| e.0));
                     if let Some(v) = p.check(&path, parsed) {
                         custom_fields.insert(key.into_string(), v.into_string());
                     }
                 }
             }
             "occurred_at" => {
-                occurred_at = p.check(field, string(&value).and_then(|s| parse_occurred_at(s, receipt.received_at)));
+                occurred_at = p.check(
+                    field,
+                    string(&value).and_then(|s| parse_occurred_at(s, receipt.received_at)),
+                );
             }
             "priority" => {
                 if let Some(v) = p.check(field, string(&value).and_then(parse_priority)) {
@@ -216,7 +253,11 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
     }
     let Some(email) = email else {
         // Unreachable: a missing or invalid email was reported above.
-        return Err(vec![FieldProblem::new(Some(index), Some("email"), "is required")]);
+        return Err(vec![FieldProblem::new(
+            Some(index),
+            Some("email"),
+            "is required",
+        )]);
     };
     Ok(Change {
         change_id: ChangeId::new(),
@@ -249,7 +290,8 @@ impl Problems {
 
     fn add(&mut self, field: Option<&str>, message: String) {
         if self.list.len() < MAX_PROBLEMS_PER_CHANGE {
-            self.list.push(FieldProblem::new(Some(self.index), field, message));
+            self.list
+                .push(FieldProblem::new(Some(self.index), field, message));
         } else {
             self.dropped += 1;
         }
@@ -270,7 +312,8 @@ impl Problems {
     fn finish(mut self) -> Vec<FieldProblem> {
         if self.dropped > 0 {
             let msg = format!("and {} more problem(s) in this change", self.dropped);
-            self.list.push(FieldProblem::new(Some(self.index), None, msg));
+            self.list
+                .push(FieldProblem::new(Some(self.index), None, msg));
         }
         self.list
     }
@@ -279,7 +322,9 @@ impl Problems {
 fn string(v: &Json) -> Result<&str, String> {
     match v {
         Json::String(s) => Ok(s),
-        Json::Null => Err("must be a string (leave the field out to leave the value unchanged)".into()),
+        Json::Null => {
+            Err("must be a string (leave the field out to leave the value unchanged)".into())
+        }
         other => Err(format!("must be a string, not {}", other.kind())),
     }
 }
@@ -294,7 +339,12 @@ fn parse_email(s: &str) -> Result<Email, String> {
 
 fn parse_occurred_at(s: &str, received_at: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let at = DateTime::parse_from_rfc3339(s)
-        .map_err(|_| format!("'{}' is not an RFC 3339 date-time (e.g. 2026-01-31T09:30:00Z)", truncate(s, 40)))?
+        .map_err(|_| {
+            format!(
+                "'{}' is not an RFC 3339 date-time (e.g. 2026-01-31T09:30:00Z)",
+                truncate(s, 40)
+            )
+        })?
         .to_utc();
     if at > received_at + MAX_FUTURE_SKEW {
         return Err(format!(
@@ -309,7 +359,10 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
     match s {
         "normal" => Ok(Priority::Normal),
         "high" => Ok(Priority::High),
-        other => Err(format!("must be \"normal\" or \"high\", not '{}'", truncate(other, 20))),
+        other => Err(format!(
+            "must be \"normal\" or \"high\", not '{}'",
+            truncate(other, 20)
+        )),
     }
 }
 
@@ -411,7 +464,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::{ChangeMessage, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN};
+    use crate::domain::{
+        ChangeMessage, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN,
+    };
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -434,7 +489,9 @@ mod tests {
     }
 
     fn has(problems: &[FieldProblem], index: Option<usize>, field: Option<&str>) -> bool {
-        problems.iter().any(|p| p.index == index && p.field.as_deref() == field)
+        problems
+            .iter()
+            .any(|p| p.index == index && p.field.as_deref() == field)
     }
 
     #[test]
@@ -463,16 +520,30 @@ mod tests {
         .unwrap();
         assert_eq!(changes[0].email.as_str(), "a@x.io");
         assert_eq!(changes[0].priority, Priority::High);
-        assert_eq!(changes[0].occurred_at.to_rfc3339(), "2026-01-31T08:30:00+00:00");
+        assert_eq!(
+            changes[0].occurred_at.to_rfc3339(),
+            "2026-01-31T08:30:00+00:00"
+        );
         assert_eq!(changes[1].name.as_deref(), Some(""));
         assert_ne!(changes[0].change_id, changes[1].change_id);
     }
 
     #[test]
     fn malformed_bodies_are_400_material() {
-        for body in [&b""[..], b"{", b"[]", b"\"x\"", b"null", b"{\"email\": \"\\ud800\"}", b"\xff"] {
+        for body in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"\"x\"",
+            b"null",
+            b"{\"email\": \"\\ud800\"}",
+            b"\xff",
+        ] {
             assert!(
-                matches!(parse_changes(body, receipt()), Err(ParseError::Malformed(_))),
+                matches!(
+                    parse_changes(body, receipt()),
+                    Err(ParseError::Malformed(_))
+                ),
                 "{:?}",
                 String::from_utf8_lossy(body)
             );
@@ -502,13 +573,18 @@ mod tests {
         assert!(has(&p, Some(5), Some("occurred_at")));
         assert!(has(&p, Some(5), Some("custom_fields.bad key")));
         // Five problems shown for change 5, the sixth summarised.
-        assert_eq!(p.iter().filter(|p| p.index == Some(5)).count(), MAX_PROBLEMS_PER_CHANGE + 1);
+        assert_eq!(
+            p.iter().filter(|p| p.index == Some(5)).count(),
+            MAX_PROBLEMS_PER_CHANGE + 1
+        );
     }
 
     #[test]
     fn empty_changes_are_refused() {
-        for change in [json!({"email": "a@x.io"}), json!({"email": "a@x.io", "custom_fields": {}, "priority": "high"})]
-        {
+        for change in [
+            json!({"email": "a@x.io"}),
+            json!({"email": "a@x.io", "custom_fields": {}, "priority": "high"}),
+        ] {
             assert!(has(&problems(change), Some(0), None));
         }
     }
@@ -518,10 +594,14 @@ mod tests {
         let p = problems(json!({"email": "a@x.io", "name": "A", "Name": "B"}));
         assert!(has(&p, Some(0), Some("Name")));
         let dup = br#"{"email":"a@x.io","name":"A","name":"B"}"#;
-        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else { panic!() };
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else {
+            panic!()
+        };
         assert_eq!(p[0].message, "appears more than once");
         let dup = br#"{"email":"a@x.io","custom_fields":{"k":"1","k":"2"}}"#;
-        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else { panic!() };
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else {
+            panic!()
+        };
         assert_eq!(p[0].field.as_deref(), Some("custom_fields.k"));
         let p = problems(json!({"changes": [{"email": "a@x.io", "name": "A"}], "dry_run": true}));
         assert!(has(&p, None, Some("dry_run")));
@@ -532,21 +612,37 @@ mod tests {
     #[test]
     fn over_long_values_are_refused() {
         let long = |n| "x".repeat(n);
-        let p = problems(json!({"email": format!("{}@x.io", long(MAX_EMAIL_LEN)), "name": long(MAX_NAME_LEN + 1)}));
+        let p = problems(
+            json!({"email": format!("{}@x.io", long(MAX_EMAIL_LEN)), "name": long(MAX_NAME_LEN + 1)}),
+        );
         assert!(has(&p, Some(0), Some("email")) && has(&p, Some(0), Some("name")));
-        let too_many: serde_json::Map<_, _> = (0..=MAX_CUSTOM_FIELDS).map(|i| (format!("f{i}"), json!("v"))).collect();
+        let too_many: serde_json::Map<_, _> = (0..=MAX_CUSTOM_FIELDS)
+            .map(|i| (format!("f{i}"), json!("v")))
+            .collect();
         let p = problems(json!({"email": "a@x.io", "custom_fields": too_many}));
         assert!(has(&p, Some(0), Some("custom_fields")));
-        let p = problems(json!({"email": "a@x.io", "custom_fields": {long(MAX_FIELD_KEY_LEN + 1): "v"}}));
+        let p = problems(
+            json!({"email": "a@x.io", "custom_fields": {long(MAX_FIELD_KEY_LEN + 1): "v"}}),
+        );
         assert_eq!(p.len(), 1);
-        let p = problems(json!({"email": "a@x.io", "custom_fields": {"k": long(MAX_FIELD_VALUE_LEN + 1)}}));
+        let p = problems(
+            json!({"email": "a@x.io", "custom_fields": {"k": long(MAX_FIELD_VALUE_LEN + 1)}}),
+        );
         assert!(has(&p, Some(0), Some("custom_fields.k")));
     }
 
     #[test]
     fn control_and_noncharacters_are_refused() {
-        assert!(has(&problems(json!({"email": "a@x.io", "name": "A\u{0}B"})), Some(0), Some("name")));
-        assert!(has(&problems(json!({"email": "a\u{ffff}@x.io", "name": "A"})), Some(0), Some("email")));
+        assert!(has(
+            &problems(json!({"email": "a@x.io", "name": "A\u{0}B"})),
+            Some(0),
+            Some("name")
+        ));
+        assert!(has(
+            &problems(json!({"email": "a\u{ffff}@x.io", "name": "A"})),
+            Some(0),
+            Some("email")
+        ));
         let p = problems(json!({"email": "a@x.io", "custom_fields": {"k": "\u{fffe}"}}));
         assert!(has(&p, Some(0), Some("custom_fields.k")));
         // Tabs and line breaks are fine in custom values.
@@ -557,27 +653,44 @@ mod tests {
     fn far_future_occurred_at_is_refused_small_skew_is_not() {
         let r = receipt();
         let at = |d: TimeDelta| (r.received_at + d).to_rfc3339();
-        let body = json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(4))});
+        let body =
+            json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(4))});
         assert!(parse_changes(body.to_string().as_bytes(), r).is_ok());
-        let body = json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(6))});
+        let body =
+            json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(6))});
         assert!(parse_changes(body.to_string().as_bytes(), r).is_err());
     }
 
     #[test]
     fn change_counts_are_bounded() {
-        assert!(has(&problems(json!({"changes": []})), None, Some("changes")));
-        let many: Vec<_> = (0..=MAX_CHANGES).map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"})).collect();
+        assert!(has(
+            &problems(json!({"changes": []})),
+            None,
+            Some("changes")
+        ));
+        let many: Vec<_> = (0..=MAX_CHANGES)
+            .map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"}))
+            .collect();
         let p = problems(json!({ "changes": many }));
         assert_eq!(p.len(), 1, "only the count is reported");
-        let max: Vec<_> = (0..MAX_CHANGES).map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"})).collect();
+        let max: Vec<_> = (0..MAX_CHANGES)
+            .map(|i| json!({"email": format!("u{i}@x.io"), "name": "A"}))
+            .collect();
         assert_eq!(parse(json!({ "changes": max })).unwrap().len(), MAX_CHANGES);
-        assert!(has(&problems(json!({"changes": {"email": "a@x.io"}})), None, Some("changes")));
+        assert!(has(
+            &problems(json!({"changes": {"email": "a@x.io"}})),
+            None,
+            Some("changes")
+        ));
     }
 
     #[test]
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse_changes(deep.as_bytes(), receipt()), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse_changes(deep.as_bytes(), receipt()),
+            Err(ParseError::Malformed(_))
+        ));
     }
 
     /// The limits guarantee that any valid change fits one SQS message (256 KiB), whatever its characters.
@@ -588,7 +701,11 @@ mod tests {
         let custom: serde_json::Map<_, _> = (0..MAX_CUSTOM_FIELDS)
             .map(|i| {
                 let key = format!("{i:0>width$}", width = MAX_FIELD_KEY_LEN);
-                let value = if i % 2 == 0 { four_byte.repeat(MAX_FIELD_VALUE_LEN) } else { quote_heavy.clone() };
+                let value = if i % 2 == 0 {
+                    four_byte.repeat(MAX_FIELD_VALUE_LEN)
+                } else {
+                    quote_heavy.clone()
+                };
                 (key, json!(value))
             })
             .collect();
@@ -615,15 +732,26 @@ mod tests {
             any::<bool>().prop_map(serde_json::Value::from),
             any::<i64>().prop_map(serde_json::Value::from),
             ".{0,20}".prop_map(serde_json::Value::from),
-            prop::sample::select(vec!["a@x.io", "UTC", "high", "normal", "2026-01-01T00:00:00Z", "", "Europe/Paris"])
-                .prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "a@x.io",
+                "UTC",
+                "high",
+                "normal",
+                "2026-01-01T00:00:00Z",
+                "",
+                "Europe/Paris"
+            ])
+            .prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
                 prop::collection::vec(
                     (
-                        prop_oneof![prop::sample::select(CHANGE_FIELDS.to_vec()).prop_map(String::from), ".{0,8}"],
+                        prop_oneof![
+                            prop::sample::select(CHANGE_FIELDS.to_vec()).prop_map(String::from),
+                            ".{0,8}"
+                        ],
                         inner
                     ),
                     0..8

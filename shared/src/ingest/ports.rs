@@ -44,7 +44,9 @@ impl IdempotencyKey {
             )));
         }
         if !raw.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            return Err(Invalid("must contain only printable ASCII characters".into()));
+            return Err(Invalid(
+                "must contain only printable ASCII characters".into(),
+            ));
         }
         Ok(Self(raw.to_string()))
     }
@@ -111,7 +113,11 @@ pub enum Claim {
 pub trait IdempotencyStore: Send + Sync {
     /// Atomically creates the record unless a live one exists (an expired record, or an in-progress one
     /// whose lease ran out, counts as absent).
-    fn claim(&self, key: &IdempotencyKey, claim: &NewClaim) -> impl Future<Output = PortResult<Claim>> + Send;
+    fn claim(
+        &self,
+        key: &IdempotencyKey,
+        claim: &NewClaim,
+    ) -> impl Future<Output = PortResult<Claim>> + Send;
     /// The live record for a key, read consistently.
     fn get(
         &self,
@@ -126,7 +132,11 @@ pub trait IdempotencyStore: Send + Sync {
         answer: &Accepted,
     ) -> impl Future<Output = PortResult<()>> + Send;
     /// Drops the claim after a failure (so a retry starts afresh), if `owner` still holds it.
-    fn abandon(&self, key: &IdempotencyKey, owner: RequestId) -> impl Future<Output = PortResult<()>> + Send;
+    fn abandon(
+        &self,
+        key: &IdempotencyKey,
+        owner: RequestId,
+    ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// A request's counters as stored: `accepted` written by ingest, the rest added by the drain.
@@ -153,7 +163,10 @@ pub struct RequestStatus {
 
 impl RequestStatus {
     pub fn new(request_id: RequestId, c: RequestCounters) -> Self {
-        let settled = c.delivered.saturating_add(c.skipped).saturating_add(c.dead_lettered);
+        let settled = c
+            .delivered
+            .saturating_add(c.skipped)
+            .saturating_add(c.dead_lettered);
         Self {
             request_id,
             accepted: c.accepted,
@@ -174,7 +187,10 @@ pub trait RequestStore: Send + Sync {
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = PortResult<()>> + Send;
-    fn counters(&self, id: RequestId) -> impl Future<Output = PortResult<Option<RequestCounters>>> + Send;
+    fn counters(
+        &self,
+        id: RequestId,
+    ) -> impl Future<Output = PortResult<Option<RequestCounters>>> + Send;
 }
 
 #[cfg(test)]

@@ -101,7 +101,9 @@ impl IngestError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            IngestError::Unavailable(_) | IngestError::IdempotencyInProgress | IngestError::Unexpected(_)
+            IngestError::Unavailable(_)
+                | IngestError::IdempotencyInProgress
+                | IngestError::Unexpected(_)
         )
     }
 
@@ -217,7 +219,11 @@ mod tests {
         let e = IngestError::from(permanent);
         assert_eq!(e.status(), 500);
         // The chain stays in the error (for logs) but never reaches the problem body.
-        assert!(!serde_json::to_string(&e.problem()).unwrap().contains("no such queue"));
+        assert!(
+            !serde_json::to_string(&e.problem())
+                .unwrap()
+                .contains("no such queue")
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::ports::{Clock, SystemClock};
 
 use super::parse::{MAX_BODY_BYTES, ParseError, Receipt, parse_changes};
 use super::ports::{
-    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyState, IdempotencyStore, NewClaim, RequestStatus,
-    RequestStore, sha256_hex,
+    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyState, IdempotencyStore, NewClaim,
+    RequestStatus, RequestStore, sha256_hex,
 };
 use super::problem::IngestError;
 
@@ -126,11 +126,17 @@ where
             ParseError::Invalid(problems) => IngestError::Invalid(problems),
         })?;
         match key {
-            None => self.accept(&changes, receipt).await.map(|answer| Submitted {
-                answer,
-                replayed: false,
-            }),
-            Some(key) => self.accept_once(&key, &sha256_hex(req.body), &changes, receipt).await,
+            None => self
+                .accept(&changes, receipt)
+                .await
+                .map(|answer| Submitted {
+                    answer,
+                    replayed: false,
+                }),
+            Some(key) => {
+                self.accept_once(&key, &sha256_hex(req.body), &changes, receipt)
+                    .await
+            }
         }
     }
 
@@ -140,7 +146,12 @@ where
         let accepted = u32::try_from(changes.len()).unwrap_or(u32::MAX);
         let now = receipt.received_at;
         self.requests
-            .create(receipt.request_id, accepted, now, now + self.settings.request_ttl)
+            .create(
+                receipt.request_id,
+                accepted,
+                now,
+                now + self.settings.request_ttl,
+            )
             .await?;
         self.sink.enqueue(changes).await?;
         Ok(Accepted {
@@ -178,7 +189,10 @@ where
                 }
                 Claim::Held(Some(record)) => {
                     if let IdempotencyState::Completed(answer) = record.state {
-                        return Ok(Submitted { answer, replayed: true });
+                        return Ok(Submitted {
+                            answer,
+                            replayed: true,
+                        });
                     }
                 }
                 // The holder gave up between our write and our read: claim again.
@@ -228,7 +242,9 @@ where
                 crate::domain::truncate(raw_id, 64)
             ))
         };
-        let id = Uuid::try_parse(raw_id).map(RequestId).map_err(|_| not_found())?;
+        let id = Uuid::try_parse(raw_id)
+            .map(RequestId)
+            .map_err(|_| not_found())?;
         let counters = self.requests.counters(id).await?.ok_or_else(not_found)?;
         Ok(RequestStatus::new(id, counters))
     }
@@ -265,7 +281,11 @@ mod tests {
     type Service = IngestService<MemorySink, MemoryIdempotencyStore, MemoryRequestStore>;
 
     fn service() -> Service {
-        IngestService::new(MemorySink::default(), MemoryIdempotencyStore::default(), MemoryRequestStore::default())
+        IngestService::new(
+            MemorySink::default(),
+            MemoryIdempotencyStore::default(),
+            MemoryRequestStore::default(),
+        )
     }
 
     fn post<'a>(body: &'a str, key: Option<&'a str>) -> ChangesRequest<'a> {
@@ -280,10 +300,19 @@ mod tests {
 
     #[test]
     fn content_types() {
-        for ok in ["application/json", "Application/JSON; charset=UTF-8", "application/json;charset=\"utf-8\""] {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/json;charset=\"utf-8\"",
+        ] {
             assert!(check_content_type(Some(ok)).is_ok(), "{ok}");
         }
-        for bad in [None, Some("text/plain"), Some("application/json; charset=latin1"), Some("application/jsonx")] {
+        for bad in [
+            None,
+            Some("text/plain"),
+            Some("application/json; charset=latin1"),
+            Some("application/jsonx"),
+        ] {
             assert!(check_content_type(bad).is_err(), "{bad:?}");
         }
     }
@@ -291,11 +320,23 @@ mod tests {
     #[tokio::test]
     async fn accepted_changes_are_recorded_then_enqueued() {
         let svc = service();
-        let s = svc.submit(post(r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"b@x.io","name":"B"}]}"#, None)).await.unwrap();
+        let s = svc
+            .submit(post(
+                r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"b@x.io","name":"B"}]}"#,
+                None,
+            ))
+            .await
+            .unwrap();
         assert_eq!(s.answer.accepted, 2);
         let sent = svc.sink().sent();
-        assert_eq!(sent.iter().map(|c| c.change_id).collect::<Vec<_>>(), s.answer.change_ids);
-        let status = svc.request_status(&s.answer.request_id.to_string()).await.unwrap();
+        assert_eq!(
+            sent.iter().map(|c| c.change_id).collect::<Vec<_>>(),
+            s.answer.change_ids
+        );
+        let status = svc
+            .request_status(&s.answer.request_id.to_string())
+            .await
+            .unwrap();
         assert_eq!((status.accepted, status.pending), (2, 2));
     }
 
@@ -303,9 +344,18 @@ mod tests {
     async fn nothing_from_a_rejected_request_is_enqueued() {
         let svc = service();
         let body = r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"bad"}]}"#;
-        assert!(matches!(svc.submit(post(body, None)).await, Err(IngestError::Invalid(_))));
-        let too_big = format!("{{\"email\":\"a@x.io\",\"name\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
-        assert!(matches!(svc.submit(post(&too_big, None)).await, Err(IngestError::PayloadTooLarge { .. })));
+        assert!(matches!(
+            svc.submit(post(body, None)).await,
+            Err(IngestError::Invalid(_))
+        ));
+        let too_big = format!(
+            "{{\"email\":\"a@x.io\",\"name\":\"{}\"}}",
+            "x".repeat(MAX_BODY_BYTES)
+        );
+        assert!(matches!(
+            svc.submit(post(&too_big, None)).await,
+            Err(IngestError::PayloadTooLarge { .. })
+        ));
         assert!(svc.sink().sent().is_empty());
     }
 
@@ -329,13 +379,19 @@ mod tests {
         assert!(again.replayed);
         assert_eq!(again.answer, first.answer);
         assert_eq!(svc.sink().sent().len(), 1);
-        let other = svc.submit(post(r#"{"email":"a@x.io","name":"B"}"#, Some("k1"))).await;
+        let other = svc
+            .submit(post(r#"{"email":"a@x.io","name":"B"}"#, Some("k1")))
+            .await;
         assert!(matches!(other, Err(IngestError::IdempotencyKeyReused)));
-        assert!(matches!(svc.submit(post(ONE, Some("é"))).await, Err(IngestError::BadIdempotencyKey(_))));
+        assert!(matches!(
+            svc.submit(post(ONE, Some("é"))).await,
+            Err(IngestError::BadIdempotencyKey(_))
+        ));
     }
 
     #[tokio::test]
-    async fn a_key_held_by_a_live_request_is_409_after_waiting_one_held_by_a_dead_one_is_taken_over() {
+    async fn a_key_held_by_a_live_request_is_409_after_waiting_one_held_by_a_dead_one_is_taken_over()
+     {
         let svc = service().with_settings(IngestSettings {
             idempotency_wait: Duration::from_millis(100),
             ..IngestSettings::default()
@@ -349,8 +405,14 @@ mod tests {
             lease_until: now + TimeDelta::seconds(60),
             expires_at: now + TimeDelta::hours(24),
         };
-        assert_eq!(svc.idempotency.claim(&key, &dead_owner).await.unwrap(), Claim::Won);
-        assert!(matches!(svc.submit(post(ONE, Some("k1"))).await, Err(IngestError::IdempotencyInProgress)));
+        assert_eq!(
+            svc.idempotency.claim(&key, &dead_owner).await.unwrap(),
+            Claim::Won
+        );
+        assert!(matches!(
+            svc.submit(post(ONE, Some("k1"))).await,
+            Err(IngestError::IdempotencyInProgress)
+        ));
         assert!(svc.sink().sent().is_empty());
 
         let expired = NewClaim {
@@ -366,7 +428,8 @@ mod tests {
     #[tokio::test]
     async fn concurrent_first_requests_enqueue_once() {
         let svc = service();
-        let results = futures::future::join_all((0..8).map(|_| svc.submit(post(ONE, Some("same"))))).await;
+        let results =
+            futures::future::join_all((0..8).map(|_| svc.submit(post(ONE, Some("same"))))).await;
         let answers: Vec<_> = results.into_iter().map(Result::unwrap).collect();
         assert_eq!(svc.sink().sent().len(), 1);
         assert_eq!(answers.iter().filter(|s| !s.replayed).count(), 1);
@@ -378,7 +441,14 @@ mod tests {
         let svc = service();
         let s = svc.submit(post(ONE, None)).await.unwrap();
         let id = s.answer.request_id;
-        svc.requests.add(id, RequestProgress { delivered: 1, skipped: 0, dead_lettered: 0 });
+        svc.requests.add(
+            id,
+            RequestProgress {
+                delivered: 1,
+                skipped: 0,
+                dead_lettered: 0,
+            },
+        );
         let status = svc.request_status(&id.to_string()).await.unwrap();
         assert_eq!((status.delivered, status.pending), (1, 0));
         for unknown in ["not-a-uuid", &RequestId::new().to_string()] {

@@ -13,13 +13,23 @@ use serde_json::{Value, json};
 #[command(about = "Sample traffic through a locally running Sluice, shown tick by tick")]
 struct Args {
     /// The ingest endpoint (cargo lambda watch function URL).
-    #[arg(long, default_value = "http://127.0.0.1:9000/lambda-url/ingest/v1/changes")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9000/lambda-url/ingest/v1/changes"
+    )]
     ingest_url: String,
     /// The drain's Invoke API under cargo lambda watch.
-    #[arg(long, default_value = "http://127.0.0.1:9000/2015-03-31/functions/drain/invocations")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9000/2015-03-31/functions/drain/invocations"
+    )]
     drain_url: String,
     /// The provider emulator.
-    #[arg(long, env = "PROVIDER_BASE_URL", default_value = "http://127.0.0.1:8025")]
+    #[arg(
+        long,
+        env = "PROVIDER_BASE_URL",
+        default_value = "http://127.0.0.1:8025"
+    )]
     emulator_url: String,
     /// `x-api-key` for ingest (local runs).
     #[arg(long, env = "INGEST_API_KEY")]
@@ -50,8 +60,12 @@ const ZONES: [&str; 4] = ["Europe/Amsterdam", "America/New_York", "Asia/Tokyo", 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-    let event: Value = serde_json::from_str(&std::fs::read_to_string(&args.event).context("reading the event fixture")?)?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let event: Value = serde_json::from_str(
+        &std::fs::read_to_string(&args.event).context("reading the event fixture")?,
+    )?;
 
     // Traffic: several changes per user, each touching one field; the last per field is what must arrive.
     let mut expected: BTreeMap<String, BTreeMap<&str, String>> = BTreeMap::new();
@@ -62,14 +76,26 @@ async fn main() -> Result<()> {
         let email = format!("user{user}@demo.sluice.dev");
         let occurred_at = (base + chrono::Duration::seconds(i as i64)).to_rfc3339();
         let (field, value, change) = match i % 3 {
-            0 => ("name", format!("User {user} v{i}"), json!({"email": email, "name": format!("User {user} v{i}"), "occurred_at": occurred_at})),
+            0 => (
+                "name",
+                format!("User {user} v{i}"),
+                json!({"email": email, "name": format!("User {user} v{i}"), "occurred_at": occurred_at}),
+            ),
             1 => {
                 let z = ZONES[i % ZONES.len()];
-                ("time_zone", z.to_string(), json!({"email": email, "time_zone": z, "occurred_at": occurred_at}))
+                (
+                    "time_zone",
+                    z.to_string(),
+                    json!({"email": email, "time_zone": z, "occurred_at": occurred_at}),
+                )
             }
             _ => {
                 let p = PLANS[i % PLANS.len()];
-                ("plan", p.to_string(), json!({"email": email, "custom_fields": {"plan": p}, "occurred_at": occurred_at}))
+                (
+                    "plan",
+                    p.to_string(),
+                    json!({"email": email, "custom_fields": {"plan": p}, "occurred_at": occurred_at}),
+                )
             }
         };
         expected.entry(email).or_default().insert(field, value);
@@ -99,7 +125,17 @@ async fn main() -> Result<()> {
     println!();
     println!(
         "{:>4} {:>6} {:>8} {:>9} {:>10} {:>8} {:>8} {:>11} {:>13} {:>9} {:>10}",
-        "tick", "t(s)", "received", "coalesced", "delivered", "batch", "indiv", "batch q u/l", "indiv q u/l", "provider", "users done"
+        "tick",
+        "t(s)",
+        "received",
+        "coalesced",
+        "delivered",
+        "batch",
+        "indiv",
+        "batch q u/l",
+        "indiv q u/l",
+        "provider",
+        "users done"
     );
 
     let mut done_at = None;
@@ -116,9 +152,22 @@ async fn main() -> Result<()> {
         if report.get("errorMessage").is_some() || report.get("errorType").is_some() {
             bail!("the drain failed: {report}");
         }
-        let stats: Value = http.get(format!("{}/_emulator/stats", args.emulator_url)).send().await?.json().await?;
-        let latest: Value = http.get(format!("{}/_emulator/latest", args.emulator_url)).send().await?.json().await?;
-        let users_done = expected.iter().filter(|(email, fields)| matches(&latest, email, fields)).count();
+        let stats: Value = http
+            .get(format!("{}/_emulator/stats", args.emulator_url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let latest: Value = http
+            .get(format!("{}/_emulator/latest", args.emulator_url))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let users_done = expected
+            .iter()
+            .filter(|(email, fields)| matches(&latest, email, fields))
+            .count();
         let n = |v: &Value| v.as_u64().unwrap_or(0);
         println!(
             "{:>4} {:>6.0} {:>8} {:>9} {:>10} {:>8} {:>8} {:>11} {:>13} {:>9} {:>10}",
@@ -129,8 +178,16 @@ async fn main() -> Result<()> {
             n(&report["delivered"]["batch"]) + n(&report["delivered"]["individual"]),
             n(&report["requests"]["batch"]),
             n(&report["requests"]["individual"]),
-            format!("{}/{}", n(&report["quota_batch"]["used"]), n(&report["quota_batch"]["left"])),
-            format!("{}/{}", n(&report["quota_individual"]["used"]), n(&report["quota_individual"]["left"])),
+            format!(
+                "{}/{}",
+                n(&report["quota_batch"]["used"]),
+                n(&report["quota_batch"]["left"])
+            ),
+            format!(
+                "{}/{}",
+                n(&report["quota_individual"]["used"]),
+                n(&report["quota_individual"]["left"])
+            ),
             n(&stats["records"]["batch"]) + n(&stats["records"]["individual"]),
             format!("{users_done}/{}", expected.len()),
         );
@@ -141,17 +198,28 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_secs(args.tick_seconds)).await;
     }
 
-    let stats: Value = http.get(format!("{}/_emulator/stats", args.emulator_url)).send().await?.json().await?;
+    let stats: Value = http
+        .get(format!("{}/_emulator/stats", args.emulator_url))
+        .send()
+        .await?
+        .json()
+        .await?;
     println!();
     println!(
         "provider: {} batch requests, {} individual requests, {} records; over-limit requests: {}; users twice in one request: {}",
-        stats["requests"]["batch"], stats["requests"]["individual"],
-        stats["records"]["batch"].as_u64().unwrap_or(0) + stats["records"]["individual"].as_u64().unwrap_or(0),
-        stats["over_limit"], stats["duplicate_emails_in_request"]
+        stats["requests"]["batch"],
+        stats["requests"]["individual"],
+        stats["records"]["batch"].as_u64().unwrap_or(0)
+            + stats["records"]["individual"].as_u64().unwrap_or(0),
+        stats["over_limit"],
+        stats["duplicate_emails_in_request"]
     );
     match done_at {
         Some(tick) => {
-            ensure!(stats["over_limit"].as_u64() == Some(0), "the provider saw over-limit requests");
+            ensure!(
+                stats["over_limit"].as_u64() == Some(0),
+                "the provider saw over-limit requests"
+            );
             println!(
                 "every user's latest values arrived: {} changes → {} users, after {tick} ticks ({:.0} s)",
                 changes.len(),
@@ -166,7 +234,9 @@ async fn main() -> Result<()> {
 
 /// Whether the provider holds these latest values for the user.
 fn matches(latest: &Value, email: &str, fields: &BTreeMap<&str, String>) -> bool {
-    let Some(s) = latest.get(email) else { return false };
+    let Some(s) = latest.get(email) else {
+        return false;
+    };
     fields.iter().all(|(field, value)| {
         let got = match *field {
             "plan" => s["custom_fields"]["plan"].as_str(),

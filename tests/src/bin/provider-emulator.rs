@@ -1,6 +1,8 @@
 //! `provider-emulator`: the Drip-compatible provider for the demo and out-of-process tests.
 //! Flags: `provider-emulator --help`; logic: `sluice_tests::emulator`.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 use sluice_tests::emulator::Emulator;
 use sluice_tests::emulator::cli::{Args, shutdown_signal};
@@ -14,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     Emulator::serve(args.listen, args.config()?, shutdown_signal()).await
 }

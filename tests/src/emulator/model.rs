@@ -131,7 +131,7 @@ pub struct QuotaByKind {
 
 /// What the emulator has seen since start or the last reset. Every request to the provider API lands in
 /// exactly one of `requests` (accepted), the `rejected_*` counters (one per answered status, whatever the
-/// cause) or `dropped_connections`. `over_limit`, `concurrent_conflicts` and `duplicate_emails_in_request`
+/// cause) or `dropped_connections` — except a forced 2xx/3xx, counted only in `forced_responses`. `over_limit`, `concurrent_conflicts` and `duplicate_emails_in_request`
 /// count the client mistakes themselves, never injected faults: tests assert they stay 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {

@@ -1,0 +1,372 @@
+//! The drain end to end on LocalStack (queue, DLQ and table from `template.yaml`) against the provider
+//! emulator over HTTP, through the real handler with the real scheduled-event fixture. Each test names the
+//! rule it guards; after each, every change is delivered as its latest value or sits in the DLQ with a
+//! reason, and the emulator never saw an over-limit request.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use chrono::Utc;
+use lambda_runtime::{Context, LambdaEvent};
+use sluice::adapters::{AwsDrainPorts, aws_drain};
+use sluice::domain::{Change, ChangeId, Email, Priority, RequestId};
+use sluice::drain::{Drain, DrainReport, Idle};
+use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle, Faults};
+
+use common::TestStack;
+
+const FIXTURE: &str = include_str!("../fixtures/scheduled-event.json");
+
+fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
+    let now = Utc::now();
+    Change {
+        change_id: ChangeId::new(),
+        request_id: RequestId::new(),
+        email: Email::parse(email).unwrap(),
+        name: Some(name.into()),
+        time_zone: None,
+        custom_fields: BTreeMap::new(),
+        occurred_at: now + chrono::Duration::milliseconds(occurred_offset_ms),
+        priority: Priority::Normal,
+        accepted_at: now,
+    }
+}
+
+async fn drain_for(
+    stack: &TestStack,
+    emulator: &EmulatorHandle,
+    overrides: &[(&str, &str)],
+) -> Drain<AwsDrainPorts> {
+    aws_drain(&stack.config(emulator, overrides), &stack.sdk)
+        .await
+        .unwrap()
+}
+
+/// One invocation through the real handler with the scheduled-event fixture and a 60 s deadline.
+async fn invoke(drain: &Drain<AwsDrainPorts>) -> DrainReport {
+    let event: CloudWatchEvent = serde_json::from_str(FIXTURE).unwrap();
+    let mut context = Context::default();
+    context.deadline =
+        u64::try_from((Utc::now() + chrono::Duration::seconds(60)).timestamp_millis()).unwrap();
+    drain::handle(drain, "test", LambdaEvent::new(event, context))
+        .await
+        .unwrap()
+}
+
+async fn assert_queue_empty(stack: &TestStack) {
+    assert_eq!(
+        stack.depth(&stack.outputs.queue_url).await,
+        (0, 0),
+        "messages left on the queue"
+    );
+}
+
+/// Rules: delivered once, deleted after; the walking skeleton's end to end (would fail if the drain sent
+/// nothing, sent twice, or left messages behind).
+#[tokio::test]
+async fn delivers_each_change_once_and_empties_the_queue() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    let changes: Vec<Change> = (0..25)
+        .map(|i| change(&format!("u{i}@x.io"), &format!("n{i}"), 0))
+        .collect();
+    stack.enqueue(&changes).await;
+    let drain = drain_for(&stack, &emulator, &[]).await;
+
+    let report = invoke(&drain).await;
+    assert_eq!(
+        (report.received, report.delivered_records(), report.deleted),
+        (25, 25, 25)
+    );
+    for c in &changes {
+        let got = emulator.received_for(c.email.as_str());
+        assert_eq!(
+            got.len(),
+            1,
+            "{} delivered {} times",
+            c.email.as_str(),
+            got.len()
+        );
+        assert_eq!(got[0].subscriber.name, c.name);
+    }
+    assert_queue_empty(&stack).await;
+    // A second run finds nothing and sends nothing.
+    let again = invoke(&drain).await;
+    assert_eq!(again.delivered_records(), 0);
+    assert_eq!(emulator.received().len(), 25);
+    assert_eq!(emulator.stats().over_limit, 0);
+    stack.destroy().await;
+}
+
+/// Rules: coalescing per email (newest wins), duplicate SQS deliveries collapse, one user once per request.
+#[tokio::test]
+async fn coalesces_and_collapses_duplicate_deliveries() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    let mut changes = Vec::new();
+    for i in 0..300 {
+        changes.push(change(&format!("u{}@x.io", i % 20), &format!("v{i}"), i));
+    }
+    stack.enqueue(&changes).await;
+    stack.enqueue(&changes[290..]).await; // the same changes delivered twice
+    let drain = drain_for(&stack, &emulator, &[]).await;
+    let report = invoke(&drain).await;
+    assert_eq!((report.received, report.delivered_records()), (310, 20));
+    let stats = emulator.stats();
+    assert_eq!(
+        stats.records.batch + stats.records.individual,
+        20,
+        "one record per user"
+    );
+    for u in 0..20 {
+        let last = (0..300).filter(|i| i % 20 == u).max().unwrap();
+        assert_eq!(
+            emulator.latest()[&format!("u{u}@x.io")].name,
+            Some(format!("v{last}"))
+        );
+    }
+    assert_eq!(emulator.stats().duplicate_emails_in_request, 0);
+    assert_queue_empty(&stack).await;
+    stack.destroy().await;
+}
+
+/// Rule: a crash after the provider call but before the delete — SQS hands the old message out again —
+/// must not send stale data: the redelivered, older change is dropped against the synced state.
+#[tokio::test]
+async fn a_redelivered_old_change_never_overwrites_a_newer_one() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    let drain = drain_for(&stack, &emulator, &[]).await;
+    let old = change("a@x.io", "old", 0);
+    stack.enqueue(std::slice::from_ref(&old)).await;
+    invoke(&drain).await;
+    stack.enqueue(&[change("a@x.io", "new", 1_000)]).await;
+    invoke(&drain).await;
+    stack.enqueue(&[old]).await; // the redelivery
+    let report = invoke(&drain).await;
+    assert_eq!(
+        (
+            report.delivered_records(),
+            report.skipped_stale,
+            report.absorbed
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(emulator.latest()["a@x.io"].name.as_deref(), Some("new"));
+    assert_eq!(emulator.received().len(), 2);
+    assert_queue_empty(&stack).await;
+    stack.destroy().await;
+}
+
+/// Rules: 422 on one record of a batch → its messages to the DLQ with reason and original body; the rest
+/// of the batch delivered. A malformed message → DLQ at once.
+#[tokio::test]
+async fn rejected_and_malformed_messages_go_to_the_dlq_with_a_reason() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    let mut faults = Faults::default();
+    faults.reject_emails.insert("bad@x.io".into());
+    emulator.set_faults(faults);
+    let mut changes: Vec<Change> = (0..120)
+        .map(|i| change(&format!("u{i}@x.io"), "n", 0))
+        .collect();
+    changes.push(change("bad@x.io", "n", 0));
+    stack.enqueue(&changes).await;
+    stack
+        .enqueue_raw(&["{\"v\":\"1\",\"email\":".to_string()])
+        .await;
+    let drain = drain_for(&stack, &emulator, &[]).await;
+    let report = invoke(&drain).await;
+    assert_eq!(report.dead_lettered, 2);
+    assert_eq!(report.delivered_records(), 120);
+    let dlq = stack.dlq().await;
+    assert_eq!(dlq.len(), 2);
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .map(|(_, a)| a["sluice.reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"rejected") && reasons.contains(&"malformed"),
+        "{reasons:?}"
+    );
+    let rejected = dlq
+        .iter()
+        .find(|(_, a)| a["sluice.reason"] == "rejected")
+        .unwrap();
+    assert!(rejected.0.contains("bad@x.io"), "original body kept");
+    assert!(
+        rejected.1["sluice.detail"].contains("subscribers["),
+        "{}",
+        rejected.1["sluice.detail"]
+    );
+    assert!(emulator.received_for("bad@x.io").is_empty());
+    assert_queue_empty(&stack).await;
+    stack.destroy().await;
+}
+
+/// Rules: 5xx and timeouts are retried with backoff (messages stay, nothing lost); repeated failures open
+/// the circuit; once the provider is back, everything arrives.
+#[tokio::test]
+async fn provider_outage_backs_off_opens_the_circuit_and_recovers() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    // Four 503s and one dropped connection: every one of the five individual requests fails.
+    let mut faults = Faults::forced(503, 4);
+    faults.drop_connections = 1;
+    emulator.set_faults(faults);
+    let changes: Vec<Change> = (0..5)
+        .map(|i| change(&format!("u{i}@x.io"), "n", 0))
+        .collect();
+    stack.enqueue(&changes).await;
+    // Short backoff and cool-down so the test sees the recovery.
+    let drain = drain_for(&stack, &emulator, &[("QUOTA_WINDOW_SECONDS", "8")]).await;
+    let report = invoke(&drain).await;
+    assert!(report.circuit_opened, "{report:?}");
+    assert_eq!(report.delivered_records(), 0);
+    assert_eq!(report.retried + report.deferred, 5);
+    assert_eq!(invoke(&drain).await.idle, Some(Idle::CircuitOpen));
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while emulator.latest().len() < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        invoke(&drain).await;
+    }
+    assert_eq!(emulator.latest().len(), 5);
+    assert_queue_empty(&stack).await;
+    assert!(stack.dlq().await.is_empty());
+    stack.destroy().await;
+}
+
+/// Rules: a 429 mid-window marks the window spent (no further calls in it); the rest arrives in the next
+/// window; windows roll over with a short QUOTA_WINDOW_SECONDS; the emulator never sees an over-limit call.
+#[tokio::test]
+async fn a_429_and_window_rollover_stay_within_limits() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig {
+        batch_limit: 1,
+        individual_limit: 3,
+        window_seconds: 10,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    emulator.set_faults(Faults::forced(429, 1));
+    let changes: Vec<Change> = (0..12)
+        .map(|i| change(&format!("u{i}@x.io"), "n", 0))
+        .collect();
+    stack.enqueue(&changes).await;
+    let drain = drain_for(
+        &stack,
+        &emulator,
+        &[("BATCH_SIZE", "3"), ("DRAIN_INTERVAL_SECONDS", "1")],
+    )
+    .await;
+    let mut rate_limited = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while emulator.latest().len() < 12 && std::time::Instant::now() < deadline {
+        rate_limited += invoke(&drain).await.rate_limited;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(
+        rate_limited, 1,
+        "the forced 429 was met once and the window then treated as spent"
+    );
+    assert_eq!(emulator.latest().len(), 12);
+    let stats = emulator.stats();
+    assert_eq!(stats.over_limit, 0, "{stats:?}");
+    assert_queue_empty(&stack).await;
+    stack.destroy().await;
+}
+
+/// Rule: single flight and the ledger — 8 drains started at once against one table deliver everything
+/// once, and the provider never sees more calls than the limits allow.
+#[tokio::test]
+async fn eight_drains_at_once_never_overshoot() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig {
+        batch_limit: 2,
+        individual_limit: 5,
+        window_seconds: 3_600,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let changes: Vec<Change> = (0..400)
+        .map(|i| change(&format!("u{i}@x.io"), "n", 0))
+        .collect();
+    stack.enqueue(&changes).await;
+    let mut drains = Vec::new();
+    for _ in 0..8 {
+        // One run per window: the whole window's quota is due at once, so every drain would take all of it.
+        drains.push(
+            drain_for(
+                &stack,
+                &emulator,
+                &[("BATCH_SIZE", "100"), ("DRAIN_INTERVAL_SECONDS", "3600")],
+            )
+            .await,
+        );
+    }
+    let mut delivered = 0;
+    for _round in 0..3 {
+        let reports = futures::future::join_all(drains.iter().map(invoke)).await;
+        delivered += reports
+            .iter()
+            .map(DrainReport::delivered_records)
+            .sum::<u32>();
+    }
+    let stats = emulator.stats();
+    assert_eq!(stats.over_limit, 0, "{stats:?}");
+    assert_eq!(
+        (stats.requests.batch, stats.requests.individual),
+        (2, 5),
+        "{stats:?}"
+    );
+    assert_eq!(delivered, 205, "2 batches of 100 and 5 individual requests");
+    // Each record arrived once.
+    let received = emulator.received();
+    let mut emails: Vec<&str> = received
+        .iter()
+        .map(|r| r.subscriber.email.as_str())
+        .collect();
+    emails.sort_unstable();
+    emails.dedup();
+    assert_eq!(emails.len(), 205);
+    // Quota before receive: what could not be sent was never received.
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (195, 0));
+    stack.destroy().await;
+}
+
+/// Rule: the ledger itself never overshoots under concurrent reservations (no lease involved).
+#[tokio::test]
+async fn concurrent_reservations_never_exceed_the_limit() {
+    use sluice::adapters::dynamo::DynamoState;
+    use sluice::ports::{QuotaKind, QuotaLedger, Reservation, Window};
+    let stack = common::stack().await;
+    let ledger = DynamoState::new(stack.ddb.clone(), &stack.outputs.table_name);
+    let window = Window::containing(Utc::now(), 3_600);
+    let tasks = (0..16).map(|_| {
+        let ledger = ledger.clone();
+        async move {
+            let mut granted = 0u32;
+            for _ in 0..10 {
+                if let Reservation::Granted { .. } = ledger
+                    .reserve(QuotaKind::Individual, window, 1, 50)
+                    .await
+                    .unwrap()
+                {
+                    granted += 1;
+                }
+            }
+            granted
+        }
+    });
+    let total: u32 = futures::future::join_all(tasks).await.into_iter().sum();
+    assert_eq!(total, 50);
+    assert_eq!(
+        ledger.used(QuotaKind::Individual, window).await.unwrap(),
+        50
+    );
+    stack.destroy().await;
+}
