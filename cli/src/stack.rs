@@ -241,8 +241,8 @@ pub async fn read_outputs(cf: &Client, stack_name: &str) -> anyhow::Result<Stack
 
 /// Deletes the stack and waits until it is gone. A stack that does not exist is already deleted.
 ///
-/// A delete that ends in `DELETE_FAILED` is retried once: resources whose own create had failed
-/// often fail the first delete (LocalStack does this every time) and are gone for the second.
+/// A delete that ends in `DELETE_FAILED` is retried once, as the console does: resources whose own
+/// create had failed can fail the first delete and be gone for the second.
 pub async fn delete_stack(cf: &Client, stack_name: &str) -> anyhow::Result<()> {
     const ATTEMPTS: u32 = 2;
     for attempt in 1..=ATTEMPTS {
@@ -254,45 +254,53 @@ pub async fn delete_stack(cf: &Client, stack_name: &str) -> anyhow::Result<()> {
             .send()
             .await
             .map_err(|e| anyhow!("deleting stack {stack_name}: {}", DisplayErrorContext(e)))?;
-        let stack = match describe(cf, stack_name).await? {
-            None => return Ok(()),
-            Some(_) => wait_until_settled(cf, stack_name, LOCAL_STACK_TIMEOUT).await,
+        let Some(stack) = wait_until_deleted(cf, stack_name).await? else {
+            return Ok(());
         };
-        match stack {
-            // Described by name, a deleted stack is "does not exist", which the wait reports.
-            Err(e) if e.downcast_ref::<StackGone>().is_some() => return Ok(()),
-            Err(e) => return Err(e),
-            Ok(stack) if stack.stack_status() == Some(&StackStatus::DeleteComplete) => {
-                return Ok(());
-            }
-            Ok(stack) if attempt < ATTEMPTS => {
-                let status = stack
-                    .stack_status()
-                    .map(StackStatus::as_str)
-                    .unwrap_or_default();
-                tracing::info!(
-                    stack_name,
-                    status,
-                    "delete did not complete: retrying it once"
-                );
-            }
-            Ok(stack) => {
-                let status = stack
-                    .stack_status()
-                    .map(StackStatus::as_str)
-                    .unwrap_or_default();
-                let reasons = failure_reasons(cf, stack_name).await;
-                bail!("deleting stack {stack_name} ended in {status}:\n{reasons}");
-            }
+        let status = stack
+            .stack_status()
+            .map(StackStatus::as_str)
+            .unwrap_or_default();
+        if attempt == ATTEMPTS {
+            let reasons = failure_reasons(cf, stack_name).await;
+            bail!("deleting stack {stack_name} ended in {status}:\n{reasons}");
         }
+        tracing::info!(
+            stack_name,
+            status,
+            "delete did not complete: retrying it once"
+        );
     }
     Ok(())
 }
 
-/// The stack was deleted while we waited for it.
-#[derive(Debug, thiserror::Error)]
-#[error("stack {0} does not exist (any more)")]
-struct StackGone(String);
+/// Polls until the stack is gone (`None`) or its delete has failed (`Some`, in `DELETE_FAILED`).
+async fn wait_until_deleted(cf: &Client, stack_name: &str) -> anyhow::Result<Option<Stack>> {
+    // LocalStack reports DELETE_FAILED for a moment while it is still deleting a stack whose
+    // create had failed; only a DELETE_FAILED that lasts this long counts.
+    const FAILED_GRACE: Duration = Duration::from_secs(3);
+    let deadline = Instant::now() + LOCAL_STACK_TIMEOUT;
+    let mut failed_since: Option<Instant> = None;
+    loop {
+        let Some(stack) = describe(cf, stack_name).await? else {
+            return Ok(None);
+        };
+        match stack.stack_status() {
+            Some(StackStatus::DeleteComplete) => return Ok(None),
+            Some(StackStatus::DeleteFailed) => {
+                let since = *failed_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= FAILED_GRACE {
+                    return Ok(Some(stack));
+                }
+            }
+            _ => failed_since = None,
+        }
+        if Instant::now() >= deadline {
+            bail!("stack {stack_name} was not deleted within {LOCAL_STACK_TIMEOUT:?}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 /// A stack in this state holds nothing usable and cannot be updated: a local deploy deletes it and
 /// creates it again.
@@ -410,7 +418,7 @@ async fn wait_until_settled(
     loop {
         let stack = describe(cf, stack_name)
             .await?
-            .ok_or_else(|| StackGone(stack_name.to_owned()))?;
+            .ok_or_else(|| anyhow!("stack {stack_name} disappeared while waiting for it"))?;
         let status = stack
             .stack_status()
             .map(StackStatus::as_str)

@@ -423,7 +423,7 @@ proptest! {
     fn handler_never_fails_on_any_body(
         body in any_body(),
         content_type in prop_oneof![8 => Just("application/json"), 1 => Just("text/plain"), 1 => Just("application/json; charset=utf-16")],
-        key in prop::option::of(prop_oneof![Just("k"), "\\PC{0,10}"]),
+        key in prop::option::of(prop_oneof![Just("k".to_string()), "\\PC{0,10}"]),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let ingest = ingest(None);
