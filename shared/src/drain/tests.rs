@@ -30,10 +30,12 @@ struct Harness {
     drain: Drain<Ports>,
 }
 
+/// A Unix time on an hour boundary (1,800,000,000 = 500,000 × 3,600).
+const HOUR_START: i64 = 1_800_000_000;
+
 fn start() -> DateTime<Utc> {
     // 10 s into an hour window.
-    Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 10, 0)
-        .unwrap()
+    Utc.timestamp_opt(HOUR_START + 10, 0).unwrap()
 }
 
 fn harness(limits: Limits, max_messages: u32) -> Harness {
@@ -389,10 +391,7 @@ async fn a_saturated_window_reaches_capacity() {
     for i in 0..70_000 {
         h.enqueue(&format!("u{i}@x.io"), 0, "n");
     }
-    h.clock.set(
-        Utc.timestamp_opt(1_800_000_000 - 1_800_000_000 % 3_600 + 30, 0)
-            .unwrap(),
-    );
+    h.clock.set(Utc.timestamp_opt(HOUR_START + 30, 0).unwrap());
     let mut delivered = 0u64;
     for _ in 0..60 {
         delivered += u64::from(h.tick().await.delivered_records());
