@@ -310,14 +310,13 @@ impl Subscriber {
     }
 }
 
-/// A subscriber's display name: at most [`MAX_NAME_LEN`] characters, no control characters, trimmed.
-/// An empty name is allowed: it clears the name at the provider.
+/// A subscriber's display name, kept exactly as sent: at most [`MAX_NAME_LEN`] characters, no control
+/// characters or noncharacters. An empty name is allowed: it clears the name at the provider.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Name(String);
 
 impl Name {
-    pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let s = raw.trim();
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s.chars().count() > MAX_NAME_LEN {
             return Err(Invalid(format!(
                 "must be at most {MAX_NAME_LEN} characters"
@@ -405,11 +404,10 @@ impl CustomFieldValue {
     }
 }
 
-/// Unicode noncharacters (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF): never meant for interchange, and SQS
-/// refuses U+FFFE/U+FFFF in a message body.
+/// The Basic Multilingual Plane's noncharacters (U+FDD0..=U+FDEF, U+FFFE, U+FFFF): never meant for
+/// interchange, and SQS refuses U+FFFE/U+FFFF in a message body.
 pub fn is_noncharacter(c: char) -> bool {
-    let n = u32::from(c);
-    (0xFDD0..=0xFDEF).contains(&n) || (n & 0xFFFE) == 0xFFFE
+    matches!(c, '\u{FDD0}'..='\u{FDEF}' | '\u{FFFE}' | '\u{FFFF}')
 }
 
 pub(crate) fn truncate(s: &str, max_chars: usize) -> String {

@@ -282,6 +282,24 @@ async fn every_error_class_is_problem_json() {
 }
 
 #[tokio::test]
+async fn odd_headers_and_bodies_are_client_errors() {
+    let ingest = ingest(None);
+    let one = r#"{"email":"a@x.io","name":"A"}"#;
+    // Header values that are not visible ASCII, and a repeated key.
+    problem(&ingest, post(one, &[JSON, ("Idempotency-Key", "café")]), 400).await;
+    let mut e: Value = serde_json::from_str(REST_POST).unwrap();
+    e["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
+    e["multiValueHeaders"]["Idempotency-Key"] = json!(["a", "b"]);
+    let req = lambda_http::request::from_str(&e.to_string()).unwrap();
+    problem(&ingest, req, 400).await;
+    problem(&ingest, post(one, &[("Content-Type", "application/jsön")]), 415).await;
+    // A body that is not UTF-8 (API Gateway hands it over base64-encoded).
+    let req = event(REST_POST, "POST", "/v1/changes", Some(b"\xff\xfe{"), &[JSON]);
+    problem(&ingest, req, 400).await;
+    assert!(ingest.service().sink().sent().is_empty());
+}
+
+#[tokio::test]
 async fn idempotent_replays_are_marked_and_a_different_body_is_refused() {
     let ingest = ingest(None);
     let one = r#"{"email":"a@x.io","name":"A"}"#;
@@ -445,5 +463,51 @@ proptest! {
             prop_assert!(p.errors.iter().all(|e| e.index.is_none_or(|i| i < 1000)));
             prop_assert_eq!(p.errors.is_empty(), status != 422 || p.kind.ends_with("idempotency-key-reused"));
         }
+    }
+}
+
+// ---- the OpenAPI contract stays in sync with the code ----------------------------------------------------
+
+const OPENAPI: &str = include_str!("../../../infra/openapi.yaml");
+
+#[test]
+fn openapi_time_zones_are_exactly_the_ones_accepted() {
+    let start = OPENAPI.find("    TimeZone:").unwrap();
+    let listed: Vec<&str> = OPENAPI[start..]
+        .lines()
+        .skip_while(|l| l.trim() != "enum:")
+        .skip(1)
+        .map_while(|l| l.strip_prefix("        - "))
+        .map(|n| n.trim_matches('\''))
+        .collect();
+    let known: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    assert_eq!(
+        listed, known,
+        "regenerate the TimeZone enum in infra/openapi.yaml"
+    );
+}
+
+#[test]
+fn openapi_limits_match_the_code() {
+    use sluice::domain::{
+        MAX_CUSTOM_FIELDS, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN,
+    };
+    use sluice::ingest::MAX_CHANGES;
+    for expected in [
+        format!("maxLength: {MAX_EMAIL_LEN}"),
+        format!("maxLength: {MAX_NAME_LEN}"),
+        format!("maxProperties: {MAX_CUSTOM_FIELDS}"),
+        format!("pattern: '^[A-Za-z0-9_]{{1,{MAX_FIELD_KEY_LEN}}}$'"),
+        format!("maxLength: {MAX_FIELD_VALUE_LEN}"),
+        format!("maxItems: {MAX_CHANGES}"),
+        format!(
+            "maxLength: {}",
+            sluice::ingest::ports::MAX_IDEMPOTENCY_KEY_LEN
+        ),
+    ] {
+        assert!(
+            OPENAPI.contains(&expected),
+            "infra/openapi.yaml lacks `{expected}`"
+        );
     }
 }

@@ -559,7 +559,7 @@ mod tests {
             "not an object",
             {"name": "no email"},
             {"email": "d@x.io", "time_zone": "Mars/Olympus", "priority": "urgent",
-             "occurred_at": "yesterday", "custom_fields": {"bad key": "v", "ok": 1}},
+             "occurred_at": "yesterday", "custom_fields": {"bad key": "v", "ok": 1}, "zzz": 1},
         ]}));
         assert!(!p.iter().any(|p| p.index == Some(0)));
         assert!(has(&p, Some(1), Some("email")));
@@ -572,7 +572,7 @@ mod tests {
         assert!(has(&p, Some(5), Some("priority")));
         assert!(has(&p, Some(5), Some("occurred_at")));
         assert!(has(&p, Some(5), Some("custom_fields.bad key")));
-        // Five problems shown for change 5, the sixth summarised.
+        // Five problems shown for change 5 (keys sorted: zzz comes last), the sixth summarised.
         assert_eq!(
             p.iter().filter(|p| p.index == Some(5)).count(),
             MAX_PROBLEMS_PER_CHANGE + 1

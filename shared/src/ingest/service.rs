@@ -153,7 +153,11 @@ where
                 now + self.settings.request_ttl,
             )
             .await?;
-        self.sink.enqueue(changes).await?;
+        // Whatever the cause, the client's move is the same: nothing can be assumed accepted, retry later.
+        self.sink
+            .enqueue(changes)
+            .await
+            .map_err(IngestError::Unavailable)?;
         Ok(Accepted {
             request_id: receipt.request_id,
             accepted,
