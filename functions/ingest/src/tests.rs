@@ -286,15 +286,31 @@ async fn odd_headers_and_bodies_are_client_errors() {
     let ingest = ingest(None);
     let one = r#"{"email":"a@x.io","name":"A"}"#;
     // Header values that are not visible ASCII, and a repeated key.
-    problem(&ingest, post(one, &[JSON, ("Idempotency-Key", "café")]), 400).await;
+    problem(
+        &ingest,
+        post(one, &[JSON, ("Idempotency-Key", "café")]),
+        400,
+    )
+    .await;
     let mut e: Value = serde_json::from_str(REST_POST).unwrap();
     e["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
     e["multiValueHeaders"]["Idempotency-Key"] = json!(["a", "b"]);
     let req = lambda_http::request::from_str(&e.to_string()).unwrap();
     problem(&ingest, req, 400).await;
-    problem(&ingest, post(one, &[("Content-Type", "application/jsön")]), 415).await;
+    problem(
+        &ingest,
+        post(one, &[("Content-Type", "application/jsön")]),
+        415,
+    )
+    .await;
     // A body that is not UTF-8 (API Gateway hands it over base64-encoded).
-    let req = event(REST_POST, "POST", "/v1/changes", Some(b"\xff\xfe{"), &[JSON]);
+    let req = event(
+        REST_POST,
+        "POST",
+        "/v1/changes",
+        Some(b"\xff\xfe{"),
+        &[JSON],
+    );
     problem(&ingest, req, 400).await;
     assert!(ingest.service().sink().sent().is_empty());
 }
