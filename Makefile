@@ -2,7 +2,7 @@
 # Configuration for `make up` comes from the environment or the command line, e.g.
 #   make up QUOTA_WINDOW_SECONDS=60 BATCH_LIMIT_PER_HOUR=5
 
-.PHONY: demo test up down lint fmt bench build
+.PHONY: demo test up down lint fmt bench bench-localstack build
 
 demo: ## Everything from a fresh machine: LocalStack, stack, emulator, functions, sample traffic.
 	infra/local/demo
@@ -26,3 +26,11 @@ fmt:
 
 build: ## Release Lambda zips (x86_64 here; arm64 is the deployment default, see README).
 	. infra/tools/env && cargo lambda build --release --output-format zip
+
+bench: ## Simulated days (Sluice vs the baselines) -> BENCHMARKS.md tables and docs/bench/*.svg.
+	cargo run -p sluice-sim --release --bin sluice-sim -- --write
+
+bench-localstack: ## Drain on LocalStack, cold start/RSS and sizes of the release functions -> BENCHMARKS.md.
+	infra/localstack/up
+	. infra/tools/env && cargo lambda build --release --x86-64 --output-format zip -p ingest -p drain
+	cargo run -p sluice-sim --release --bin sluice-bench -- --write

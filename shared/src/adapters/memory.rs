@@ -2,7 +2,8 @@
 //! follows SQS semantics that matter to the drain: visibility timeouts, receive counts, redrive to a DLQ
 //! after `max_receive_count`, and receipts that go stale when a message is received again.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -47,8 +48,8 @@ impl Clock for ManualClock {
 
 #[derive(Debug, Clone)]
 struct Stored {
-    id: String,
-    body: String,
+    /// Boxed: no spare capacity per message, which adds up with millions queued.
+    body: Box<str>,
     receive_count: u32,
     visible_at: DateTime<Utc>,
     receipt: Option<String>,
@@ -64,14 +65,99 @@ pub struct DeadLettered {
     pub receive_count: u32,
 }
 
+/// SQS API calls the queue has answered, counted the way the SQS adapter makes them (requests of at most
+/// 10 entries; receives in parallel rounds of up to 10 calls that stop after a short round).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCalls {
+    /// `SendMessageBatch` calls producers reported with [`MemoryQueue::count_send_calls`].
+    pub send: u64,
+    /// `ReceiveMessage` calls.
+    pub receive: u64,
+    /// `DeleteMessageBatch` calls (dead-lettering included).
+    pub delete: u64,
+    /// `ChangeMessageVisibilityBatch` calls.
+    pub change_visibility: u64,
+    /// `GetQueueAttributes` calls (the backlog read).
+    pub get_attributes: u64,
+    /// `SendMessageBatch` calls to the DLQ.
+    pub dlq_send: u64,
+}
+
+/// Queue state, indexed so that every operation costs O(log n) however deep the backlog: messages by
+/// id, visible ones in send order (receive takes the oldest first, like the `VecDeque` scan it replaces),
+/// hidden ones in a heap by the time they become visible again (stale heap entries are skipped).
 #[derive(Debug, Default)]
 struct QueueState {
-    messages: VecDeque<Stored>,
+    messages: BTreeMap<u64, Stored>,
+    visible: BTreeSet<u64>,
+    hidden: BinaryHeap<Reverse<(DateTime<Utc>, u64)>>,
     dlq: Vec<DeadLettered>,
     next_id: u64,
-    receive_calls: u64,
-    delete_calls: u64,
-    release_calls: u64,
+    calls: QueueCalls,
+}
+
+impl QueueState {
+    /// Moves messages whose visibility timeout has passed into the visible set.
+    fn promote(&mut self, now: DateTime<Utc>) {
+        while let Some(Reverse((at, id))) = self.hidden.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.hidden.pop();
+            // Skip entries made stale by a later receive, release or delete.
+            if self.messages.get(&id).is_some_and(|m| m.visible_at == at) {
+                self.visible.insert(id);
+            }
+        }
+    }
+
+    fn hide_until(&mut self, id: u64, at: DateTime<Utc>, now: DateTime<Utc>) {
+        if let Some(m) = self.messages.get_mut(&id) {
+            m.visible_at = at;
+            if at <= now {
+                self.visible.insert(id);
+            } else {
+                self.visible.remove(&id);
+                self.hidden.push(Reverse((at, id)));
+            }
+        }
+    }
+
+    /// The message a receipt belongs to, if the receipt is still the message's latest.
+    fn by_receipt(&self, receipt: &Receipt) -> Option<u64> {
+        let id: u64 = receipt
+            .0
+            .strip_prefix('m')?
+            .split('#')
+            .next()?
+            .parse()
+            .ok()?;
+        let m = self.messages.get(&id)?;
+        (m.receipt.as_deref() == Some(receipt.0.as_str())).then_some(id)
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Stored> {
+        self.visible.remove(&id);
+        self.messages.remove(&id)
+    }
+}
+
+/// `ReceiveMessage` calls the SQS adapter makes to get `got` messages when asked for `max`: rounds of up to
+/// 10 parallel calls of 10, stopping after the first round that comes back short.
+fn receive_calls(max: u32, got: usize) -> u64 {
+    let (mut remaining, mut left, mut calls) = (u64::from(max), got as u64, 0u64);
+    while remaining > 0 {
+        let round = remaining.div_ceil(10).min(10);
+        let asked = remaining.min(round * 10);
+        calls += round;
+        let served = asked.min(left);
+        left -= served;
+        remaining -= served;
+        if served < asked {
+            break;
+        }
+    }
+    calls
 }
 
 /// An SQS-like queue in memory.
@@ -93,19 +179,28 @@ impl<C: Clock + Clone> MemoryQueue<C> {
         }
     }
 
+    /// Enqueues one message, visible at once (not counted as an API call: producers batch differently).
     pub fn send(&self, body: String) {
         let now = self.clock.now();
         let mut s = lock(&self.state);
         s.next_id += 1;
-        let id = format!("m{}", s.next_id);
-        s.messages.push_back(Stored {
+        let id = s.next_id;
+        s.messages.insert(
             id,
-            body,
-            receive_count: 0,
-            visible_at: now,
-            receipt: None,
-            sent_at: now,
-        });
+            Stored {
+                body: body.into_boxed_str(),
+                receive_count: 0,
+                visible_at: now,
+                receipt: None,
+                sent_at: now,
+            },
+        );
+        s.visible.insert(id);
+    }
+
+    /// Counts `SendMessageBatch` calls a producer made (ingest sends up to 10 messages per call).
+    pub fn count_send_calls(&self, calls: u64) {
+        lock(&self.state).calls.send += calls;
     }
 
     /// Messages still on the queue (visible or not).
@@ -121,23 +216,35 @@ impl<C: Clock + Clone> MemoryQueue<C> {
         lock(&self.state).dlq.clone()
     }
 
-    /// (receive, delete, release) API calls made, each counting one SQS request of up to 10 entries.
+    /// Messages in the DLQ.
+    pub fn dead_letter_count(&self) -> usize {
+        lock(&self.state).dlq.len()
+    }
+
+    /// (receive, delete, release) API calls made.
     pub fn calls(&self) -> (u64, u64, u64) {
-        let s = lock(&self.state);
-        (s.receive_calls, s.delete_calls, s.release_calls)
+        let c = lock(&self.state).calls;
+        (c.receive, c.delete, c.change_visibility)
+    }
+
+    /// Every kind of SQS call made so far.
+    pub fn api_calls(&self) -> QueueCalls {
+        lock(&self.state).calls
     }
 
     /// When the oldest message still queued was sent.
     pub fn oldest_sent_at(&self) -> Option<DateTime<Utc>> {
-        lock(&self.state).messages.iter().map(|m| m.sent_at).min()
+        lock(&self.state).messages.values().map(|m| m.sent_at).min()
     }
 }
 
 impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     async fn backlog(&self) -> PortResult<Backlog> {
         let now = self.clock.now();
-        let s = lock(&self.state);
-        let visible = s.messages.iter().filter(|m| m.visible_at <= now).count() as u64;
+        let mut s = lock(&self.state);
+        s.calls.get_attributes += 1;
+        s.promote(now);
+        let visible = s.visible.len() as u64;
         Ok(Backlog {
             visible,
             in_flight: s.messages.len() as u64 - visible,
@@ -150,59 +257,60 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         let hidden_until =
             now + chrono::Duration::from_std(self.visibility_timeout).unwrap_or_default();
         let mut s = lock(&self.state);
-        s.receive_calls += u64::from(max.div_ceil(10));
+        s.promote(now);
         let mut out = Vec::new();
-        let mut redrive = Vec::new();
-        let mut receipt_seq = s.next_id;
-        for (pos, m) in s.messages.iter_mut().enumerate() {
-            if out.len() as u32 >= max {
+        while (out.len() as u32) < max {
+            let Some(id) = s.visible.pop_first() else {
                 break;
-            }
+            };
+            let Some(m) = s.messages.get(&id) else {
+                continue;
+            };
             if m.visible_at > now {
+                // The clock was set back: not visible after all.
+                let at = m.visible_at;
+                s.hidden.push(Reverse((at, id)));
                 continue;
             }
             if m.receive_count >= self.max_receive_count {
-                redrive.push(pos);
+                if let Some(m) = s.remove(id) {
+                    s.dlq.push(DeadLettered {
+                        body: m.body.into(),
+                        reason: None,
+                        detail: Some("maxReceiveCount exceeded".into()),
+                        receive_count: m.receive_count,
+                    });
+                }
                 continue;
             }
+            s.next_id += 1;
+            let receipt = format!("m{id}#{}", s.next_id);
+            s.hidden.push(Reverse((hidden_until, id)));
+            let Some(m) = s.messages.get_mut(&id) else {
+                continue;
+            };
             m.receive_count += 1;
             m.visible_at = hidden_until;
-            receipt_seq += 1;
-            let receipt = format!("{}#{}", m.id, receipt_seq);
             m.receipt = Some(receipt.clone());
             out.push(ReceivedMessage {
-                message_id: m.id.clone(),
+                message_id: format!("m{id}"),
                 receipt: Receipt(receipt),
-                body: m.body.clone(),
+                body: m.body.to_string(),
                 receive_count: m.receive_count,
             });
         }
-        s.next_id = receipt_seq;
-        for pos in redrive.into_iter().rev() {
-            if let Some(m) = s.messages.remove(pos) {
-                s.dlq.push(DeadLettered {
-                    body: m.body,
-                    reason: None,
-                    detail: Some("maxReceiveCount exceeded".into()),
-                    receive_count: m.receive_count,
-                });
-            }
-        }
+        s.calls.receive += receive_calls(max, out.len());
         Ok(out)
     }
 
     async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
         let mut s = lock(&self.state);
-        s.delete_calls += (receipts.len() as u64).div_ceil(10);
+        s.calls.delete += (receipts.len() as u64).div_ceil(10);
         let mut failed = Vec::new();
         for r in receipts {
-            match s
-                .messages
-                .iter()
-                .position(|m| m.receipt.as_deref() == Some(r.0.as_str()))
-            {
-                Some(pos) => {
-                    s.messages.remove(pos);
+            match s.by_receipt(r) {
+                Some(id) => {
+                    s.remove(id);
                 }
                 None => failed.push(r.clone()),
             }
@@ -213,14 +321,11 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
         let now = self.clock.now();
         let mut s = lock(&self.state);
-        s.release_calls += (items.len() as u64).div_ceil(10);
+        s.calls.change_visibility += (items.len() as u64).div_ceil(10);
         for (r, delay) in items {
-            if let Some(m) = s
-                .messages
-                .iter_mut()
-                .find(|m| m.receipt.as_deref() == Some(r.0.as_str()))
-            {
-                m.visible_at = now + chrono::Duration::from_std(*delay).unwrap_or_default();
+            if let Some(id) = s.by_receipt(r) {
+                let at = now + chrono::Duration::from_std(*delay).unwrap_or_default();
+                s.hide_until(id, at, now);
             }
         }
         Ok(())
@@ -228,13 +333,12 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
 
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
         let mut s = lock(&self.state);
+        let calls = (letters.len() as u64).div_ceil(10);
+        s.calls.dlq_send += calls;
+        s.calls.delete += calls;
         for l in letters {
-            if let Some(pos) = s
-                .messages
-                .iter()
-                .position(|m| m.receipt.as_deref() == Some(l.message.receipt.0.as_str()))
-            {
-                s.messages.remove(pos);
+            if let Some(id) = s.by_receipt(&l.message.receipt) {
+                s.remove(id);
             }
             s.dlq.push(DeadLettered {
                 body: l.message.body.clone(),
@@ -385,7 +489,22 @@ impl RequestTracker for MemoryStore {
 pub struct Delivery {
     pub at: DateTime<Utc>,
     pub kind: QuotaKind,
+    /// Sequence number of the accepted request that carried this record (records of one batch share it).
+    pub request: u64,
     pub subscriber: Subscriber,
+}
+
+/// Requests the provider answered, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderCalls {
+    /// Accepted batch requests.
+    pub batch: u64,
+    /// Accepted individual requests.
+    pub individual: u64,
+    /// Requests answered 429 (over the limit; the same count as [`MemoryProvider::over_limit`]).
+    pub rate_limited: u64,
+    /// Requests refused with 422, or failed by a scripted error.
+    pub failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -396,6 +515,7 @@ struct ProviderState {
     scripted: VecDeque<ProviderError>,
     reject: Vec<String>,
     max_users_twice: u32,
+    calls: ProviderCalls,
 }
 
 /// A provider that enforces the limits on its own count (answering 429 over them) and records everything.
@@ -433,6 +553,17 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         lock(&self.state).deliveries.clone()
     }
 
+    /// Removes and returns the deliveries recorded so far: a long simulation reads them as it goes
+    /// instead of holding a day of records. [`Self::latest`] sees only what has not been taken.
+    pub fn take_deliveries(&self) -> Vec<Delivery> {
+        std::mem::take(&mut lock(&self.state).deliveries)
+    }
+
+    /// Requests answered so far, by outcome.
+    pub fn calls(&self) -> ProviderCalls {
+        lock(&self.state).calls
+    }
+
     /// Requests that arrived over the limit (answered 429). Must stay 0.
     pub fn over_limit(&self) -> u32 {
         lock(&self.state).over_limit
@@ -468,6 +599,7 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         let now = self.clock.now();
         let mut s = lock(&self.state);
         if let Some(e) = s.scripted.pop_front() {
+            s.calls.failed += 1;
             return Err(e);
         }
         let window = Window::containing(now, self.window_seconds);
@@ -478,10 +610,12 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         let used = s.used.entry((kind, window.start)).or_insert(0);
         if *used >= limit {
             s.over_limit += 1;
+            s.calls.rate_limited += 1;
             return Err(ProviderError::RateLimited { retry_after: None });
         }
         *used += 1;
         if let Some(i) = records.iter().position(|r| s.reject.contains(&r.email)) {
+            s.calls.failed += 1;
             return Err(ProviderError::Rejected {
                 index: Some(i),
                 detail: format!("subscribers[{i}].email: rejected"),
@@ -494,10 +628,16 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         if emails.len() != n {
             s.max_users_twice += 1;
         }
+        let request = s.calls.batch + s.calls.individual;
+        match kind {
+            QuotaKind::Batch => s.calls.batch += 1,
+            QuotaKind::Individual => s.calls.individual += 1,
+        }
         for r in records {
             s.deliveries.push(Delivery {
                 at: now,
                 kind,
+                request,
                 subscriber: r.clone(),
             });
         }
@@ -512,5 +652,64 @@ impl<C: Clock + Clone> Provider for MemoryProvider<C> {
 
     async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
         self.call(QuotaKind::Individual, std::slice::from_ref(record))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn queue() -> (ManualClock, MemoryQueue<ManualClock>) {
+        let clock = ManualClock::new(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
+        let q = MemoryQueue::new(clock.clone(), Duration::from_secs(120), 2);
+        (clock, q)
+    }
+
+    #[test]
+    fn receive_calls_follow_the_adapters_rounds() {
+        assert_eq!(receive_calls(1_000, 1_000), 100);
+        assert_eq!(receive_calls(1_000, 5), 10, "one short round of 10 calls");
+        assert_eq!(receive_calls(1_000, 250), 30, "two full rounds, one short");
+        assert_eq!(receive_calls(25, 25), 3);
+        assert_eq!(receive_calls(0, 0), 0);
+    }
+
+    #[tokio::test]
+    async fn visibility_receipts_and_redrive() {
+        let (clock, q) = queue();
+        for i in 0..3 {
+            q.send(format!("b{i}"));
+        }
+        let got = q.receive(2).await.unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["b0", "b1"],
+            "oldest first"
+        );
+        assert_eq!(q.backlog().await.unwrap().visible, 1);
+        // Released now: visible again at once; a stale receipt cannot delete.
+        q.release(&[(got[0].receipt.clone(), Duration::ZERO)])
+            .await
+            .unwrap();
+        let again = q.receive(1).await.unwrap();
+        assert_eq!((again[0].body.as_str(), again[0].receive_count), ("b0", 2));
+        assert_eq!(q.delete(&[got[0].receipt.clone()]).await.unwrap().len(), 1);
+        // The visibility timeout passes: b1 comes back; b0 is over maxReceiveCount and is redriven.
+        clock.advance(Duration::from_secs(121));
+        let back = q.receive(10).await.unwrap();
+        assert_eq!(
+            back.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["b1", "b2"]
+        );
+        assert_eq!(q.dead_letter_count(), 1);
+        assert!(
+            q.delete(&[back[0].receipt.clone()])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(q.len(), 1);
     }
 }

@@ -1,0 +1,763 @@
+//! Benchmarks outside the simulator: the drain against LocalStack and the provider emulator (wall time
+//! split into SQS, DynamoDB, provider and Sluice's own time), the release `bootstrap` binaries' cold start
+//! and peak RSS against a local Lambda runtime API, and artifact sizes. The ingest handler's own latency
+//! is benchmarked in `functions/ingest/benches/handler.rs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Zipf};
+use sluice::Config;
+use sluice::adapters::dynamo::DynamoState;
+use sluice::adapters::provider_http::HttpProvider;
+use sluice::adapters::sqs::SqsChangeQueue;
+use sluice::adapters::{AwsDrainPorts, aws_drain};
+use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
+use sluice::drain::{Drain, DrainReport, DrainSettings};
+use sluice::ports::{PortSet, SystemClock};
+use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
+use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Notify;
+
+use crate::metered::{Meter, Metered, Op, Service};
+use crate::summary::{ColdStart, DrainTiming, Size, repo_root};
+
+/// The drain's ports with every call metered.
+pub type MeteredAwsPorts = PortSet<
+    Metered<SqsChangeQueue>,
+    Metered<DynamoState>,
+    Metered<DynamoState>,
+    Metered<HttpProvider>,
+    SystemClock,
+    Metered<DynamoState>,
+    Metered<DynamoState>,
+>;
+
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+pub async fn sdk() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
+        .load()
+        .await
+}
+
+/// A stack of `template.yaml` on LocalStack for the bench, deleted by [`BenchStack::destroy`].
+pub struct BenchStack {
+    pub name: String,
+    pub outputs: StackOutputs,
+    pub sdk: SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl BenchStack {
+    pub async fn deploy() -> anyhow::Result<Self> {
+        let sdk = sdk().await;
+        let name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let cf = aws_sdk_cloudformation::Client::new(&sdk);
+        let outputs = deploy_local(&cf, repo_root().join("template.yaml"), &name, &[])
+            .await
+            .with_context(|| {
+                format!(
+                    "deploying a bench stack to LocalStack at {} (is it up? `infra/localstack/up`)",
+                    endpoint()
+                )
+            })?;
+        Ok(Self {
+            name,
+            outputs,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+        })
+    }
+
+    /// The configuration the drain would load, pointed at this stack and the emulator.
+    pub fn config(
+        &self,
+        emulator: &EmulatorHandle,
+        overrides: &[(&str, &str)],
+    ) -> anyhow::Result<Config> {
+        let env = self.env(emulator, overrides);
+        Ok(Config::from_lookup(|k| env.get(k).cloned())?)
+    }
+
+    /// The function environment (configuration only; no AWS credentials).
+    pub fn env(
+        &self,
+        emulator: &EmulatorHandle,
+        overrides: &[(&str, &str)],
+    ) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = [
+            ("QUEUE_URL", self.outputs.queue_url.clone()),
+            ("DLQ_URL", self.outputs.dlq_url.clone()),
+            ("TABLE_NAME", self.outputs.table_name.clone()),
+            ("PROVIDER_BASE_URL", emulator.base_url()),
+            ("PROVIDER_ACCOUNT_ID", emulator.account_id().to_string()),
+            ("PROVIDER_API_KEY", emulator.api_key().to_string()),
+            (
+                "BATCH_LIMIT_PER_HOUR",
+                emulator.config().batch_limit.to_string(),
+            ),
+            (
+                "INDIVIDUAL_LIMIT_PER_HOUR",
+                emulator.config().individual_limit.to_string(),
+            ),
+            ("PROVIDER_TIMEOUT_MS", "5000".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in overrides {
+            env.insert((*k).to_string(), (*v).to_string());
+        }
+        env
+    }
+
+    /// Enqueues changes the way ingest does (versioned bodies, `SendMessageBatch` of 10, 10 in parallel).
+    pub async fn enqueue(&self, changes: &[Change]) -> anyhow::Result<()> {
+        let bodies: Vec<String> = changes
+            .iter()
+            .map(|c| ChangeMessage::V1(c.clone()).to_body())
+            .collect();
+        let calls: Vec<_> = bodies
+            .chunks(10)
+            .map(|chunk| {
+                let entries: Vec<SendMessageBatchRequestEntry> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, b)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(b)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                self.sqs
+                    .send_message_batch()
+                    .queue_url(&self.outputs.queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+            })
+            .collect();
+        use futures::StreamExt as _;
+        let results: Vec<_> = futures::stream::iter(calls)
+            .buffer_unordered(10)
+            .collect()
+            .await;
+        for r in results {
+            let out = r.context("enqueueing bench messages")?;
+            if !out.failed().is_empty() {
+                bail!("{} bench messages were refused", out.failed().len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Messages left on the queue (visible + in flight).
+    pub async fn depth(&self) -> anyhow::Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.outputs.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?;
+        let get = |n: A| -> u64 {
+            out.attributes()
+                .and_then(|a| a.get(&n))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok(get(A::ApproximateNumberOfMessages) + get(A::ApproximateNumberOfMessagesNotVisible))
+    }
+
+    pub async fn purge(&self) -> anyhow::Result<()> {
+        self.sqs
+            .purge_queue()
+            .queue_url(&self.outputs.queue_url)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn destroy(self) {
+        let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
+        if let Err(e) = delete_stack(&cf, &self.name).await {
+            eprintln!("could not delete bench stack {}: {e:#}", self.name);
+        }
+    }
+}
+
+/// The drain over metered AWS adapters: the same construction as [`aws_drain`], each port wrapped.
+pub async fn metered_drain(
+    config: &Config,
+    sdk: &SdkConfig,
+    meter: &Meter,
+) -> anyhow::Result<Drain<MeteredAwsPorts>> {
+    let state = DynamoState::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let m = |x: DynamoState| Metered::new(x, meter.clone());
+    let ports = PortSet {
+        queue: Metered::new(
+            SqsChangeQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                &config.queue_url,
+                &config.dlq_url,
+            ),
+            meter.clone(),
+        ),
+        ledger: m(state.clone()),
+        sync_state: m(state.clone()),
+        provider: Metered::new(HttpProvider::from_config(config, sdk).await?, meter.clone()),
+        clock: SystemClock,
+        coordination: m(state.clone()),
+        requests: m(state),
+    };
+    Ok(Drain::new(ports, DrainSettings::from_config(config)))
+}
+
+/// User and CPU time of this process so far (`/proc/self/stat`, clock ticks of 10 ms).
+pub fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Which changes a drain case enqueues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Users {
+    /// 1,000 different users: 1,000 records.
+    Distinct,
+    /// Users drawn Zipf(1.1) from 100,000, as in the simulator: fewer records than messages.
+    Zipf,
+}
+
+fn changes(users: Users, prefix: &str, n: usize, seed: u64) -> anyhow::Result<Vec<Change>> {
+    let now = Utc::now();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let zipf = Zipf::new(100_000.0, 1.1)?;
+    (0..n)
+        .map(|i| {
+            let user = match users {
+                Users::Distinct => i as u64,
+                Users::Zipf => zipf.sample(&mut rng) as u64,
+            };
+            Ok(Change {
+                change_id: ChangeId::new(),
+                request_id: RequestId::new(),
+                email: Email::parse(&format!("{prefix}-u{user}@example.com"))?,
+                name: Some(format!("n{i}")),
+                time_zone: None,
+                custom_fields: BTreeMap::from([("last_order".to_string(), format!("o{i}"))]),
+                occurred_at: now + chrono::Duration::milliseconds(i as i64),
+                priority: Priority::Normal,
+                accepted_at: now,
+            })
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1_000.0
+}
+
+/// Times `iterations` drain runs of `messages` queued messages (after one warm-up run), metered and not.
+#[allow(clippy::too_many_arguments)]
+pub async fn time_drain(
+    stack: &BenchStack,
+    emulator: &EmulatorHandle,
+    case: &str,
+    users: Users,
+    messages: usize,
+    overrides: &[(&str, &str)],
+    iterations: u32,
+) -> anyhow::Result<DrainTiming> {
+    let config = stack.config(emulator, overrides)?;
+    let meter = Meter::with_spans();
+    let metered = metered_drain(&config, &stack.sdk, &meter).await?;
+    let plain: Drain<AwsDrainPorts> = aws_drain(&config, &stack.sdk).await?;
+    let mut rows: Vec<(DrainReport, [f64; 7], u64, u64)> = Vec::new();
+    let mut unmetered = Vec::new();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for i in 0..=iterations {
+        let seed = u64::from(i) + 1;
+        stack
+            .enqueue(&changes(users, &format!("b{tag:.8}{i}m"), messages, seed)?)
+            .await?;
+        meter.reset();
+        let cpu = process_cpu();
+        let t = Instant::now();
+        let report = metered
+            .run(Utc::now() + chrono::Duration::seconds(50))
+            .await?;
+        let wall = t.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu);
+        let left = stack.depth().await?;
+        if left > 0 {
+            eprintln!("  ({case}: {left} messages left after a run; purging)");
+            stack.purge().await?;
+        }
+        let provider = meter.covered(Some(Service::Provider));
+        let any = meter.covered(None);
+        let calls = |svc: Service| -> u64 {
+            meter
+                .stats()
+                .iter()
+                .filter(|(op, _)| op.service() == svc)
+                .map(|(op, s)| {
+                    // A port call of n items makes several service calls; count what the adapters send.
+                    match op {
+                        Op::QueueDelete | Op::QueueRelease => s.items.div_ceil(10).max(s.calls),
+                        Op::QueueReceive => s.items.div_ceil(10).max(s.calls),
+                        Op::SyncLoad => s.items.div_ceil(100).max(s.calls),
+                        Op::RequestsAdd => s.items,
+                        _ => s.calls,
+                    }
+                })
+                .sum()
+        };
+        let figures = [
+            ms(wall),
+            ms(meter.covered(Some(Service::Sqs))),
+            ms(meter.covered(Some(Service::DynamoDb))),
+            ms(provider),
+            ms(wall.saturating_sub(any)),
+            ms(wall.saturating_sub(provider)),
+            ms(cpu),
+        ];
+        if i > 0 {
+            rows.push((
+                report,
+                figures,
+                calls(Service::Sqs),
+                calls(Service::DynamoDb),
+            ));
+        }
+
+        // The same run without the wrappers, through `aws_drain` as the Lambda builds it.
+        stack
+            .enqueue(&changes(
+                users,
+                &format!("b{tag:.8}{i}p"),
+                messages,
+                seed + 100,
+            )?)
+            .await?;
+        let t = Instant::now();
+        plain
+            .run(Utc::now() + chrono::Duration::seconds(50))
+            .await?;
+        if i > 0 {
+            unmetered.push(ms(t.elapsed()));
+        }
+        if stack.depth().await? > 0 {
+            stack.purge().await?;
+        }
+    }
+    let col = |k: usize| median(rows.iter().map(|r| r.1[k]).collect());
+    let last = rows.last().map(|r| r.0.clone()).unwrap_or_default();
+    Ok(DrainTiming {
+        case: case.to_string(),
+        iterations,
+        received: last.received,
+        records: last.delivered_records(),
+        batches: last.requests.batch,
+        individual: last.requests.individual,
+        wall_ms: col(0),
+        sqs_ms: col(1),
+        dynamo_ms: col(2),
+        provider_ms: col(3),
+        own_ms: col(4),
+        wall_excluding_provider_ms: col(5),
+        unmetered_wall_ms: median(unmetered),
+        process_cpu_ms: col(6),
+        sqs_calls: rows.last().map_or(0, |r| r.2),
+        dynamo_calls: rows.last().map_or(0, |r| r.3),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A local Lambda runtime API
+
+#[derive(Debug, Default)]
+struct RuntimeState {
+    events: Mutex<VecDeque<(String, String)>>,
+    event_ready: Notify,
+    polls: Mutex<Vec<Instant>>,
+    responses: Mutex<Vec<(String, Instant, bool, String)>>,
+    responded: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn next_invocation(State(s): State<Arc<RuntimeState>>) -> Response {
+    lock(&s.polls).push(Instant::now());
+    loop {
+        let ready = s.event_ready.notified();
+        if let Some((id, body)) = lock(&s.events).pop_front() {
+            let mut headers = HeaderMap::new();
+            let deadline = (Utc::now() + chrono::Duration::seconds(60)).timestamp_millis();
+            let pairs = [
+                ("lambda-runtime-aws-request-id", id.clone()),
+                ("lambda-runtime-deadline-ms", deadline.to_string()),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:us-east-1:000000000000:function:bench".to_string(),
+                ),
+                (
+                    "lambda-runtime-trace-id",
+                    format!("Root=1-00000000-{id:.24};Parent=0000000000000000;Sampled=0"),
+                ),
+                ("content-type", "application/json".to_string()),
+            ];
+            for (k, v) in pairs {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    headers.insert(k, v);
+                }
+            }
+            return (StatusCode::OK, headers, body).into_response();
+        }
+        ready.await;
+    }
+}
+
+async fn invocation_response(
+    State(s): State<Arc<RuntimeState>>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    lock(&s.responses).push((id, Instant::now(), false, body));
+    s.responded.notify_one();
+    StatusCode::ACCEPTED
+}
+
+async fn invocation_error(
+    State(s): State<Arc<RuntimeState>>,
+    UrlPath(id): UrlPath<String>,
+    body: String,
+) -> StatusCode {
+    lock(&s.responses).push((id, Instant::now(), true, body));
+    s.responded.notify_one();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(State(s): State<Arc<RuntimeState>>, body: String) -> StatusCode {
+    lock(&s.responses).push(("init".into(), Instant::now(), true, body));
+    s.responded.notify_one();
+    StatusCode::ACCEPTED
+}
+
+/// The two runtime API endpoints a Rust Lambda uses (plus the error ones), on `127.0.0.1:<free port>`.
+pub struct RuntimeApi {
+    pub addr: std::net::SocketAddr,
+    state: Arc<RuntimeState>,
+    task: tokio::task::JoinHandle<()>,
+    seq: AtomicU64,
+}
+
+impl RuntimeApi {
+    pub async fn start() -> anyhow::Result<Self> {
+        let state = Arc::new(RuntimeState::default());
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(invocation_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            addr,
+            state,
+            task,
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues an invocation; returns its request id.
+    pub fn invoke(&self, body: &str) -> String {
+        let id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::SeqCst)
+        );
+        lock(&self.state.events).push_back((id.clone(), body.to_string()));
+        self.state.event_ready.notify_one();
+        id
+    }
+
+    /// Waits for the answer to `id`: (when it arrived, whether it was an error, the body).
+    pub async fn answer(&self, id: &str, timeout: Duration) -> anyhow::Result<(Instant, String)> {
+        let until = Instant::now() + timeout;
+        loop {
+            let responded = self.state.responded.notified();
+            if let Some((_, at, error, body)) = lock(&self.state.responses)
+                .iter()
+                .find(|(rid, ..)| rid == id || rid == "init")
+                .cloned()
+            {
+                if error {
+                    bail!("the function answered an error: {body}");
+                }
+                return Ok((at, body));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!("no answer to invocation {id} within {timeout:?}");
+            }
+            let _ = tokio::time::timeout(left, responded).await;
+        }
+    }
+
+    pub fn first_poll(&self) -> Option<Instant> {
+        lock(&self.state.polls).first().copied()
+    }
+
+    /// Forgets polls and responses (between cold starts).
+    pub fn reset(&self) {
+        lock(&self.state.polls).clear();
+        lock(&self.state.responses).clear();
+        lock(&self.state.events).clear();
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Peak resident set (`VmHWM`) of a process, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1_024.0)
+}
+
+/// What one function is started with, and the event it is invoked with.
+pub struct FunctionUnderTest {
+    pub name: String,
+    pub bootstrap: PathBuf,
+    pub memory_mb: u32,
+    pub env: BTreeMap<String, String>,
+    pub event: String,
+    pub what: String,
+}
+
+/// Starts the bootstrap `runs` times: cold start, then `warm` warm invocations each time.
+pub async fn cold_start(
+    api: &RuntimeApi,
+    f: &FunctionUnderTest,
+    runs: u32,
+    warm: u32,
+) -> anyhow::Result<ColdStart> {
+    let (mut init, mut cold, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut warm_ms, mut rss_cold, mut rss_peak, mut log_bytes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        api.reset();
+        let id = api.invoke(&f.event);
+        let mut cmd = tokio::process::Command::new(&f.bootstrap);
+        cmd.env_clear()
+            .envs(&f.env)
+            .env("AWS_LAMBDA_RUNTIME_API", api.addr.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &f.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", f.memory_mb.to_string())
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", f.name),
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let t0 = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", f.bootstrap.display()))?;
+        let pid = child.id().context("the bootstrap exited at once")?;
+        let bytes = Arc::new(AtomicU64::new(0));
+        let tail = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let outs: Vec<Box<dyn tokio::io::AsyncRead + Unpin + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for mut out in outs {
+            let bytes = Arc::clone(&bytes);
+            let tail = Arc::clone(&tail);
+            readers.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 8_192];
+                while let Ok(n) = out.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    bytes.fetch_add(n as u64, Ordering::SeqCst);
+                    let mut t = lock(&tail);
+                    t.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if t.len() > 4_000 {
+                        let cut = t.len() - 2_000;
+                        let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+                        t.drain(..cut);
+                    }
+                }
+            }));
+        }
+        let answered = api.answer(&id, Duration::from_secs(60)).await;
+        let (at, _) = match answered {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill().await;
+                bail!("{}: {e:#}\nits output ended with:\n{}", f.name, lock(&tail));
+            }
+        };
+        let polled = api.first_poll().unwrap_or(at);
+        init.push(ms(polled - t0));
+        first.push(ms(at - polled));
+        cold.push(ms(at - t0));
+        rss_cold.push(peak_rss_mib(pid).unwrap_or(0.0));
+        // Let the cold invocation's log lines land before counting the warm ones'.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = bytes.load(Ordering::SeqCst);
+        for _ in 0..warm {
+            let t = Instant::now();
+            let id = api.invoke(&f.event);
+            let (at, _) = api.answer(&id, Duration::from_secs(60)).await?;
+            warm_ms.push(ms(at - t));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        log_bytes.push((bytes.load(Ordering::SeqCst) - before) as f64 / f64::from(warm.max(1)));
+        rss_peak.push(peak_rss_mib(pid).unwrap_or(0.0));
+        let _ = child.kill().await;
+        for r in readers {
+            let _ = r.await;
+        }
+    }
+    let mut sorted = warm_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p90 = sorted
+        .get(((sorted.len() as f64 * 0.9).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    Ok(ColdStart {
+        function: f.name.clone(),
+        runs,
+        init_ms: median(init),
+        cold_ms: median(cold),
+        first_invoke_ms: median(first),
+        warm_p50_ms: median(warm_ms),
+        warm_p90_ms: p90,
+        rss_cold_mib: median(rss_cold),
+        rss_peak_mib: median(rss_peak),
+        log_bytes_per_invoke: median(log_bytes),
+        what: f.what.clone(),
+    })
+}
+
+/// Where `cargo lambda build --release --x86-64` leaves a function's binary (the zip's `bootstrap`).
+pub fn bootstrap_path(function: &str) -> PathBuf {
+    repo_root()
+        .join("target/x86_64-unknown-linux-gnu/release")
+        .join(function)
+}
+
+/// `target/lambda/<function>/bootstrap.zip`.
+pub fn zip_path(function: &str) -> PathBuf {
+    repo_root()
+        .join("target/lambda")
+        .join(function)
+        .join("bootstrap.zip")
+}
+
+/// Bootstrap and zip sizes.
+pub fn sizes(functions: &[&str]) -> Vec<Size> {
+    let len = |p: PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    functions
+        .iter()
+        .map(|f| Size {
+            function: (*f).to_string(),
+            bootstrap_bytes: len(bootstrap_path(f)),
+            zip_bytes: len(zip_path(f)),
+        })
+        .collect()
+}
+
+/// Starts the provider emulator with these limits.
+pub async fn emulator(individual_limit: u64) -> anyhow::Result<EmulatorHandle> {
+    Ok(Emulator::spawn(EmulatorConfig {
+        individual_limit,
+        ..EmulatorConfig::default()
+    })
+    .await?)
+}

@@ -1,0 +1,25 @@
+//! Sluice in numbers: a time-compressed day simulator that runs the real drain engine over in-memory
+//! adapters with a virtual clock, the two baseline policies it replaces, and benchmarks against LocalStack.
+//! Results go to `BENCHMARKS.md` (see its "Reproduce" section).
+//!
+//! # Layout
+//! - [`traffic`]: the scenarios (steady, saturated, bursty, diurnal) and the seeded change generator.
+//! - [`day`]: one simulated day of one scenario under one policy; what it measures.
+//! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
+//! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
+//! - [`metered`]: a port wrapper counting and timing every call (DynamoDB units; wall-time splits).
+//! - [`report`]: markdown tables and the `BENCHMARKS.md` sections; [`plot`]: SVG plots;
+//!   [`cost`]: the monthly AWS estimate.
+//! - [`bench`]: drain timing against LocalStack, Lambda cold start and RSS, binary sizes.
+//! - `src/bin/sluice-sim.rs`, `src/bin/sluice-bench.rs`: the two entry points.
+
+pub mod baseline;
+pub mod bench;
+pub mod cost;
+pub mod day;
+pub mod metered;
+pub mod plot;
+pub mod report;
+pub mod summary;
+pub mod tracker;
+pub mod traffic;

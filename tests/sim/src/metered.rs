@@ -1,0 +1,386 @@
+//! A port wrapper that counts and times every call, for any adapter: in the simulator it counts the
+//! DynamoDB requests and capacity units the drain would spend (the in-memory store has no such notion);
+//! against LocalStack it splits a run's wall time into SQS, DynamoDB and provider time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sluice::domain::{Email, RequestId, Subscriber};
+use sluice::ports::{
+    Backlog, ChangeQueue, Coordination, DeadLetter, PortResult, Provider, ProviderError, QuotaKind,
+    QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation,
+    SyncStateStore, SyncedFields, Window,
+};
+
+/// The service behind a port call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Sqs,
+    DynamoDb,
+    Provider,
+}
+
+/// Every port operation the drain makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    QueueBacklog,
+    QueueReceive,
+    QueueDelete,
+    QueueRelease,
+    QueueDeadLetter,
+    LedgerUsed,
+    LedgerReserve,
+    LedgerMarkSpent,
+    SyncLoad,
+    SyncRecord,
+    LeaseAcquire,
+    LeaseRelease,
+    CircuitRead,
+    CircuitOpen,
+    RequestsAdd,
+    ProviderBatch,
+    ProviderIndividual,
+}
+
+impl Op {
+    pub fn service(self) -> Service {
+        use Op::*;
+        match self {
+            QueueBacklog | QueueReceive | QueueDelete | QueueRelease | QueueDeadLetter => {
+                Service::Sqs
+            }
+            ProviderBatch | ProviderIndividual => Service::Provider,
+            _ => Service::DynamoDb,
+        }
+    }
+
+    /// DynamoDB (requests, read units, write units) one call with `items` items costs, following the
+    /// DynamoDB adapter: strongly consistent reads of items under 4 KB (1 RRU each, found or not), writes
+    /// of items under 1 KB (1 WRU each, conditional failures included); `BatchGetItem` takes 100 keys.
+    pub fn dynamo_units(self, items: u64) -> (u64, u64, u64) {
+        use Op::*;
+        match self {
+            LedgerUsed | CircuitRead => (1, 1, 0),
+            LedgerReserve | LedgerMarkSpent | SyncRecord | LeaseAcquire | LeaseRelease
+            | CircuitOpen => (1, 0, 1),
+            SyncLoad => (items.div_ceil(100), items, 0),
+            RequestsAdd => (items, 0, items),
+            _ => (0, 0, 0),
+        }
+    }
+}
+
+/// Calls of one operation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpStats {
+    pub calls: u64,
+    /// Messages, emails, records or requests the calls carried.
+    pub items: u64,
+    /// Summed duration (calls may overlap).
+    pub total: Duration,
+}
+
+/// DynamoDB requests and capacity units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DynamoUnits {
+    pub requests: u64,
+    pub read_units: u64,
+    pub write_units: u64,
+}
+
+#[derive(Debug, Default)]
+struct MeterState {
+    stats: BTreeMap<Op, OpStats>,
+    dynamo: DynamoUnits,
+    /// (service, start, end) of every call, kept only when asked for.
+    spans: Option<Vec<(Service, Instant, Instant)>>,
+}
+
+/// Shared by every wrapped port of one drain.
+#[derive(Debug, Clone, Default)]
+pub struct Meter(Arc<Mutex<MeterState>>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Meter {
+    /// A meter that also keeps each call's interval (for wall-time splits).
+    pub fn with_spans() -> Self {
+        let m = Self::default();
+        lock(&m.0).spans = Some(Vec::new());
+        m
+    }
+
+    fn record(&self, op: Op, items: u64, start: Instant) {
+        let end = Instant::now();
+        let mut s = lock(&self.0);
+        let e = s.stats.entry(op).or_default();
+        e.calls += 1;
+        e.items += items;
+        e.total += end - start;
+        let (requests, reads, writes) = op.dynamo_units(items);
+        s.dynamo.requests += requests;
+        s.dynamo.read_units += reads;
+        s.dynamo.write_units += writes;
+        if let Some(spans) = s.spans.as_mut() {
+            spans.push((op.service(), start, end));
+        }
+    }
+
+    pub fn stats(&self) -> BTreeMap<Op, OpStats> {
+        lock(&self.0).stats.clone()
+    }
+
+    pub fn op(&self, op: Op) -> OpStats {
+        lock(&self.0).stats.get(&op).copied().unwrap_or_default()
+    }
+
+    pub fn dynamo(&self) -> DynamoUnits {
+        lock(&self.0).dynamo
+    }
+
+    /// Empties counters and spans (between benchmark iterations).
+    pub fn reset(&self) {
+        let mut s = lock(&self.0);
+        s.stats.clear();
+        s.dynamo = DynamoUnits::default();
+        if let Some(spans) = s.spans.as_mut() {
+            spans.clear();
+        }
+    }
+
+    /// Wall time covered by calls to `service` (overlapping calls counted once), or by any call if `None`.
+    pub fn covered(&self, service: Option<Service>) -> Duration {
+        let s = lock(&self.0);
+        let mut spans: Vec<(Instant, Instant)> = s
+            .spans
+            .iter()
+            .flatten()
+            .filter(|(svc, _, _)| service.is_none_or(|w| *svc == w))
+            .map(|&(_, a, b)| (a, b))
+            .collect();
+        spans.sort();
+        let mut total = Duration::ZERO;
+        let mut current: Option<(Instant, Instant)> = None;
+        for (a, b) in spans {
+            match current {
+                Some((ca, cb)) if a <= cb => current = Some((ca, cb.max(b))),
+                Some((ca, cb)) => {
+                    total += cb - ca;
+                    current = Some((a, b));
+                }
+                None => current = Some((a, b)),
+            }
+        }
+        if let Some((a, b)) = current {
+            total += b - a;
+        }
+        total
+    }
+}
+
+/// A port with every call counted and timed.
+#[derive(Debug, Clone)]
+pub struct Metered<T> {
+    inner: T,
+    meter: Meter,
+}
+
+impl<T> Metered<T> {
+    pub fn new(inner: T, meter: Meter) -> Self {
+        Self { inner, meter }
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: ChangeQueue> ChangeQueue for Metered<T> {
+    async fn backlog(&self) -> PortResult<Backlog> {
+        let t = Instant::now();
+        let r = self.inner.backlog().await;
+        self.meter.record(Op::QueueBacklog, 0, t);
+        r
+    }
+
+    async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
+        let t = Instant::now();
+        let r = self.inner.receive(max).await;
+        let n = r.as_ref().map_or(0, |m| m.len() as u64);
+        self.meter.record(Op::QueueReceive, n, t);
+        r
+    }
+
+    async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+        let t = Instant::now();
+        let r = self.inner.delete(receipts).await;
+        self.meter.record(Op::QueueDelete, receipts.len() as u64, t);
+        r
+    }
+
+    async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.release(items).await;
+        self.meter.record(Op::QueueRelease, items.len() as u64, t);
+        r
+    }
+
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.dead_letter(letters).await;
+        self.meter
+            .record(Op::QueueDeadLetter, letters.len() as u64, t);
+        r
+    }
+}
+
+impl<T: QuotaLedger> QuotaLedger for Metered<T> {
+    async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
+        let t = Instant::now();
+        let r = self.inner.used(kind, window).await;
+        self.meter.record(Op::LedgerUsed, 1, t);
+        r
+    }
+
+    async fn reserve(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        n: u32,
+        limit: u32,
+    ) -> PortResult<Reservation> {
+        let t = Instant::now();
+        let r = self.inner.reserve(kind, window, n, limit).await;
+        self.meter.record(Op::LedgerReserve, 1, t);
+        r
+    }
+
+    async fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.mark_spent(kind, window, limit).await;
+        self.meter.record(Op::LedgerMarkSpent, 1, t);
+        r
+    }
+}
+
+impl<T: SyncStateStore> SyncStateStore for Metered<T> {
+    async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
+        let t = Instant::now();
+        let r = self.inner.load(emails).await;
+        self.meter.record(Op::SyncLoad, emails.len() as u64, t);
+        r
+    }
+
+    async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.record(email, fields).await;
+        self.meter.record(Op::SyncRecord, 1, t);
+        r
+    }
+}
+
+impl<T: Coordination> Coordination for Metered<T> {
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let t = Instant::now();
+        let r = self.inner.acquire_lease(holder, now, until).await;
+        self.meter.record(Op::LeaseAcquire, 1, t);
+        r
+    }
+
+    async fn release_lease(&self, holder: &str) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.release_lease(holder).await;
+        self.meter.record(Op::LeaseRelease, 1, t);
+        r
+    }
+
+    async fn circuit_open_until(&self) -> PortResult<Option<DateTime<Utc>>> {
+        let t = Instant::now();
+        let r = self.inner.circuit_open_until().await;
+        self.meter.record(Op::CircuitRead, 1, t);
+        r
+    }
+
+    async fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.open_circuit(until, reason).await;
+        self.meter.record(Op::CircuitOpen, 1, t);
+        r
+    }
+}
+
+impl<T: RequestTracker> RequestTracker for Metered<T> {
+    async fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.add(progress).await;
+        self.meter.record(Op::RequestsAdd, progress.len() as u64, t);
+        r
+    }
+}
+
+impl<T: Provider> Provider for Metered<T> {
+    async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
+        let t = Instant::now();
+        let r = self.inner.send_batch(records).await;
+        self.meter
+            .record(Op::ProviderBatch, records.len() as u64, t);
+        r
+    }
+
+    async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
+        let t = Instant::now();
+        let r = self.inner.send_individual(record).await;
+        self.meter.record(Op::ProviderIndividual, 1, t);
+        r
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dynamo_units_follow_the_adapter() {
+        let m = Meter::default();
+        let t = Instant::now();
+        m.record(Op::SyncLoad, 250, t); // 3 BatchGetItem, 250 RRU
+        m.record(Op::RequestsAdd, 40, t); // 40 UpdateItem
+        m.record(Op::LedgerUsed, 1, t);
+        m.record(Op::LedgerReserve, 1, t);
+        m.record(Op::QueueReceive, 10, t);
+        assert_eq!(
+            m.dynamo(),
+            DynamoUnits {
+                requests: 3 + 40 + 1 + 1,
+                read_units: 251,
+                write_units: 41,
+            }
+        );
+    }
+
+    #[test]
+    fn covered_time_counts_overlaps_once() {
+        let m = Meter::with_spans();
+        let base = Instant::now();
+        let at = |ms: u64| base + Duration::from_millis(ms);
+        {
+            let mut s = lock(&m.0);
+            let spans = s.spans.as_mut().unwrap();
+            spans.push((Service::Sqs, at(0), at(10)));
+            spans.push((Service::Sqs, at(5), at(20)));
+            spans.push((Service::DynamoDb, at(30), at(40)));
+        }
+        assert_eq!(m.covered(Some(Service::Sqs)), Duration::from_millis(20));
+        assert_eq!(m.covered(None), Duration::from_millis(30));
+    }
+}

@@ -1,0 +1,445 @@
+//! Traffic: the four scenarios of issue 6 and a seeded generator of changes in time order.
+//!
+//! Every change touches one field (70 %) or two (30 %) of `name`, `time_zone` and the custom field
+//! `last_order`. `name` and `last_order` get a value unique to the change (`n<seq>`, `o<seq>`), so a value
+//! seen at the provider names the change it came from; `time_zone` is drawn from [`TIME_ZONES`] (IANA names
+//! cannot be unique per change), so it repeats and produces the no-ops the drain must drop.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Poisson, Zipf};
+use sluice::domain::{Change, ChangeId, Email, Priority, RequestId, TimeZone};
+
+/// Users changes are drawn from.
+pub const USERS: u32 = 100_000;
+/// Exponent of the Zipf distribution of users (rank 1 is the busiest user).
+pub const ZIPF_EXPONENT: f64 = 1.1;
+/// The custom field every generated change may set.
+pub const CUSTOM_FIELD: &str = "last_order";
+/// Time zones generated changes choose from.
+pub const TIME_ZONES: [&str; 24] = [
+    "UTC",
+    "Europe/London",
+    "Europe/Amsterdam",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Athens",
+    "Europe/Moscow",
+    "Africa/Cairo",
+    "Africa/Lagos",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Bangkok",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "America/Sao_Paulo",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+];
+
+/// A provider attribute the generator changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Name,
+    TimeZone,
+    LastOrder,
+}
+
+impl Field {
+    /// Whether every change gets its own value for this field, so a delivered value names its change.
+    pub fn traced(self) -> bool {
+        !matches!(self, Field::TimeZone)
+    }
+
+    /// The wire value of value id `id`.
+    pub fn value(self, id: u64) -> String {
+        match self {
+            Field::Name => format!("n{id}"),
+            Field::LastOrder => format!("o{id}"),
+            Field::TimeZone => TIME_ZONES[id as usize % TIME_ZONES.len()].to_string(),
+        }
+    }
+
+    /// The value id of a wire value (the inverse of [`Field::value`]).
+    pub fn parse(self, value: &str) -> Option<u64> {
+        match self {
+            Field::Name => value.strip_prefix('n')?.parse().ok(),
+            Field::LastOrder => value.strip_prefix('o')?.parse().ok(),
+            Field::TimeZone => TIME_ZONES
+                .iter()
+                .position(|z| *z == value)
+                .map(|i| i as u64),
+        }
+    }
+}
+
+/// The email of user number `user`.
+pub fn email(user: u32) -> String {
+    format!("u{user}@example.com")
+}
+
+/// The user number of a generated email.
+pub fn user_of(email: &str) -> Option<u32> {
+    email.strip_prefix('u')?.split('@').next()?.parse().ok()
+}
+
+/// One generated change: which user, when, and the value id of each field it sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenChange {
+    /// Position in generation order; also the value id of traced fields.
+    pub seq: u64,
+    pub user: u32,
+    /// `occurred_at` and `accepted_at` (ingest is taken as instantaneous).
+    pub at: DateTime<Utc>,
+    pub fields: Vec<(Field, u64)>,
+    /// Random bits of the change and request ids (from the seeded RNG: no system randomness per change).
+    pub ids: (u128, u128),
+}
+
+impl GenChange {
+    /// The domain change ingest would enqueue for it.
+    pub fn to_change(&self) -> anyhow::Result<Change> {
+        let uuid = |bits: u128| uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
+        let mut change = Change {
+            change_id: ChangeId(uuid(self.ids.0)),
+            request_id: RequestId(uuid(self.ids.1)),
+            email: Email::parse(&email(self.user))?,
+            name: None,
+            time_zone: None,
+            custom_fields: BTreeMap::new(),
+            occurred_at: self.at,
+            priority: Priority::Normal,
+            accepted_at: self.at,
+        };
+        for &(field, id) in &self.fields {
+            let value = field.value(id);
+            match field {
+                Field::Name => change.name = Some(value),
+                Field::TimeZone => change.time_zone = Some(TimeZone::parse(&value)?),
+                Field::LastOrder => {
+                    change.custom_fields.insert(CUSTOM_FIELD.to_string(), value);
+                }
+            }
+        }
+        Ok(change)
+    }
+}
+
+/// Arrival rate over the day.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Constant {
+        per_hour: f64,
+    },
+    /// `mean × (1 + amplitude × cos(2π (t − peak) / 24 h))`.
+    Diurnal {
+        mean_per_hour: f64,
+        amplitude: f64,
+        peak_hour: f64,
+    },
+}
+
+impl Rate {
+    pub fn per_hour_at(&self, hours: f64) -> f64 {
+        match *self {
+            Rate::Constant { per_hour } => per_hour,
+            Rate::Diurnal {
+                mean_per_hour,
+                amplitude,
+                peak_hour,
+            } => {
+                let phase = (hours - peak_hour) / 24.0 * std::f64::consts::TAU;
+                (mean_per_hour * (1.0 + amplitude * phase.cos())).max(0.0)
+            }
+        }
+    }
+}
+
+/// A one-off spike on top of the base rate: `changes` spread evenly over `length` from `start`. Each spike
+/// change is a different user (a bulk import), so coalescing cannot shrink it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spike {
+    pub start: Duration,
+    pub length: Duration,
+    pub changes: u64,
+}
+
+/// One traffic scenario of issue 6.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub rate: Rate,
+    pub spike: Option<Spike>,
+}
+
+impl Scenario {
+    /// Expected changes in `hours` hours (the spike included).
+    pub fn expected_changes(&self, hours: u32) -> f64 {
+        let base: f64 = (0..hours * 60)
+            .map(|m| self.rate.per_hour_at((f64::from(m) + 0.5) / 60.0) / 60.0)
+            .sum();
+        base + self.spike.map_or(0.0, |s| s.changes as f64)
+    }
+}
+
+/// Steady, saturated, bursty and diurnal.
+pub fn scenarios() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "steady",
+            summary: "40,000 changes/h all day",
+            rate: Rate::Constant { per_hour: 40_000.0 },
+            spike: None,
+        },
+        Scenario {
+            name: "saturated",
+            summary: "200,000 changes/h all day (3.7× capacity)",
+            rate: Rate::Constant {
+                per_hour: 200_000.0,
+            },
+            spike: None,
+        },
+        Scenario {
+            name: "bursty",
+            summary: "20,000 changes/h, plus 100,000 changes to distinct users within 5 min at 06:00",
+            rate: Rate::Constant { per_hour: 20_000.0 },
+            spike: Some(Spike {
+                start: Duration::from_secs(6 * 3_600),
+                length: Duration::from_secs(300),
+                changes: 100_000,
+            }),
+        },
+        Scenario {
+            name: "diurnal",
+            summary: "mean 40,000 changes/h, 10,000/h at 03:00 to 70,000/h at 15:00",
+            rate: Rate::Diurnal {
+                mean_per_hour: 40_000.0,
+                amplitude: 0.75,
+                peak_hour: 15.0,
+            },
+            spike: None,
+        },
+    ]
+}
+
+/// Generates a scenario's changes minute by minute, strictly increasing in time (1 ms apart at least, so
+/// "newer" is never a tie).
+pub struct Traffic {
+    scenario: Scenario,
+    rng: StdRng,
+    zipf: Zipf<f64>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    next_minute: i64,
+    buffer: VecDeque<GenChange>,
+    seq: u64,
+    last_ms: i64,
+    spike_users: Vec<u32>,
+    spike_sent: u64,
+}
+
+impl Traffic {
+    /// Traffic from `start` for `length`; the same seed gives the same changes.
+    pub fn new(
+        scenario: Scenario,
+        start: DateTime<Utc>,
+        length: Duration,
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let zipf = Zipf::new(f64::from(USERS), ZIPF_EXPONENT)?;
+        let mut spike_users: Vec<u32> = (0..USERS).collect();
+        spike_users.shuffle(&mut rng);
+        Ok(Self {
+            scenario,
+            rng,
+            zipf,
+            start,
+            end: start + chrono::Duration::from_std(length)?,
+            next_minute: 0,
+            buffer: VecDeque::new(),
+            seq: 0,
+            last_ms: i64::MIN,
+            spike_users,
+            spike_sent: 0,
+        })
+    }
+
+    /// Every change that occurs before `t`, in time order.
+    pub fn until(&mut self, t: DateTime<Utc>) -> Vec<GenChange> {
+        while self.minute_start(self.next_minute) < t.min(self.end) {
+            self.generate_minute();
+        }
+        let mut out = Vec::new();
+        while self.buffer.front().is_some_and(|c| c.at < t) {
+            if let Some(c) = self.buffer.pop_front() {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    fn minute_start(&self, minute: i64) -> DateTime<Utc> {
+        self.start + chrono::Duration::minutes(minute)
+    }
+
+    fn generate_minute(&mut self) {
+        let minute = self.next_minute;
+        self.next_minute += 1;
+        let from = self.minute_start(minute);
+        let from_ms = from.timestamp_millis();
+        let hours = (minute as f64 + 0.5) / 60.0;
+        let lambda = self.scenario.rate.per_hour_at(hours) / 60.0;
+        let base = if lambda > 0.0 {
+            Poisson::new(lambda).map_or(0, |p| p.sample(&mut self.rng) as u64)
+        } else {
+            0
+        };
+        // (offset in ms within the minute, spike user or None for a Zipf user)
+        let mut arrivals: Vec<(i64, Option<u32>)> = (0..base)
+            .map(|_| (self.rng.random_range(0..60_000), None))
+            .collect();
+        if let Some(spike) = self.scenario.spike {
+            let s_from = spike.start.as_millis() as i64;
+            let len = (spike.length.as_millis() as i64).max(1);
+            let m_from = minute * 60_000;
+            while self.spike_sent < spike.changes {
+                let at = s_from + (self.spike_sent as i64 * len) / spike.changes as i64;
+                if at >= m_from + 60_000 {
+                    break;
+                }
+                let user = self.spike_users[(self.spike_sent % u64::from(USERS)) as usize];
+                arrivals.push(((at - m_from).max(0), Some(user)));
+                self.spike_sent += 1;
+            }
+        }
+        arrivals.sort_unstable();
+        for (offset, spike_user) in arrivals {
+            let ms = (from_ms + offset).max(self.last_ms + 1);
+            self.last_ms = ms;
+            let user = spike_user.unwrap_or_else(|| self.zipf_user());
+            let seq = self.seq;
+            self.seq += 1;
+            let fields = self.fields(seq);
+            let ids = (self.rng.random(), self.rng.random());
+            let at = DateTime::from_timestamp_millis(ms).unwrap_or(from);
+            if at >= self.end {
+                continue;
+            }
+            self.buffer.push_back(GenChange {
+                seq,
+                user,
+                at,
+                fields,
+                ids,
+            });
+        }
+    }
+
+    fn zipf_user(&mut self) -> u32 {
+        let rank = self.zipf.sample(&mut self.rng) as u32;
+        rank.clamp(1, USERS) - 1
+    }
+
+    /// One field (70 %) or two (30 %): name 40 %, time_zone 20 %, last_order 40 %.
+    fn fields(&mut self, seq: u64) -> Vec<(Field, u64)> {
+        let count = if self.rng.random_bool(0.7) { 1 } else { 2 };
+        let mut pool = vec![
+            (Field::Name, 0.4),
+            (Field::TimeZone, 0.2),
+            (Field::LastOrder, 0.4),
+        ];
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            let total: f64 = pool.iter().map(|(_, w)| w).sum();
+            let mut pick = self.rng.random_range(0.0..total);
+            let mut chosen = pool.len() - 1;
+            for (i, (_, w)) in pool.iter().enumerate() {
+                if pick < *w {
+                    chosen = i;
+                    break;
+                }
+                pick -= w;
+            }
+            let (field, _) = pool.remove(chosen);
+            let id = match field {
+                Field::TimeZone => self.rng.random_range(0..TIME_ZONES.len() as u64),
+                _ => seq,
+            };
+            out.push((field, id));
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_traffic_strictly_increasing() {
+        let s = scenarios().remove(0);
+        let mut a = Traffic::new(s.clone(), start(), Duration::from_secs(600), 7).unwrap();
+        let mut b = Traffic::new(s, start(), Duration::from_secs(600), 7).unwrap();
+        let t = start() + chrono::Duration::seconds(600);
+        let (xa, xb) = (a.until(t), b.until(t));
+        assert_eq!(xa, xb);
+        // 40,000/h over 10 minutes: about 6,667.
+        assert!((6_300..7_000).contains(&xa.len()), "{}", xa.len());
+        assert!(
+            xa.windows(2)
+                .all(|w| w[0].at < w[1].at && w[0].seq < w[1].seq)
+        );
+        assert!(xa.iter().all(|c| (1..=2).contains(&c.fields.len())));
+    }
+
+    #[test]
+    fn values_round_trip_and_changes_are_valid() {
+        for f in [Field::Name, Field::TimeZone, Field::LastOrder] {
+            assert_eq!(f.parse(&f.value(17)), Some(17));
+        }
+        let mut t =
+            Traffic::new(scenarios().remove(0), start(), Duration::from_secs(120), 1).unwrap();
+        for c in t.until(start() + chrono::Duration::seconds(120)) {
+            let change = c.to_change().unwrap();
+            assert_eq!(user_of(change.email.as_str()), Some(c.user));
+        }
+    }
+
+    #[test]
+    fn the_spike_is_one_change_per_distinct_user() {
+        let bursty = scenarios()
+            .into_iter()
+            .find(|s| s.name == "bursty")
+            .unwrap();
+        let from = start() + chrono::Duration::hours(6);
+        let mut t = Traffic::new(bursty, start(), Duration::from_secs(7 * 3_600), 3).unwrap();
+        t.until(from);
+        let spike = t.until(from + chrono::Duration::minutes(5));
+        assert!(spike.len() >= 100_000, "{}", spike.len());
+        let mut users: Vec<u32> = spike.iter().map(|c| c.user).collect();
+        users.sort_unstable();
+        users.dedup();
+        assert!(users.len() >= 100_000 * 9 / 10);
+    }
+}
