@@ -31,9 +31,95 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Quota used/left in the current window, backlog, oldest message, DLQ depth, lease and circuit.
+    /// Read-only: nothing is received and no quota is consumed.
+    Status(StatusArgs),
+    /// Inspect and redrive the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Run the drain from this machine (the Lambda's engine, same quota ledger and lease).
+    Drain(DrainArgs),
     /// The local stack on LocalStack (queues, DLQ, table; the functions run outside it).
     #[command(subcommand)]
     Local(LocalCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (stable field names, see README) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One line per dead-lettered message: id, reason, email (redacted), age, receive count.
+    List(DlqListArgs),
+    /// One message in full: reason, detail, attributes and body.
+    Show(DlqShowArgs),
+    /// Move messages back to the changes queue.
+    Redrive(DlqRedriveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// Most messages to list.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// Print JSON instead of a table (emails stay redacted).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqShowArgs {
+    /// The DLQ message id (first column of `sluice dlq list`).
+    pub id: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqRedriveArgs {
+    /// Most messages moved per second.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_per_second: Option<u32>,
+    /// Only messages with this reason.
+    #[arg(long, value_name = "REASON")]
+    pub filter: Option<RedriveFilter>,
+    /// Move at most this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Receive, send and delete from this machine even when SQS could move the messages itself
+    /// (StartMessageMoveTask), e.g. when the credentials lack the move-task permissions.
+    #[arg(long)]
+    pub client_side: bool,
+}
+
+/// The reasons a message can be on the DLQ (`sluice.reason`, or none when SQS moved it there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedriveFilter {
+    /// The body was not a change message Sluice can read.
+    Malformed,
+    /// The provider refused the record (422).
+    Rejected,
+    /// SQS moved it after maxReceiveCount receives (transient failures that did not clear).
+    RetriesExhausted,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Run exactly once and exit (the only mode: the schedule belongs to EventBridge).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Stop starting provider calls this long from now (the Lambda's timeout is 60 s).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(5..=900))]
+    pub deadline_seconds: u32,
+    /// Print the run's report as JSON (the Lambda's summary) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +192,98 @@ mod tests {
                 ("AlarmEmail".to_owned(), String::new())
             ]
         );
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sluice").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn status_takes_json_and_the_global_options_after_the_command() {
+        let cli = parse(&[
+            "status",
+            "--json",
+            "--endpoint-url",
+            "http://127.0.0.1:4566",
+            "--stack-name",
+            "s1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Status(StatusArgs { json: true })
+        ));
+        assert_eq!(
+            cli.global.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(cli.global.stack_name, "s1");
+    }
+
+    #[test]
+    fn dlq_redrive_parses_its_options() {
+        let cli = parse(&[
+            "dlq",
+            "redrive",
+            "--max-per-second",
+            "5",
+            "--filter",
+            "retries-exhausted",
+            "--limit",
+            "20",
+        ])
+        .unwrap();
+        let Command::Dlq(DlqCommand::Redrive(args)) = cli.command else {
+            panic!("expected dlq redrive, got {:?}", cli.command);
+        };
+        assert_eq!(args.max_per_second, Some(5));
+        assert_eq!(args.filter, Some(RedriveFilter::RetriesExhausted));
+        assert_eq!(args.limit, Some(20));
+        assert!(!args.client_side);
+
+        let Command::Dlq(DlqCommand::Redrive(args)) = parse(&["dlq", "redrive"]).unwrap().command
+        else {
+            panic!("expected dlq redrive");
+        };
+        assert_eq!(
+            (args.max_per_second, args.filter, args.limit),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn dlq_redrive_refuses_zero_rates_and_unknown_reasons() {
+        assert!(parse(&["dlq", "redrive", "--max-per-second", "0"]).is_err());
+        assert!(parse(&["dlq", "redrive", "--limit", "0"]).is_err());
+        assert!(parse(&["dlq", "redrive", "--filter", "timeout"]).is_err());
+    }
+
+    #[test]
+    fn dlq_list_and_show_parse() {
+        let Command::Dlq(DlqCommand::List(list)) = parse(&["dlq", "list"]).unwrap().command else {
+            panic!("expected dlq list");
+        };
+        assert_eq!((list.limit, list.json), (100, false));
+        let Command::Dlq(DlqCommand::Show(show)) = parse(&["dlq", "show", "abc-123", "--json"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected dlq show");
+        };
+        assert_eq!(show.id, "abc-123");
+        assert!(show.json);
+        assert!(parse(&["dlq", "show"]).is_err(), "show needs an id");
+    }
+
+    #[test]
+    fn drain_requires_once() {
+        assert!(parse(&["drain"]).is_err());
+        let Command::Drain(args) = parse(&["drain", "--once", "--json"]).unwrap().command else {
+            panic!("expected drain");
+        };
+        assert!(args.once && args.json);
+        assert_eq!(args.deadline_seconds, 60);
+        assert!(parse(&["drain", "--once", "--deadline-seconds", "1"]).is_err());
     }
 
     #[test]

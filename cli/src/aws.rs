@@ -38,7 +38,7 @@ pub async fn sdk_config(endpoint_url: Option<&str>, region: Option<&str>) -> Sdk
 }
 
 /// True for `http(s)://127.x.x.x`, `localhost` and `[::1]` endpoints.
-fn is_loopback(url: &str) -> bool {
+pub(crate) fn is_loopback(url: &str) -> bool {
     let host = url.split_once("://").map_or(url, |(_, rest)| rest);
     let host = host.split(['/', '?']).next().unwrap_or_default();
     let host = match host.strip_prefix('[') {

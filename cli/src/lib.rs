@@ -5,14 +5,24 @@
 //! - [`aws`]: the shared AWS SDK configuration (`--endpoint-url`, `--region`).
 //! - [`stack`]: `template.yaml` as a CloudFormation stack: local deploy to LocalStack, outputs,
 //!   delete. Used by `sluice local` and by the integration tests.
+//! - [`settings`]: what the functions see (environment first, then the stack's outputs and parameters).
+//! - [`status`]: `sluice status` (read-only: quota, backlog, DLQ depth, lease, circuit).
+//! - [`dlq`]: `sluice dlq list|show|redrive`.
+//! - [`drain`]: `sluice drain --once` (the Lambda's engine, run from here).
 //! - [`local`]: `sluice local deploy|destroy`.
+//! - [`format`]: durations, tables, redacted emails.
 //!
 //! Adding a command: a variant in [`args::Command`], a module with its `run`, one arm in [`run`].
 
 pub mod args;
 pub mod aws;
+pub mod dlq;
+pub mod drain;
+pub mod format;
 pub mod local;
+pub mod settings;
 pub mod stack;
+pub mod status;
 
 use args::{Cli, Command};
 
@@ -24,6 +34,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .await;
     match &cli.command {
+        Command::Status(args) => status::run(args, &cli.global, &config).await,
+        Command::Dlq(command) => dlq::run(command, &cli.global, &config).await,
+        Command::Drain(args) => drain::run(args, &cli.global, &config).await,
         Command::Local(command) => local::run(command, &cli.global, &config).await,
     }
 }

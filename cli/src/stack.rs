@@ -5,6 +5,7 @@
 //! the function's condition is false, so the local deploy sends [`local_template`]: the same
 //! template with every `CodeUri` pointing at an S3 object that need not exist.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -237,6 +238,39 @@ pub async fn read_outputs(cf: &Client, stack_name: &str) -> anyhow::Result<Stack
         .await?
         .ok_or_else(|| anyhow!("stack {stack_name} does not exist"))?;
     StackOutputs::from_outputs(stack.outputs()).with_context(|| format!("stack {stack_name}"))
+}
+
+/// A deployed stack: its outputs and the parameters it was deployed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployedStack {
+    pub name: String,
+    pub outputs: StackOutputs,
+    /// `ParameterKey` → value, as CloudFormation reports them (`NoEcho` ones come back masked).
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Reads a deployed Sluice stack's outputs and parameters in one call (LocalStack or AWS).
+pub async fn read_stack(cf: &Client, stack_name: &str) -> anyhow::Result<DeployedStack> {
+    let stack = describe(cf, stack_name).await?.ok_or_else(|| {
+        anyhow!("stack {stack_name} does not exist (set --stack-name or SLUICE_STACK)")
+    })?;
+    let outputs = StackOutputs::from_outputs(stack.outputs())
+        .with_context(|| format!("stack {stack_name}"))?;
+    let parameters = stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value()?.to_owned(),
+            ))
+        })
+        .collect();
+    Ok(DeployedStack {
+        name: stack_name.to_owned(),
+        outputs,
+        parameters,
+    })
 }
 
 /// Deletes the stack and waits until it is gone. A stack that does not exist is already deleted.

@@ -78,6 +78,52 @@ impl DynamoState {
         &self.table
     }
 
+    /// The drain lease as stored (holder, held until), for operators (`sluice status`). Read-only; an
+    /// expired lease may still be listed until a drain replaces it or TTL removes it.
+    pub async fn lease(&self) -> PortResult<Option<(String, DateTime<Utc>)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(LEASE_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("reading the drain lease", e))?;
+        let holder = out
+            .item()
+            .and_then(|i| i.get("holder"))
+            .and_then(|v| v.as_s().ok())
+            .cloned();
+        let until = get_n(out.item(), "until_ms").and_then(DateTime::from_timestamp_millis);
+        Ok(holder.zip(until))
+    }
+
+    /// The provider circuit as stored (open until, reason), for operators. Read-only.
+    pub async fn circuit(&self) -> PortResult<Option<(DateTime<Utc>, String)>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(CIRCUIT_KEY))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("reading the circuit", e))?;
+        let Some(until) =
+            get_n(out.item(), "open_until_ms").and_then(DateTime::from_timestamp_millis)
+        else {
+            return Ok(None);
+        };
+        let reason = out
+            .item()
+            .and_then(|i| i.get("reason"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some((until, reason)))
+    }
+
     /// One BatchGetItem of up to 100 users, retrying unprocessed keys.
     async fn load_chunk(&self, chunk: Vec<Email>) -> PortResult<HashMap<Email, SyncedFields>> {
         let mut found = HashMap::new();
