@@ -255,10 +255,15 @@ pub fn render_show(m: &DlqMessage, now: DateTime<Utc>) -> String {
     if let Some(arn) = &m.source_queue_arn {
         line("source queue", arn.clone());
     }
-    for (k, v) in &m.attributes {
-        if k != ATTR_REASON && k != ATTR_DETAIL && k != ATTR_SOURCE_MESSAGE_ID {
-            line(&format!("  {k}"), v.clone());
-        }
+    let others: Vec<String> = m
+        .attributes
+        .iter()
+        .filter(|(k, _)| ![ATTR_REASON, ATTR_DETAIL, ATTR_SOURCE_MESSAGE_ID].contains(&k.as_str()))
+        .map(|(k, v)| format!("  {k} = {v}\n"))
+        .collect();
+    if !others.is_empty() {
+        out.push_str("attributes\n");
+        out.push_str(&others.concat());
     }
     let body = serde_json::from_str::<serde_json::Value>(&m.body)
         .ok()
@@ -447,9 +452,14 @@ async fn scan(
     while (out.len() as u64) < u64::from(limit) {
         let want = (u64::from(limit) - out.len() as u64).min(10) as i32;
         let batch = receive(sqs, dlq_url, want, PEEK_VISIBILITY_S).await?;
+        // Every receipt first: an early return below must still make the whole batch visible again.
+        receipts.extend(
+            batch
+                .iter()
+                .filter_map(|m| m.receipt_handle().map(str::to_owned)),
+        );
         let mut new = 0;
         for m in &batch {
-            receipts.extend(m.receipt_handle().map(str::to_owned));
             let message = DlqMessage::from_sqs(m);
             if seen.insert(message.id.clone()) && (out.len() as u64) < u64::from(limit) {
                 new += 1;
@@ -516,7 +526,7 @@ pub struct RedriveOutcome {
     pub method: RedriveMethod,
     /// Messages now on the changes queue.
     pub moved: u64,
-    /// Messages left on the DLQ because they did not match `--filter` (or were beyond `--limit`).
+    /// Messages seen and left on the DLQ because they did not match `--filter`.
     pub skipped: u64,
     /// Copies sent whose original could not be deleted: they stay on the DLQ too (harmless duplicates).
     pub not_deleted: u64,
@@ -709,12 +719,13 @@ async fn move_batches(
             let (Some(id), Some(receipt)) = (m.message_id(), m.receipt_handle()) else {
                 continue;
             };
-            let message = DlqMessage::from_sqs(&m);
-            if message.matches(plan.filter) && (to_move.len() as u64) < remaining {
+            let matches = DlqMessage::from_sqs(&m).matches(plan.filter);
+            if matches && (to_move.len() as u64) < remaining {
                 to_move.push(m);
             } else {
                 skipped.push(receipt.to_owned());
-                if held.insert(id.to_owned(), receipt.to_owned()).is_none() {
+                // Past --limit is not "skipped": it is simply not moved this time.
+                if held.insert(id.to_owned(), receipt.to_owned()).is_none() && !matches {
                     new_skips += 1;
                 }
             }
@@ -725,6 +736,7 @@ async fn move_batches(
         outcome.skipped += new_skips;
         progress.inc(new_skips);
         if to_move.is_empty() && new_skips == 0 {
+            // Nothing to move and nothing unseen (or only past --limit): done.
             // Only messages skipped before: the whole DLQ has been seen.
             return Ok(());
         }
@@ -998,7 +1010,10 @@ mod tests {
             text.contains("age          5m 00s (sent 2025-03-01T10:05:00Z)\n"),
             "{text}"
         );
-        assert!(text.contains("  sluice.dead_lettered_at"), "{text}");
+        assert!(
+            text.contains("attributes\n  sluice.dead_lettered_at = 2025-03-01T10:05:00Z\n  sluice.receive_count = 1\nbody\n"),
+            "{text}"
+        );
         assert!(text.contains("body\n{\n  \"accepted_at\""), "{text}");
 
         let text = render_show(&DlqMessage::from_sqs(&exhausted()), now());

@@ -11,6 +11,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use chrono::Utc;
 use sluice::Config;
+use sluice::config::ProviderKeySource;
 use sluice::drain::{DrainReport, Idle, QuotaSummary};
 
 use crate::args::{DrainArgs, GlobalArgs};
@@ -22,7 +23,17 @@ pub async fn run(args: &DrainArgs, global: &GlobalArgs, sdk: &SdkConfig) -> anyh
     let cf = aws_sdk_cloudformation::Client::new(sdk);
     let stack = crate::stack::read_stack(&cf, &global.stack_name).await?;
     let config = config(&stack, |k| std::env::var(k).ok())?;
-    let report = run_once(sdk, &config, args.deadline_seconds).await?;
+    let local = sdk.endpoint_url().is_some_and(crate::aws::is_loopback);
+    let report = match run_once(sdk, &config, args.deadline_seconds).await {
+        Ok(report) => report,
+        Err(e) if local && matches!(config.provider_key, ProviderKeySource::SecretArn(_)) => {
+            anyhow::bail!(
+                "{e:#}\nhint: a local stack has no provider secret; give the provider in the environment \
+                 (PROVIDER_BASE_URL, PROVIDER_ACCOUNT_ID, PROVIDER_API_KEY), e.g. `set -a; . .sluice/local.env; set +a`"
+            )
+        }
+        Err(e) => return Err(e),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

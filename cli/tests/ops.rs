@@ -1,0 +1,657 @@
+//! The operator commands end to end: the `sluice` binary against a stack of its own on LocalStack (one per
+//! test, random name, deleted at the end), with the DLQ filled the way production fills it — the drain's
+//! SQS adapter dead-letters `rejected`/`malformed` messages with its attributes, and SQS itself moves
+//! messages past `maxReceiveCount` (`retries_exhausted`).
+//!
+//! Needs LocalStack on AWS_ENDPOINT_URL (default http://127.0.0.1:4566):
+//!   infra/localstack/up && cargo test -p sluice-cli --test ops -- --include-ignored
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use chrono::Utc;
+use serde_json::Value;
+use sluice::adapters::dynamo::DynamoState;
+use sluice::adapters::sqs::SqsChangeQueue;
+use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
+use sluice::ports::{
+    ChangeQueue, DeadLetter, DeadLetterReason, QuotaKind, QuotaLedger, Reservation, Window,
+};
+use sluice_cli::stack::{self, StackOutputs};
+use sluice_tests::emulator::{Emulator, EmulatorConfig};
+
+fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+}
+
+/// A stack of this test's own.
+struct TestStack {
+    name: String,
+    outputs: StackOutputs,
+    sdk: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl TestStack {
+    /// `MaxReceiveCount=1`, so a message received twice is moved to the DLQ by SQS.
+    async fn deploy(params: &[(&str, &str)]) -> Self {
+        let sdk = sluice_cli::aws::sdk_config(Some(&endpoint()), Some("us-east-1")).await;
+        let cf = aws_sdk_cloudformation::Client::new(&sdk);
+        let name = format!(
+            "sluice-ops-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..10]
+        );
+        let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let mut all = vec![("MaxReceiveCount".to_owned(), "1".to_owned())];
+        all.extend(
+            params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let outputs = stack::deploy_local(&cf, template, &name, &all)
+            .await
+            .unwrap_or_else(|e| panic!("deploying {name} to LocalStack at {} failed (is it up? infra/localstack/up): {e:#}", endpoint()));
+        Self {
+            name,
+            outputs,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sdk,
+        }
+    }
+
+    async fn destroy(self) {
+        let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
+        if let Err(e) = stack::delete_stack(&cf, &self.name).await {
+            eprintln!("could not delete {}: {e:#}", self.name);
+        }
+    }
+
+    /// Runs the `sluice` binary against this stack with only the given function variables set.
+    async fn sluice(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        for var in [
+            "QUEUE_URL",
+            "DLQ_URL",
+            "TABLE_NAME",
+            "PROVIDER_BASE_URL",
+            "PROVIDER_ACCOUNT_ID",
+            "PROVIDER_API_KEY",
+            "PROVIDER_API_KEY_SECRET_ARN",
+            "BATCH_LIMIT_PER_HOUR",
+            "INDIVIDUAL_LIMIT_PER_HOUR",
+            "BATCH_SIZE",
+            "DRAIN_MAX_MESSAGES",
+            "QUOTA_WINDOW_SECONDS",
+            "DRAIN_INTERVAL_SECONDS",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .args(["--endpoint-url", &endpoint(), "--stack-name", &self.name])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("AWS_REGION", "us-east-1")
+            .kill_on_drop(true);
+        let started = Instant::now();
+        let out = command.output().await.unwrap();
+        let output = Output {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        };
+        eprintln!(
+            "$ sluice {} ({:?}, ok={})\n{}{}",
+            args.join(" "),
+            output.took,
+            output.ok,
+            output.stdout,
+            output.stderr
+        );
+        output
+    }
+
+    async fn send(&self, url: &str, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed().is_empty(), "{:?}", out.failed());
+        }
+    }
+
+    /// Dead-letters `bodies` through the drain's own SQS adapter: onto the changes queue, received, then
+    /// `dead_letter` with the reason and detail as attributes.
+    async fn dead_letter(&self, bodies: &[String], reason: DeadLetterReason, detail: &str) {
+        assert_eq!(
+            self.depth(&self.outputs.queue_url).await,
+            (0, 0),
+            "the changes queue must be empty before dead-lettering"
+        );
+        self.send(&self.outputs.queue_url, bodies).await;
+        let queue = SqsChangeQueue::new(
+            self.sqs.clone(),
+            &self.outputs.queue_url,
+            &self.outputs.dlq_url,
+        );
+        let mut received = Vec::new();
+        while received.len() < bodies.len() {
+            let got = queue.receive(bodies.len() as u32).await.unwrap();
+            assert!(!got.is_empty(), "messages vanished from the changes queue");
+            received.extend(got);
+        }
+        let letters: Vec<DeadLetter> = received
+            .into_iter()
+            .map(|message| DeadLetter {
+                message,
+                reason,
+                detail: detail.to_owned(),
+            })
+            .collect();
+        queue.dead_letter(&letters).await.unwrap();
+    }
+
+    /// Lets SQS move `bodies` to the DLQ: each is received twice with `MaxReceiveCount=1`.
+    async fn exhaust_retries(&self, bodies: &[String]) {
+        let dlq_before = self.depth(&self.outputs.dlq_url).await.0;
+        self.send(&self.outputs.queue_url, bodies).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.depth(&self.outputs.dlq_url).await.0 < dlq_before + bodies.len() as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "SQS did not move the messages to the DLQ"
+            );
+            // Visibility 0: received (one more receive counted) and visible again at once.
+            self.sqs
+                .receive_message()
+                .queue_url(&self.outputs.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap();
+        }
+        assert_eq!(self.depth(&self.outputs.queue_url).await, (0, 0));
+    }
+
+    /// 25 dead letters: 10 `rejected`, 8 `malformed`, 7 `retries_exhausted`; returns every body.
+    async fn fill_dlq(&self) -> BTreeMap<&'static str, Vec<String>> {
+        let rejected: Vec<String> = (0..10)
+            .map(|i| body(&format!("r{i}@example.com")))
+            .collect();
+        let malformed: Vec<String> = (0..8)
+            .map(|i| format!(r#"{{"email":"m{i}@example.com","v":"9"}}"#))
+            .collect();
+        let exhausted: Vec<String> = (0..7).map(|i| body(&format!("x{i}@example.com"))).collect();
+        self.exhaust_retries(&exhausted).await;
+        self.dead_letter(
+            &rejected,
+            DeadLetterReason::Rejected,
+            "422: email is on the suppression list",
+        )
+        .await;
+        self.dead_letter(
+            &malformed,
+            DeadLetterReason::Malformed,
+            "unknown variant `9`",
+        )
+        .await;
+        assert_eq!(self.depth(&self.outputs.dlq_url).await, (25, 0));
+        assert_eq!(self.depth(&self.outputs.queue_url).await, (0, 0));
+        // Checking the queue's contents later must not dead-letter them again.
+        self.sqs
+            .set_queue_attributes()
+            .queue_url(&self.outputs.queue_url)
+            .attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": self.outputs.dlq_arn, "maxReceiveCount": 100})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        BTreeMap::from([
+            ("rejected", rejected),
+            ("malformed", malformed),
+            ("retries_exhausted", exhausted),
+        ])
+    }
+
+    /// (visible, in flight).
+    async fn depth(&self, url: &str) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let get = |n: QueueAttributeName| -> u64 {
+            out.attributes()
+                .and_then(|a| a.get(&n))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Every body on a queue (received, hidden for a minute: call once, at the end of a test).
+    async fn bodies(&self, url: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            if got.messages().is_empty() {
+                return out;
+            }
+            out.extend(
+                got.messages()
+                    .iter()
+                    .map(|m| m.body().unwrap_or_default().to_owned()),
+            );
+        }
+    }
+}
+
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+fn change(email: &str) -> Change {
+    let now = Utc::now();
+    Change {
+        change_id: ChangeId::new(),
+        request_id: RequestId::new(),
+        email: Email::parse(email).unwrap(),
+        name: Some(format!("Name of {email}")),
+        time_zone: None,
+        custom_fields: BTreeMap::new(),
+        occurred_at: now,
+        priority: Priority::Normal,
+        accepted_at: now,
+    }
+}
+
+fn body(email: &str) -> String {
+    ChangeMessage::V1(change(email)).to_body()
+}
+
+fn sorted(bodies: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = bodies.into_iter().collect();
+    v.sort();
+    v
+}
+
+/// Rule: a redrive of N messages leaves exactly those N on the changes queue and none on the DLQ (SQS's
+/// move task, the default without a filter).
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn redrive_moves_every_message_back_exactly_once() {
+    let stack = TestStack::deploy(&[]).await;
+    let filled = stack.fill_dlq().await;
+
+    let out = stack.sluice(&["dlq", "redrive"], &[]).await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("moved 25 message(s)"), "{}", out.stdout);
+    // The move task runs asynchronously; the command returns once it has completed.
+    assert_eq!(stack.depth(&stack.outputs.dlq_url).await, (0, 0));
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (25, 0));
+    let expected = sorted(filled.into_values().flatten());
+    assert_eq!(
+        sorted(stack.bodies(&stack.outputs.queue_url).await),
+        expected
+    );
+    stack.destroy().await;
+}
+
+/// Rules: `--filter` moves only the matching messages and leaves the others visible on the DLQ; the
+/// client-side path (receive, send, delete) honours `--limit` and `--max-per-second`, and moves the rest
+/// without loss or duplicates.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn filtered_and_client_side_redrives_move_only_what_was_asked() {
+    let stack = TestStack::deploy(&[]).await;
+    let filled = stack.fill_dlq().await;
+
+    let out = stack
+        .sluice(&["dlq", "redrive", "--filter", "rejected"], &[])
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("moved 10 message(s)") && out.stdout.contains("15 left on the DLQ"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (10, 0));
+    // The skipped ones are visible again at once, not hidden until a timeout.
+    assert_eq!(stack.depth(&stack.outputs.dlq_url).await, (15, 0));
+    let list = stack.sluice(&["dlq", "list", "--json"], &[]).await;
+    let entries: Vec<Value> = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(entries.len(), 15);
+    assert!(
+        entries.iter().all(|e| e["reason"] != "rejected"),
+        "{entries:?}"
+    );
+
+    // Five at 4 per second: at least a second.
+    let out = stack
+        .sluice(
+            &[
+                "dlq",
+                "redrive",
+                "--client-side",
+                "--filter",
+                "malformed",
+                "--limit",
+                "5",
+                "--max-per-second",
+                "4",
+            ],
+            &[],
+        )
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("moved 5 message(s)"), "{}", out.stdout);
+    assert!(out.took >= Duration::from_millis(1_000), "{:?}", out.took);
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (15, 0));
+    assert_eq!(stack.depth(&stack.outputs.dlq_url).await, (10, 0));
+
+    let out = stack
+        .sluice(&["dlq", "redrive", "--client-side"], &[])
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(out.stdout.contains("moved 10 message(s)"), "{}", out.stdout);
+    assert_eq!(stack.depth(&stack.outputs.dlq_url).await, (0, 0));
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (25, 0));
+
+    let moved = stack.bodies(&stack.outputs.queue_url).await;
+    assert_eq!(
+        moved.iter().collect::<BTreeSet<_>>().len(),
+        25,
+        "no duplicates"
+    );
+    assert_eq!(sorted(moved), sorted(filled.into_values().flatten()));
+    stack.destroy().await;
+}
+
+/// Rules: `dlq list` shows reason, redacted email, age and receives, and leaves every message visible;
+/// `dlq show` prints the full reason and body; an unknown id fails plainly.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn dlq_list_and_show_read_without_keeping_messages() {
+    let stack = TestStack::deploy(&[]).await;
+    stack.exhaust_retries(&[body("xena@example.com")]).await;
+    stack
+        .dead_letter(
+            &[body("ann@example.com")],
+            DeadLetterReason::Rejected,
+            "422: email is on the suppression list",
+        )
+        .await;
+    stack
+        .dead_letter(
+            &["not json at all".to_owned()],
+            DeadLetterReason::Malformed,
+            "expected value at line 1 column 1",
+        )
+        .await;
+
+    let list = stack.sluice(&["dlq", "list"], &[]).await;
+    assert!(list.ok, "{}", list.stderr);
+    for expected in [
+        "a***@example.com",
+        "x***@example.com",
+        "rejected",
+        "malformed",
+        "retries_exhausted",
+        "422: email is on the suppression list",
+        "3 message(s): 1 malformed, 1 rejected, 1 retries_exhausted",
+    ] {
+        assert!(
+            list.stdout.contains(expected),
+            "{expected}: {}",
+            list.stdout
+        );
+    }
+    assert!(!list.stdout.contains("ann@example.com"), "{}", list.stdout);
+    assert_eq!(
+        stack.depth(&stack.outputs.dlq_url).await,
+        (3, 0),
+        "listing must not hide messages"
+    );
+
+    let json = stack.sluice(&["dlq", "list", "--json"], &[]).await;
+    let entries: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(entries.len(), 3);
+    let rejected = entries.iter().find(|e| e["reason"] == "rejected").unwrap();
+    assert_eq!(rejected["email"], "a***@example.com");
+    assert_eq!(rejected["receive_count"], 1);
+    assert!(rejected["age_s"].as_i64().unwrap() >= 0);
+    let id = rejected["id"].as_str().unwrap();
+
+    let show = stack.sluice(&["dlq", "show", id], &[]).await;
+    assert!(show.ok, "{}", show.stderr);
+    assert!(
+        show.stdout
+            .contains("detail       422: email is on the suppression list"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("\"email\": \"ann@example.com\""),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("  sluice.dead_lettered_at = "),
+        "{}",
+        show.stdout
+    );
+    assert_eq!(stack.depth(&stack.outputs.dlq_url).await, (3, 0));
+
+    let missing = stack.sluice(&["dlq", "show", "no-such-id"], &[]).await;
+    assert!(!missing.ok);
+    assert!(
+        missing.stderr.contains("no message no-such-id on the DLQ"),
+        "{}",
+        missing.stderr
+    );
+    stack.destroy().await;
+}
+
+/// Rule: `status --json` reports the queue and DLQ depths and the quota the ledger holds for the current
+/// window, with the window length from the stack's parameters; reading consumes no quota.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn status_reports_depths_and_quota_from_the_ledger() {
+    // A one-day window: the test cannot straddle a window boundary except at midnight UTC.
+    let stack = TestStack::deploy(&[("QuotaWindowSeconds", "86400")]).await;
+    let bodies: Vec<String> = (0..7).map(|i| body(&format!("s{i}@example.com"))).collect();
+    stack
+        .dead_letter(&bodies[..3], DeadLetterReason::Rejected, "422")
+        .await;
+    stack.send(&stack.outputs.queue_url, &bodies[3..]).await;
+    stack.send(&stack.outputs.queue_url, &bodies[..3]).await;
+    // Two in flight, as if a drain were working on them.
+    let held = stack
+        .sqs
+        .receive_message()
+        .queue_url(&stack.outputs.queue_url)
+        .max_number_of_messages(2)
+        .visibility_timeout(120)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.messages().len(), 2);
+
+    let state = DynamoState::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.outputs.table_name,
+    );
+    let window = Window::containing(Utc::now(), 86_400);
+    assert!(matches!(
+        state
+            .reserve(QuotaKind::Batch, window, 2, 50)
+            .await
+            .unwrap(),
+        Reservation::Granted { used: 2 }
+    ));
+    assert!(matches!(
+        state
+            .reserve(QuotaKind::Individual, window, 5, 3_600)
+            .await
+            .unwrap(),
+        Reservation::Granted { used: 5 }
+    ));
+
+    let out = stack.sluice(&["status", "--json"], &[]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["stack"], stack.name.as_str());
+    assert_eq!(status["window"]["length_s"], 86_400);
+    assert_eq!(
+        status["window"]["start"],
+        chrono::DateTime::from_timestamp(window.start, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    assert!(status["window"]["next_in_s"].as_i64().unwrap() > 0);
+    assert_eq!(
+        status["quota"]["batch"],
+        serde_json::json!({"limit": 50, "used": 2, "left": 48})
+    );
+    assert_eq!(
+        status["quota"]["individual"],
+        serde_json::json!({"limit": 3600, "used": 5, "left": 3595})
+    );
+    assert_eq!(status["quota"]["records_left"], 48 * 1_000 + 3_595);
+    assert_eq!(status["queue"]["visible"], 5);
+    assert_eq!(status["queue"]["in_flight"], 2);
+    assert_eq!(status["queue"]["oldest_age_s"], Value::Null);
+    assert_eq!(
+        status["dlq"],
+        serde_json::json!({"visible": 3, "in_flight": 0})
+    );
+    assert_eq!(status["lease"]["held"], false);
+    assert_eq!(status["circuit"]["open"], false);
+
+    // Reading twice consumed nothing, and the table says the same.
+    let table = stack.sluice(&["status"], &[]).await;
+    assert!(table.ok, "{}", table.stderr);
+    for expected in [
+        "  batch       2     48    50",
+        "backlog        5 visible, 2 in flight, 0 delayed",
+        "dlq            3 message(s)",
+    ] {
+        assert!(
+            table.stdout.contains(expected),
+            "{expected}: {}",
+            table.stdout
+        );
+    }
+    assert_eq!(state.used(QuotaKind::Batch, window).await.unwrap(), 2);
+    assert_eq!(state.used(QuotaKind::Individual, window).await.unwrap(), 5);
+    stack.destroy().await;
+}
+
+/// Rule: `drain --once` runs the Lambda's engine from here: names from the stack, provider from the
+/// environment; queued changes reach the provider (the emulator), quota is reserved in the same ledger.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn drain_once_delivers_queued_changes() {
+    // One-day windows (stack and emulator): the run and the status read share a window.
+    let stack = TestStack::deploy(&[("QuotaWindowSeconds", "86400")]).await;
+    let emulator = Emulator::spawn(EmulatorConfig {
+        window_seconds: 86_400,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let emails: Vec<String> = (0..6).map(|i| format!("d{i}@example.com")).collect();
+    let bodies: Vec<String> = emails.iter().map(|e| body(e)).collect();
+    stack.send(&stack.outputs.queue_url, &bodies).await;
+
+    let base_url = emulator.base_url();
+    let env = [
+        ("PROVIDER_BASE_URL", base_url.as_str()),
+        ("PROVIDER_ACCOUNT_ID", emulator.account_id()),
+        ("PROVIDER_API_KEY", emulator.api_key()),
+    ];
+    let out = stack.sluice(&["drain", "--once", "--json"], &env).await;
+    assert!(out.ok, "{}", out.stderr);
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["received"], 6, "{report}");
+    assert_eq!(report["deleted"], 6, "{report}");
+    assert_eq!(
+        report["delivered"]["batch"].as_u64().unwrap()
+            + report["delivered"]["individual"].as_u64().unwrap(),
+        6,
+        "{report}"
+    );
+    let latest = emulator.latest();
+    for email in &emails {
+        assert_eq!(
+            latest.get(email).and_then(|s| s.name.clone()),
+            Some(format!("Name of {email}")),
+            "{email} not delivered"
+        );
+    }
+    assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
+
+    // The status reads the quota the run reserved.
+    let status = stack.sluice(&["status", "--json"], &[]).await;
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    let used = status["quota"]["batch"]["used"].as_u64().unwrap()
+        + status["quota"]["individual"]["used"].as_u64().unwrap();
+    assert_eq!(
+        used,
+        report["requests"]["batch"].as_u64().unwrap()
+            + report["requests"]["individual"].as_u64().unwrap()
+    );
+
+    // Nothing left: the human report says so.
+    let again = stack.sluice(&["drain", "--once"], &env).await;
+    assert!(again.ok, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("delivered 0 record(s)"),
+        "{}",
+        again.stdout
+    );
+    emulator.shutdown().await;
+    stack.destroy().await;
+}
