@@ -258,7 +258,15 @@ pub fn render_show(m: &DlqMessage, now: DateTime<Utc>) -> String {
     let others: Vec<String> = m
         .attributes
         .iter()
-        .filter(|(k, _)| ![ATTR_REASON, ATTR_DETAIL, ATTR_SOURCE_MESSAGE_ID].contains(&k.as_str()))
+        .filter(|(k, _)| {
+            ![
+                ATTR_REASON,
+                ATTR_DETAIL,
+                ATTR_SOURCE_MESSAGE_ID,
+                ATTR_RECEIVE_COUNT,
+            ]
+            .contains(&k.as_str())
+        })
         .map(|(k, v)| format!("  {k} = {v}\n"))
         .collect();
     if !others.is_empty() {
@@ -330,6 +338,8 @@ fn progress_bar(len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
+    // Ticks while a rate limit sleeps, so elapsed time and ETA keep moving.
+    bar.enable_steady_tick(Duration::from_millis(250));
     if let Ok(style) =
         ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} {msg} ({elapsed}, eta {eta})")
     {
@@ -1011,7 +1021,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("attributes\n  sluice.dead_lettered_at = 2025-03-01T10:05:00Z\n  sluice.receive_count = 1\nbody\n"),
+            text.contains("attributes\n  sluice.dead_lettered_at = 2025-03-01T10:05:00Z\nbody\n"),
             "{text}"
         );
         assert!(text.contains("body\n{\n  \"accepted_at\""), "{text}");

@@ -17,9 +17,9 @@ use crate::args::{GlobalArgs, StatusArgs};
 use crate::format;
 use crate::stack::DeployedStack;
 
-/// Why there is no oldest-message age: SQS has no side-effect-free API for it (receiving would raise
-/// receive counts), only the CloudWatch metric.
-pub const OLDEST_AGE_NOTE: &str = "n/a: SQS reports it only as the CloudWatch metric ApproximateAgeOfOldestMessage (dashboard, OldestMessageAlarm)";
+/// Why there is no oldest-message age: SQS exposes it only as a CloudWatch metric, and peeking at the
+/// queue would raise the receive counts that push messages toward the DLQ.
+pub const OLDEST_AGE_NOTE: &str = "n/a (SQS has it only as the CloudWatch metric ApproximateAgeOfOldestMessage: see the dashboard)";
 
 /// What `sluice status --json` prints. Field names are stable (scripts rely on them); new fields may be
 /// added.
@@ -134,7 +134,6 @@ pub async fn gather(
         async { Ok(state.lease().await?) },
         async { Ok(state.circuit().await?) },
     )?;
-    let on_localstack = sdk.endpoint_url().is_some_and(crate::aws::is_loopback);
     let summary = |limit: u32, used: u32| QuotaSummary {
         limit,
         used,
@@ -163,11 +162,7 @@ pub async fn gather(
             in_flight: queue.in_flight,
             delayed: queue.delayed,
             oldest_age_s: None,
-            oldest_age_note: Some(if on_localstack {
-                format!("{OLDEST_AGE_NOTE}; LocalStack does not compute it")
-            } else {
-                OLDEST_AGE_NOTE.to_owned()
-            }),
+            oldest_age_note: Some(OLDEST_AGE_NOTE.to_owned()),
         },
         dlq: DlqDepth {
             visible: dlq.visible,
@@ -383,7 +378,10 @@ mod tests {
             text.contains("backlog        7 visible, 1 in flight, 0 delayed"),
             "{text}"
         );
-        assert!(text.contains("oldest message n/a: SQS reports"), "{text}");
+        assert!(
+            text.contains("oldest message n/a (SQS has it only as"),
+            "{text}"
+        );
         assert!(
             text.contains("dlq            3 message(s)  (sluice dlq list)"),
             "{text}"
