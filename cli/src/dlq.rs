@@ -348,12 +348,24 @@ fn progress_bar(len: u64) -> ProgressBar {
     bar
 }
 
+/// A line for the operator above the bar, or on stderr when there is no bar (hidden bars print nothing).
+fn note(progress: &ProgressBar, line: impl AsRef<str>) {
+    if progress.is_hidden() {
+        eprintln!("{}", line.as_ref());
+    } else {
+        progress.println(line.as_ref());
+    }
+}
+
 /// First Ctrl-C: finish the batch in flight, then stop. Second: exit at once (the batch in flight may
 /// then be duplicated, never lost).
 async fn stop_on_ctrl_c(stop: Arc<AtomicBool>, progress: ProgressBar) {
     if tokio::signal::ctrl_c().await.is_ok() {
         stop.store(true, Ordering::Relaxed);
-        progress.println("stopping after the batch in flight (Ctrl-C again to quit at once)");
+        note(
+            &progress,
+            "stopping after the batch in flight (Ctrl-C again to quit at once)",
+        );
     }
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(130);
@@ -561,9 +573,12 @@ pub async fn redrive(
         match move_task(sqs, outputs, plan.max_per_second, progress, stop).await? {
             MoveTask::Done(outcome) => return Ok(outcome),
             MoveTask::Unavailable(reason) => {
-                progress.println(format!(
-                    "StartMessageMoveTask unavailable ({reason}); moving messages from this machine"
-                ));
+                note(
+                    progress,
+                    format!(
+                        "StartMessageMoveTask unavailable ({reason}); moving messages from this machine"
+                    ),
+                );
                 fallback_reason = Some(reason);
             }
         }
@@ -655,7 +670,10 @@ async fn move_task(
             _ => {}
         }
         if stop.load(Ordering::Relaxed) && !cancelled && !handle.is_empty() {
-            progress.println("cancelling the move task (messages already moved stay moved)");
+            note(
+                progress,
+                "cancelling the move task (messages already moved stay moved)",
+            );
             sqs.cancel_message_move_task()
                 .task_handle(&handle)
                 .send()
@@ -689,9 +707,10 @@ async fn client_side(
     let receipts: Vec<String> = held.into_values().collect();
     let stuck = make_visible(sqs, &outputs.dlq_url, &receipts).await;
     if stuck > 0 {
-        progress.println(format!(
-            "note: {stuck} skipped message(s) stay hidden for up to {SKIP_VISIBILITY_S} s"
-        ));
+        note(
+            progress,
+            format!("note: {stuck} skipped message(s) stay hidden for up to {SKIP_VISIBILITY_S} s"),
+        );
     }
     moved.map(|()| outcome)
 }

@@ -655,3 +655,57 @@ async fn drain_once_delivers_queued_changes() {
     emulator.shutdown().await;
     stack.destroy().await;
 }
+
+/// Rule: Ctrl-C during a client-side redrive finishes the batch in flight and stops: every message is on
+/// exactly one of the two queues, none lost, none doubled, none left hidden.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn an_interrupted_redrive_loses_and_duplicates_nothing() {
+    let stack = TestStack::deploy(&[]).await;
+    let filled = stack.fill_dlq().await;
+
+    // 5 per second: about 5 s for 25, so the interrupt lands mid-way.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--endpoint-url", &endpoint(), "--stack-name", &stack.name])
+        .args(["dlq", "redrive", "--client-side", "--max-per-second", "5"])
+        .env("AWS_REGION", "us-east-1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(out.status.success());
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(
+        stderr.contains("stopping after the batch in flight"),
+        "{stderr}"
+    );
+
+    let (main, main_hidden) = stack.depth(&stack.outputs.queue_url).await;
+    let (dlq, dlq_hidden) = stack.depth(&stack.outputs.dlq_url).await;
+    assert_eq!((main_hidden, dlq_hidden), (0, 0), "nothing left hidden");
+    assert!(
+        main > 0 && dlq > 0,
+        "interrupted mid-way: {main} moved, {dlq} left"
+    );
+    assert_eq!(main + dlq, 25, "{main} + {dlq}");
+    assert!(
+        stdout.contains(&format!("moved {main} message(s)")),
+        "{stdout}"
+    );
+    let mut everywhere = stack.bodies(&stack.outputs.queue_url).await;
+    everywhere.extend(stack.bodies(&stack.outputs.dlq_url).await);
+    assert_eq!(sorted(everywhere), sorted(filled.into_values().flatten()));
+    stack.destroy().await;
+}
