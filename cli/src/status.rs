@@ -18,8 +18,14 @@ use crate::format;
 use crate::stack::DeployedStack;
 
 /// Why there is no oldest-message age: SQS exposes it only as a CloudWatch metric, and peeking at the
-/// queue would raise the receive counts that push messages toward the DLQ.
-pub const OLDEST_AGE_NOTE: &str = "n/a (SQS has it only as the CloudWatch metric ApproximateAgeOfOldestMessage: see the dashboard)";
+/// queue would raise the receive counts that push messages toward the DLQ. `status` reads the metric; this
+/// is the note when CloudWatch has no datapoint for the queue (LocalStack publishes none).
+pub const OLDEST_AGE_NOTE: &str =
+    "n/a (no CloudWatch datapoint for ApproximateAgeOfOldestMessage in the last 15 minutes)";
+
+/// How far back `status` looks for the queue's `ApproximateAgeOfOldestMessage` (SQS publishes it every
+/// minute while the queue is active).
+const OLDEST_AGE_LOOKBACK_S: i64 = 15 * 60;
 
 /// What `sluice status --json` prints. Field names are stable (scripts rely on them); new fields may be
 /// added.
@@ -65,6 +71,9 @@ pub struct QueueStatus {
     pub delayed: u64,
     /// Age of the oldest message in seconds, when it can be read without side effects.
     pub oldest_age_s: Option<i64>,
+    /// When CloudWatch sampled `oldest_age_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_age_at: Option<DateTime<Utc>>,
     /// Why `oldest_age_s` is null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_age_note: Option<String>,
@@ -126,13 +135,15 @@ pub async fn gather(
         &stack.outputs.table_name,
     );
     let window = Window::containing(now, limits.window_seconds);
-    let (used_batch, used_individual, queue, dlq, lease, circuit) = tokio::try_join!(
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(sdk);
+    let (used_batch, used_individual, queue, dlq, lease, circuit, oldest) = tokio::try_join!(
         async { Ok::<_, anyhow::Error>(state.used(QuotaKind::Batch, window).await?) },
         async { Ok(state.used(QuotaKind::Individual, window).await?) },
         queue_depth(&sqs, &stack.outputs.queue_url),
         queue_depth(&sqs, &stack.outputs.dlq_url),
         async { Ok(state.lease().await?) },
         async { Ok(state.circuit().await?) },
+        async { Ok(oldest_age(&cloudwatch, &stack.outputs.queue_url, now).await) },
     )?;
     let summary = |limit: u32, used: u32| QuotaSummary {
         limit,
@@ -161,8 +172,9 @@ pub async fn gather(
             visible: queue.visible,
             in_flight: queue.in_flight,
             delayed: queue.delayed,
-            oldest_age_s: None,
-            oldest_age_note: Some(OLDEST_AGE_NOTE.to_owned()),
+            oldest_age_s: oldest.as_ref().ok().map(|(age, _)| *age),
+            oldest_age_at: oldest.as_ref().ok().map(|(_, at)| *at),
+            oldest_age_note: oldest.err(),
         },
         dlq: DlqDepth {
             visible: dlq.visible,
@@ -179,6 +191,55 @@ pub async fn gather(
             reason: circuit.map(|(_, reason)| reason).filter(|r| !r.is_empty()),
         },
     })
+}
+
+/// The queue's `ApproximateAgeOfOldestMessage` from CloudWatch: the latest per-minute maximum of the last
+/// 15 minutes, as (age in seconds, sample time). Never fails `status`: the error is the note to print.
+async fn oldest_age(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    queue_url: &str,
+    now: DateTime<Utc>,
+) -> Result<(i64, DateTime<Utc>), String> {
+    use aws_sdk_cloudwatch::primitives::DateTime as SdkTime;
+    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+    let queue_name = queue_url.rsplit('/').next().unwrap_or(queue_url);
+    let out = cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/SQS")
+        .metric_name("ApproximateAgeOfOldestMessage")
+        .dimensions(
+            Dimension::builder()
+                .name("QueueName")
+                .value(queue_name)
+                .build(),
+        )
+        .start_time(SdkTime::from_secs(now.timestamp() - OLDEST_AGE_LOOKBACK_S))
+        .end_time(SdkTime::from_secs(now.timestamp()))
+        .period(60)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "n/a (reading CloudWatch failed: {})",
+                aws_sdk_cloudwatch::error::DisplayErrorContext(e)
+            )
+        })?;
+    let points: Vec<(i64, f64)> = out
+        .datapoints()
+        .iter()
+        .filter_map(|p| Some((p.timestamp()?.secs(), p.maximum()?)))
+        .collect();
+    latest_sample(&points).ok_or_else(|| OLDEST_AGE_NOTE.to_owned())
+}
+
+/// The most recent (timestamp, value) sample as (age in whole seconds, sample time).
+fn latest_sample(points: &[(i64, f64)]) -> Option<(i64, DateTime<Utc>)> {
+    let &(at, value) = points.iter().max_by_key(|(at, _)| *at)?;
+    Some((
+        value.max(0.0).round() as i64,
+        DateTime::from_timestamp(at, 0)?,
+    ))
 }
 
 /// Approximate depth of a queue, read with `GetQueueAttributes` (receives nothing).
@@ -251,7 +312,14 @@ pub fn render(status: &Status) -> String {
         queue.visible, queue.in_flight, queue.delayed
     ));
     let oldest = match (queue.oldest_age_s, &queue.oldest_age_note) {
-        (Some(age), _) => format::duration(age),
+        (Some(age), _) => match queue.oldest_age_at {
+            Some(at) => format!(
+                "{} (CloudWatch, sampled {})",
+                format::duration(age),
+                at.format("%H:%M UTC")
+            ),
+            None => format::duration(age),
+        },
         (None, Some(note)) => note.clone(),
         (None, None) => "n/a".to_owned(),
     };
@@ -343,6 +411,7 @@ mod tests {
                 in_flight: 1,
                 delayed: 0,
                 oldest_age_s: None,
+                oldest_age_at: None,
                 oldest_age_note: Some(OLDEST_AGE_NOTE.into()),
             },
             dlq: DlqDepth {
@@ -363,6 +432,38 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_age_is_the_latest_cloudwatch_sample() {
+        assert_eq!(latest_sample(&[]), None);
+        let got = latest_sample(&[
+            (1_740_823_200, 90.4),
+            (1_740_823_320, 212.6),
+            (1_740_823_260, 150.0),
+        ]);
+        assert_eq!(got, Some((213, at("2025-03-01T10:02:00Z"))));
+        assert_eq!(
+            latest_sample(&[(1_740_823_200, -1.0)]).map(|(age, _)| age),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn a_cloudwatch_age_is_shown_with_its_sample_time() {
+        let mut status = sample();
+        status.queue.oldest_age_s = Some(213);
+        status.queue.oldest_age_at = Some(at("2025-03-01T10:02:00Z"));
+        status.queue.oldest_age_note = None;
+        let text = render(&status);
+        assert!(
+            text.contains("oldest message 3m 33s (CloudWatch, sampled 10:02 UTC)\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["queue"]["oldest_age_s"], 213);
+        assert_eq!(json["queue"]["oldest_age_at"], "2025-03-01T10:02:00Z");
+        assert!(json["queue"].get("oldest_age_note").is_none());
+    }
+
+    #[test]
     fn the_table_shows_quota_backlog_dlq_lease_and_circuit() {
         let text = render(&sample());
         assert!(
@@ -379,7 +480,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("oldest message n/a (SQS has it only as"),
+            text.contains(
+                "oldest message n/a (no CloudWatch datapoint for ApproximateAgeOfOldestMessage"
+            ),
             "{text}"
         );
         assert!(

@@ -563,6 +563,13 @@ async fn status_reports_depths_and_quota_from_the_ledger() {
     assert_eq!(status["queue"]["visible"], 5);
     assert_eq!(status["queue"]["in_flight"], 2);
     assert_eq!(status["queue"]["oldest_age_s"], Value::Null);
+    assert!(
+        status["queue"]["oldest_age_note"]
+            .as_str()
+            .unwrap()
+            .contains("no CloudWatch datapoint"),
+        "{status}"
+    );
     assert_eq!(
         status["dlq"],
         serde_json::json!({"visible": 3, "in_flight": 0})
@@ -707,5 +714,59 @@ async fn an_interrupted_redrive_loses_and_duplicates_nothing() {
     let mut everywhere = stack.bodies(&stack.outputs.queue_url).await;
     everywhere.extend(stack.bodies(&stack.outputs.dlq_url).await);
     assert_eq!(sorted(everywhere), sorted(filled.into_values().flatten()));
+    stack.destroy().await;
+}
+
+/// `status` reads the oldest age from CloudWatch (SQS publishes it there in AWS; here the test publishes a
+/// datapoint itself, since LocalStack does not).
+#[tokio::test]
+#[ignore = "needs LocalStack (make test runs it)"]
+async fn status_reads_the_oldest_age_from_cloudwatch() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+    let stack = TestStack::deploy(&[]).await;
+    let queue_name = stack
+        .outputs
+        .queue_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let now = Utc::now();
+    aws_sdk_cloudwatch::Client::new(&stack.sdk)
+        .put_metric_data()
+        .namespace("AWS/SQS")
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("ApproximateAgeOfOldestMessage")
+                .dimensions(
+                    Dimension::builder()
+                        .name("QueueName")
+                        .value(&queue_name)
+                        .build(),
+                )
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+                    now.timestamp() - 120,
+                ))
+                .value(754.0)
+                .unit(StandardUnit::Seconds)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let out = stack.sluice(&["status", "--json"], &[]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["queue"]["oldest_age_s"], 754, "{status}");
+    assert!(status["queue"].get("oldest_age_note").is_none(), "{status}");
+    let text = stack.sluice(&["status"], &[]).await;
+    assert!(text.ok, "{}", text.stderr);
+    assert!(
+        text.stdout
+            .contains("oldest message 12m 34s (CloudWatch, sampled "),
+        "{}",
+        text.stdout
+    );
     stack.destroy().await;
 }
