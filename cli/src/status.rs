@@ -5,10 +5,10 @@
 //! moves), lease and circuit from their items in the table.
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sluice::adapters::dynamo::DynamoState;
+use sluice::adapters::sqs::queue_backlog;
 use sluice::config::Limits;
 use sluice::drain::QuotaSummary;
 use sluice::ports::{Backlog, QuotaKind, QuotaLedger, Window};
@@ -242,33 +242,11 @@ fn latest_sample(points: &[(i64, f64)]) -> Option<(i64, DateTime<Utc>)> {
     ))
 }
 
-/// Approximate depth of a queue, read with `GetQueueAttributes` (receives nothing).
+/// Approximate depth of a queue, read with `GetQueueAttributes` (receives nothing); errors name the queue.
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<Backlog> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
+    queue_backlog(sqs, url)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "reading the depth of {url}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?;
-    let get = |name: QueueAttributeName| -> u64 {
-        out.attributes()
-            .and_then(|a| a.get(&name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok(Backlog {
-        visible: get(QueueAttributeName::ApproximateNumberOfMessages),
-        in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-    })
+        .map_err(|e| anyhow::anyhow!("reading the depth of {url}: {e}"))
 }
 
 fn time(t: DateTime<Utc>) -> String {

@@ -78,45 +78,51 @@ impl DynamoState {
         &self.table
     }
 
-    /// The drain lease as stored (holder, held until), for operators (`sluice status`). Read-only; an
-    /// expired lease may still be listed until a drain replaces it or TTL removes it.
-    pub async fn lease(&self) -> PortResult<Option<(String, DateTime<Utc>)>> {
+    /// One item by key, read consistently; `what` names the read in errors.
+    async fn get_consistent(
+        &self,
+        key: String,
+        what: &'static str,
+    ) -> PortResult<Option<HashMap<String, AttributeValue>>> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(LEASE_KEY))
+            .key("pk", s(key))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| classify("reading the drain lease", e))?;
-        let holder = out
-            .item()
+            .map_err(|e| classify(what, e))?;
+        Ok(out.item)
+    }
+
+    /// The drain lease as stored (holder, held until), for operators (`sluice status`). Read-only; an
+    /// expired lease may still be listed until a drain replaces it or TTL removes it.
+    pub async fn lease(&self) -> PortResult<Option<(String, DateTime<Utc>)>> {
+        let item = self
+            .get_consistent(LEASE_KEY.to_owned(), "reading the drain lease")
+            .await?;
+        let holder = item
+            .as_ref()
             .and_then(|i| i.get("holder"))
             .and_then(|v| v.as_s().ok())
             .cloned();
-        let until = get_n(out.item(), "until_ms").and_then(DateTime::from_timestamp_millis);
+        let until = get_n(item.as_ref(), "until_ms").and_then(DateTime::from_timestamp_millis);
         Ok(holder.zip(until))
     }
 
     /// The provider circuit as stored (open until, reason), for operators. Read-only.
     pub async fn circuit(&self) -> PortResult<Option<(DateTime<Utc>, String)>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(CIRCUIT_KEY))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading the circuit", e))?;
+        let item = self
+            .get_consistent(CIRCUIT_KEY.to_owned(), "reading the circuit")
+            .await?;
         let Some(until) =
-            get_n(out.item(), "open_until_ms").and_then(DateTime::from_timestamp_millis)
+            get_n(item.as_ref(), "open_until_ms").and_then(DateTime::from_timestamp_millis)
         else {
             return Ok(None);
         };
-        let reason = out
-            .item()
+        let reason = item
+            .as_ref()
             .and_then(|i| i.get("reason"))
             .and_then(|v| v.as_s().ok())
             .cloned()
@@ -269,16 +275,10 @@ fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
 
 impl QuotaLedger for DynamoState {
     async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(quota_key(kind, window)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading quota", e))?;
-        Ok(get_n(out.item(), "used")
+        let item = self
+            .get_consistent(quota_key(kind, window), "reading quota")
+            .await?;
+        Ok(get_n(item.as_ref(), "used")
             .unwrap_or(0)
             .clamp(0, i64::from(u32::MAX)) as u32)
     }
@@ -433,16 +433,7 @@ impl Coordination for DynamoState {
     }
 
     async fn circuit_open_until(&self) -> PortResult<Option<DateTime<Utc>>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(CIRCUIT_KEY))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("reading the circuit", e))?;
-        Ok(get_n(out.item(), "open_until_ms").and_then(DateTime::from_timestamp_millis))
+        Ok(self.circuit().await?.map(|(until, _)| until))
     }
 
     async fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> PortResult<()> {

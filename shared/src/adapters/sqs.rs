@@ -160,29 +160,34 @@ impl SqsChangeQueue {
     }
 }
 
+/// Approximate depth of any queue (`GetQueueAttributes`: receives nothing, so no receive counts rise).
+/// The drain reads its own queue through [`ChangeQueue::backlog`]; operators' tools read the DLQ too.
+pub async fn queue_backlog(client: &Client, queue_url: &str) -> PortResult<Backlog> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .map_err(|e| classify("reading the queue depth", e))?;
+    let get = |name: QueueAttributeName| -> u64 {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Backlog {
+        visible: get(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+    })
+}
+
 impl ChangeQueue for SqsChangeQueue {
     async fn backlog(&self) -> PortResult<Backlog> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| classify("reading the queue depth", e))?;
-        let get = |name: QueueAttributeName| -> u64 {
-            out.attributes()
-                .and_then(|a| a.get(&name))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(Backlog {
-            visible: get(QueueAttributeName::ApproximateNumberOfMessages),
-            in_flight: get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-            delayed: get(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
-        })
+        queue_backlog(&self.client, &self.queue_url).await
     }
 
     async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
