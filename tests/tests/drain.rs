@@ -224,6 +224,11 @@ async fn provider_outage_backs_off_opens_the_circuit_and_recovers() {
     stack.enqueue(&changes).await;
     // Short backoff and cool-down so the test sees the recovery.
     let drain = drain_for(&stack, &emulator, &[("QUOTA_WINDOW_SECONDS", "8")]).await;
+    // Start at the top of an 8 s window: a run that reaches its sends inside the window-end guard
+    // rightly sends nothing, and then there is no outage to see.
+    let into_window =
+        u64::try_from(chrono::Utc::now().timestamp_millis().rem_euclid(8_000)).unwrap();
+    tokio::time::sleep(Duration::from_millis(8_000 - into_window + 100)).await;
     let report = invoke(&drain).await;
     assert!(report.circuit_opened, "{report:?}");
     assert_eq!(report.delivered_records(), 0);
