@@ -75,6 +75,11 @@ impl ReceivedMessage {
     pub fn attempts(&self) -> u32 {
         self.prior_attempts.saturating_add(self.receive_count)
     }
+
+    /// Attempts a re-queued copy carries: this receive was not an attempt (the message was held).
+    pub fn attempts_before_this_receive(&self) -> u32 {
+        self.attempts().saturating_sub(1)
+    }
 }
 
 /// Approximate queue depth (SQS counts are approximate by nature).

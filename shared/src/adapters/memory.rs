@@ -181,6 +181,7 @@ struct QueueState {
     next_id: u64,
     calls: QueueCalls,
     receives_by_body: HashMap<String, u32>,
+    attempts_by_body: HashMap<String, u32>,
 }
 
 impl QueueState {
@@ -303,6 +304,12 @@ impl<C: Clock + Clone> MemoryQueue<C> {
         lock(&self.state).receives_by_body.clone()
     }
 
+    /// The highest attempt count (`ReceivedMessage::attempts`, which decides `retries_exhausted`) any
+    /// copy of each change was received with, by body.
+    pub fn attempts_by_body(&self) -> HashMap<String, u32> {
+        lock(&self.state).attempts_by_body.clone()
+    }
+
     /// Enqueues one message, visible at once (not counted as an API call: producers batch differently).
     pub fn send(&self, body: String) {
         let now = self.clock.now();
@@ -413,6 +420,8 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
                 prior_attempts: m.prior_attempts,
             };
             *s.receives_by_body.entry(message.body.clone()).or_default() += 1;
+            let seen = s.attempts_by_body.entry(message.body.clone()).or_default();
+            *seen = (*seen).max(message.attempts());
             out.push(message);
         }
         s.calls.receive += receive_calls(max, out.len());
@@ -461,7 +470,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
             // SQS delays a message by at most 15 minutes.
             let delay = (*delay).min(Duration::from_secs(900));
             let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            let attempts = m.attempts();
+            let attempts = m.attempts_before_this_receive();
             s.enqueue(m.body.clone().into_boxed_str(), now, at, attempts);
             match s.by_receipt(&m.receipt) {
                 Some(id) => {
@@ -513,6 +522,8 @@ pub struct MemoryStore {
     lease: Arc<Mutex<Option<Lease>>>,
     circuit: Arc<Mutex<CircuitState>>,
     requests: Arc<Mutex<HashMap<RequestId, RequestSets>>>,
+    /// Renewals left before another holder takes the lease (a lease lost mid-run).
+    lose_lease_after: Arc<Mutex<Option<u32>>>,
     faults: Faults,
 }
 
@@ -552,6 +563,11 @@ impl MemoryStore {
     /// Holds the lease for someone else (tests of single flight, or a lease lost mid-run).
     pub fn hold_lease(&self, holder: &str, until: DateTime<Utc>) {
         *lock(&self.lease) = Some((holder.to_string(), until));
+    }
+
+    /// After `n` more successful renewals, another run takes the lease (as if this one had overrun it).
+    pub fn lose_lease_after(&self, n: u32) {
+        *lock(&self.lose_lease_after) = Some(n);
     }
 
     /// The circuit as stored.
@@ -648,6 +664,13 @@ impl Coordination for MemoryStore {
     ) -> PortResult<bool> {
         self.faults.check(Op::Lease).await?;
         let mut l = lock(&self.lease);
+        let mut lose = lock(&self.lose_lease_after);
+        if *lose == Some(0) {
+            *lose = None;
+            *l = Some(("another-run".to_string(), until));
+        } else if let Some(n) = lose.as_mut() {
+            *n -= 1;
+        }
         match &mut *l {
             Some((h, expires)) if h == holder && *expires > now => {
                 *expires = until;
@@ -694,6 +717,15 @@ impl RequestTracker for MemoryStore {
     }
 }
 
+#[derive(Clone)]
+struct CallHook(Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for CallHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallHook")
+    }
+}
+
 /// What the in-memory provider received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -733,12 +765,18 @@ struct ProviderState {
     /// Calls made (of any kind, probes included) while down.
     calls_while_down: u64,
     probes: u64,
+    /// Records with these emails fail as a 503, whatever else happens.
+    fail_emails: Vec<String>,
+    /// Calls that carried each email, whatever their answer.
+    attempts: HashMap<String, u32>,
 }
 
 /// A provider that enforces the limits on its own count (answering 429 over them) and records everything.
 #[derive(Debug, Clone)]
 pub struct MemoryProvider<C: Clock + Clone> {
     state: Arc<Mutex<ProviderState>>,
+    /// Runs before every call (e.g. moves a virtual clock: a slow provider).
+    on_call: Arc<Mutex<Option<CallHook>>>,
     clock: C,
     batch_limit: u32,
     individual_limit: u32,
@@ -749,6 +787,7 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     pub fn new(clock: C, batch_limit: u32, individual_limit: u32, window_seconds: u32) -> Self {
         Self {
             state: Arc::default(),
+            on_call: Arc::default(),
             clock,
             batch_limit,
             individual_limit,
@@ -761,6 +800,11 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         lock(&self.state).scripted.extend(errors);
     }
 
+    /// Drops the scripted errors not yet used.
+    pub fn clear_script(&self) {
+        lock(&self.state).scripted.clear();
+    }
+
     /// Records with this email are refused with a 422 naming them.
     pub fn reject_email(&self, email: &str) {
         lock(&self.state).reject.push(email.to_string());
@@ -769,6 +813,29 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     /// Records with this email are refused with a 4xx that names no record (a 400 without an index).
     pub fn reject_email_unindexed(&self, email: &str) {
         lock(&self.state).reject_unindexed.push(email.to_string());
+    }
+
+    /// Runs `f` at the start of every call (a slow provider on a virtual clock: a call that started at
+    /// `t` answers, and stamps its records, at `t` plus what `f` advanced).
+    pub fn on_call(&self, f: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.on_call) = Some(CallHook(Arc::new(f)));
+    }
+
+    fn hook(&self) {
+        let hook = lock(&self.on_call).clone();
+        if let Some(CallHook(f)) = hook {
+            f();
+        }
+    }
+
+    /// Records with this email fail as a 503 on every call (a record the provider keeps failing).
+    pub fn fail_email(&self, email: &str) {
+        lock(&self.state).fail_emails.push(email.to_string());
+    }
+
+    /// Calls that carried each email (delivery attempts, whatever the answer).
+    pub fn attempts_by_email(&self) -> HashMap<String, u32> {
+        lock(&self.state).attempts.clone()
     }
 
     /// The provider is down (every call a 503) until `until`.
@@ -847,10 +914,20 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     }
 
     fn call(&self, kind: QuotaKind, records: &[Subscriber]) -> Result<(), ProviderError> {
+        self.hook();
         let now = self.clock.now();
         let mut s = lock(&self.state);
+        for r in records {
+            *s.attempts.entry(r.email.clone()).or_default() += 1;
+        }
         if let Some(e) = self.fault(&mut s, now) {
             return Err(e);
+        }
+        if records.iter().any(|r| s.fail_emails.contains(&r.email)) {
+            s.calls.failed += 1;
+            return Err(ProviderError::transient(
+                "HTTP 503 (this record always fails)",
+            ));
         }
         let window = Window::containing(now, self.window_seconds);
         let limit = match kind {

@@ -145,7 +145,7 @@ impl SqsChangeQueue {
         for (i, (m, delay)) in chunk.iter().enumerate() {
             let attempts = MessageAttributeValue::builder()
                 .data_type("Number")
-                .string_value(m.attempts().to_string())
+                .string_value(m.attempts_before_this_receive().to_string())
                 .build()
                 .map_err(|e| PortError::permanent("building a message attribute", e))?;
             entries.push(

@@ -588,4 +588,6 @@ fn distinct_users(messages: &[ReceivedMessage]) -> u64 {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;

@@ -14,7 +14,7 @@ use crate::adapters::memory::{
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::ports::{PortSet, ProviderError};
 
-type Ports = PortSet<
+pub(super) type Ports = PortSet<
     MemoryQueue<ManualClock>,
     MemoryStore,
     MemoryStore,
@@ -24,24 +24,24 @@ type Ports = PortSet<
     MemoryStore,
 >;
 
-struct Harness {
-    clock: ManualClock,
-    queue: MemoryQueue<ManualClock>,
-    store: MemoryStore,
-    provider: MemoryProvider<ManualClock>,
-    faults: Faults,
-    drain: Drain<Ports>,
+pub(super) struct Harness {
+    pub(super) clock: ManualClock,
+    pub(super) queue: MemoryQueue<ManualClock>,
+    pub(super) store: MemoryStore,
+    pub(super) provider: MemoryProvider<ManualClock>,
+    pub(super) faults: Faults,
+    pub(super) drain: Drain<Ports>,
 }
 
 /// A Unix time on an hour boundary (1,800,000,000 = 500,000 × 3,600).
-const HOUR_START: i64 = 1_800_000_000;
+pub(super) const HOUR_START: i64 = 1_800_000_000;
 
-fn start() -> DateTime<Utc> {
+pub(super) fn start() -> DateTime<Utc> {
     // 10 s into an hour window.
     Utc.timestamp_opt(HOUR_START + 10, 0).unwrap()
 }
 
-fn harness(limits: Limits, max_messages: u32) -> Harness {
+pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
     let clock = ManualClock::new(start());
     let faults = Faults::default();
     let queue =
@@ -92,7 +92,7 @@ fn harness(limits: Limits, max_messages: u32) -> Harness {
 }
 
 impl Harness {
-    fn enqueue(&self, email: &str, occurred_offset_s: i64, name: &str) -> Change {
+    pub(super) fn enqueue(&self, email: &str, occurred_offset_s: i64, name: &str) -> Change {
         let change = Change {
             change_id: ChangeId::new(),
             request_id: RequestId::new(),
@@ -109,14 +109,14 @@ impl Harness {
     }
 
     /// One scheduled run (deadline 50 s away), then a minute passes.
-    async fn tick(&self) -> DrainReport {
+    pub(super) async fn tick(&self) -> DrainReport {
         let deadline = self.clock.now() + chrono::Duration::seconds(50);
         let report = self.drain.run(deadline).await.unwrap();
         self.clock.advance(Duration::from_secs(60));
         report
     }
 
-    fn provider_name(&self, email: &str) -> Option<String> {
+    pub(super) fn provider_name(&self, email: &str) -> Option<String> {
         self.provider
             .latest()
             .get(email)
@@ -124,7 +124,7 @@ impl Harness {
     }
 }
 
-fn small() -> Limits {
+pub(super) fn small() -> Limits {
     Limits {
         batch_per_window: 5,
         individual_per_window: 60,
