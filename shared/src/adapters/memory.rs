@@ -426,7 +426,9 @@ impl SyncStateStore for MemoryStore {
         let current = s.entry(email.clone()).or_default();
         for (k, f) in fields {
             match current.get(k) {
-                Some(existing) if existing.occurred_at > f.occurred_at => {}
+                // Same rule as DynamoDB's condition: never backwards; an equal precedence (a retried record of
+                // the same change) may write again.
+                Some(existing) if existing.precedence > f.precedence => {}
                 _ => {
                     current.insert(k.clone(), f.clone());
                 }

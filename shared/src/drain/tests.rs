@@ -90,6 +90,7 @@ impl Harness {
             occurred_at: self.clock.now() + chrono::Duration::seconds(occurred_offset_s),
             priority: Priority::Normal,
             accepted_at: self.clock.now(),
+            position: 0,
         };
         self.queue.send(ChangeMessage::V1(change.clone()).to_body());
         change
@@ -239,7 +240,7 @@ async fn a_crash_between_send_and_delete_resends_nothing() {
                 crate::domain::FieldKey::Name,
                 crate::ports::SyncedField {
                     value: "v1".into(),
-                    occurred_at: change.occurred_at,
+                    precedence: change.precedence(),
                 },
             )]),
         )
