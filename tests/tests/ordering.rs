@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::config::IngestConfig;
-use sluice::domain::{Email, FieldKey, Precedence};
+use sluice::domain::{ChangeMessage, Email, FieldKey, Precedence};
 use sluice::drain::{Drain, DrainReport};
 use sluice::ports::{SyncStateStore, SyncedField, SyncedFields};
 use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle};
@@ -350,37 +350,79 @@ async fn within_one_request_the_later_change_wins_a_tie() {
     stack.destroy().await;
 }
 
-/// Rule: the same tie ends the same way when its changes are drained in different runs (one message per
-/// run): whichever arrives first, the provider ends with SECOND and is never set back to FIRST after it.
+/// Receives both messages of a FIRST/SECOND request and lets `first_name`'s come back at once and the other
+/// after `later`: the next drain run can take only `first_name`'s change.
+async fn release_in_order(stack: &TestStack, first_name: &str, later: i32) {
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        let got = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.outputs.queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        held.extend(got.messages().iter().cloned());
+    }
+    assert_eq!(held.len(), 2);
+    for m in held {
+        let change = ChangeMessage::from_body(m.body().unwrap())
+            .unwrap()
+            .into_change();
+        let delay = if change.name.as_deref() == Some(first_name) {
+            0
+        } else {
+            later
+        };
+        stack
+            .sqs
+            .change_message_visibility()
+            .queue_url(&stack.outputs.queue_url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .visibility_timeout(delay)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Rule: the same tie ends the same way when its changes are drained in different runs, in either order:
+/// SECOND delivered first leaves FIRST stale; FIRST delivered first is then replaced by SECOND.
 #[tokio::test]
 async fn a_tie_drained_in_separate_runs_ends_as_within_one() {
     let stack = common::stack().await;
     let emulator = common::emulator(EmulatorConfig::default()).await;
     let ingest = ingest_for(&stack);
-    post(
-        &ingest,
-        &json!({"changes":[{"email":"a@x.io","name":"FIRST"},{"email":"a@x.io","name":"SECOND"}]}),
-    )
-    .await;
     let drain = drain_for(&stack, &emulator, &[("DRAIN_MAX_MESSAGES", "1")]).await;
-    let (first, second) = (invoke(&drain).await, invoke(&drain).await);
-    assert_eq!(
-        (first.received, second.received),
-        (1, 1),
-        "{first:?} {second:?}"
-    );
-    let sent: Vec<Option<String>> = emulator
-        .received_for("a@x.io")
-        .into_iter()
-        .map(|r| r.subscriber.name)
-        .collect();
-    // SECOND first (then FIRST is stale), or FIRST then SECOND: never FIRST after SECOND.
-    let first_then_second = [Some("FIRST".to_string()), Some("SECOND".to_string())];
-    assert!(
-        sent == first_then_second[1..] || sent == first_then_second,
-        "{sent:?}"
-    );
-    assert_eq!(latest_name(&emulator, "a@x.io").as_deref(), Some("SECOND"));
+    for (email, first_out, expected_sends) in [
+        ("a@x.io", "SECOND", vec!["SECOND"]),
+        ("b@x.io", "FIRST", vec!["FIRST", "SECOND"]),
+    ] {
+        post(
+            &ingest,
+            &json!({"changes":[{"email": email, "name":"FIRST"},{"email": email, "name":"SECOND"}]}),
+        )
+        .await;
+        release_in_order(&stack, first_out, 2).await;
+        let first = invoke(&drain).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        let second = invoke(&drain).await;
+        assert_eq!(
+            (first.received, second.received),
+            (1, 1),
+            "{first:?} {second:?}"
+        );
+        let sent: Vec<String> = emulator
+            .received_for(email)
+            .into_iter()
+            .filter_map(|r| r.subscriber.name)
+            .collect();
+        assert_eq!(sent, expected_sends, "{email}: {first_out} drained first");
+        assert_eq!(latest_name(&emulator, email).as_deref(), Some("SECOND"));
+    }
     assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
     stack.destroy().await;
 }
