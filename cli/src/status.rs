@@ -103,8 +103,15 @@ pub struct LeaseStatus {
 pub struct CircuitStatus {
     /// Provider calls are paused after repeated failures.
     pub open: bool,
+    /// The cool-down has passed: the next drain run makes one probe call, and closes it if that answers.
+    #[serde(default)]
+    pub half_open: bool,
+    /// Open: the next probe. Half-open: when the cool-down ended.
     pub until: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    /// Consecutive transient provider failures, kept across runs (a success resets them).
+    #[serde(default)]
+    pub failures: u32,
 }
 
 /// `sluice status [--json]`.
@@ -142,7 +149,7 @@ pub async fn gather(
         queue_depth(&sqs, &stack.outputs.queue_url),
         queue_depth(&sqs, &stack.outputs.dlq_url),
         async { Ok(state.lease().await?) },
-        async { Ok(state.circuit().await?) },
+        async { Ok(state.circuit_state().await?) },
         async { Ok(oldest_age(&cloudwatch, &stack.outputs.queue_url, now).await) },
     )?;
     let summary = |limit: u32, used: u32| QuotaSummary {
@@ -186,9 +193,11 @@ pub async fn gather(
             until: lease.map(|(_, until)| until),
         },
         circuit: CircuitStatus {
-            open: circuit.as_ref().is_some_and(|(until, _)| *until > now),
-            until: circuit.as_ref().map(|(until, _)| *until),
-            reason: circuit.map(|(_, reason)| reason).filter(|r| !r.is_empty()),
+            open: circuit.open_until.is_some_and(|until| until > now),
+            half_open: circuit.open_until.is_some_and(|until| until <= now),
+            until: circuit.open_until,
+            failures: circuit.failures,
+            reason: Some(circuit.reason).filter(|r| !r.is_empty()),
         },
     })
 }
@@ -328,22 +337,26 @@ pub fn render(status: &Status) -> String {
         _ => "free (no drain running)".to_owned(),
     };
     out.push_str(&format!("drain lease    {lease}\n"));
-    let circuit = match (&status.circuit, status.circuit.open) {
-        (
-            CircuitStatus {
-                until: Some(u),
-                reason,
-                ..
-            },
-            true,
-        ) => format!(
-            "OPEN until {} (in {}){}",
-            time(*u),
-            format::duration((*u - status.at).num_seconds()),
-            reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+    let c = &status.circuit;
+    let reason = c
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    let circuit = match (c.until, c.open, c.half_open) {
+        (Some(u), true, _) => format!(
+            "OPEN until {} (next probe in {}), {} consecutive failures{reason}",
+            time(u),
+            format::duration((u - status.at).num_seconds()),
+            c.failures
+        ),
+        (_, _, true) => format!(
+            "HALF-OPEN (the next drain run probes the provider), {} consecutive failures{reason}",
+            c.failures
+        ),
+        _ if c.failures > 0 => format!(
+            "closed (provider calls allowed), {} consecutive failure(s)",
+            c.failures
         ),
         _ => "closed (provider calls allowed)".to_owned(),
     };
@@ -403,8 +416,10 @@ mod tests {
             },
             circuit: CircuitStatus {
                 open: false,
+                half_open: false,
                 until: None,
                 reason: None,
+                failures: 0,
             },
         }
     }
@@ -480,15 +495,24 @@ mod tests {
         status.lease.held = false;
         status.circuit = CircuitStatus {
             open: true,
+            half_open: false,
             until: Some(at("2025-03-01T10:28:45Z")),
-            reason: Some("3 consecutive provider failures".into()),
+            reason: Some("HTTP 503".into()),
+            failures: 3,
         };
         let text = render(&status);
         assert!(text.contains("drain lease    free"), "{text}");
         assert!(
             text.contains(
-                "circuit        OPEN until 2025-03-01T10:28:45Z (in 5m 00s): 3 consecutive provider failures"
+                "circuit        OPEN until 2025-03-01T10:28:45Z (next probe in 5m 00s), 3 consecutive failures: HTTP 503"
             ),
+            "{text}"
+        );
+        status.circuit.open = false;
+        status.circuit.half_open = true;
+        let text = render(&status);
+        assert!(
+            text.contains("circuit        HALF-OPEN (the next drain run probes the provider)"),
             "{text}"
         );
     }
@@ -522,6 +546,8 @@ mod tests {
             "/circuit/open",
             "/circuit/until",
             "/circuit/reason",
+            "/circuit/half_open",
+            "/circuit/failures",
         ] {
             assert!(
                 json.pointer(pointer).is_some(),

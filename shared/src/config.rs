@@ -55,6 +55,10 @@ impl Limits {
     }
 }
 
+/// Time a drain run needs besides its provider calls: reading quota, circuit and queue depth, receiving,
+/// and settling (sync state, progress, deletes). Each AWS call is bounded by the SDK's operation timeout.
+pub const RUN_OVERHEAD: Duration = Duration::from_secs(15);
+
 /// Everything a Sluice function needs, loaded once.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -71,6 +75,13 @@ pub struct Config {
     pub drain_interval_seconds: u32,
     /// Provider HTTP timeout (`PROVIDER_TIMEOUT_MS`, default 10,000).
     pub provider_timeout: Duration,
+    /// The drain function's timeout (`DRAIN_TIMEOUT_SECONDS`, default 60: the template's `Timeout`). A run
+    /// plans its phases inside it; a configuration that cannot fit one provider call and the settling
+    /// after it is refused at cold start.
+    pub drain_timeout: Duration,
+    /// Delivery attempts of one change before it is dead-lettered as `retries_exhausted`
+    /// (`MAX_RECEIVE_COUNT`, default 10: the queue's redrive `maxReceiveCount`, which stays the net).
+    pub max_receive_count: u32,
     /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
     pub ingest_api_key: Option<String>,
     /// The `Stack` dimension of the drain's metrics (`SLUICE_STACK`, default `sluice`).
@@ -150,6 +161,30 @@ impl Config {
             });
         }
 
+        let provider_timeout = Duration::from_millis(u64::from(number(
+            "PROVIDER_TIMEOUT_MS",
+            10_000,
+            100,
+            120_000,
+        )?));
+        let drain_timeout =
+            Duration::from_secs(u64::from(number("DRAIN_TIMEOUT_SECONDS", 60, 10, 900)?));
+        // A run needs room for its reads, one provider call and the settling after it.
+        let needed = provider_timeout + RUN_OVERHEAD;
+        if needed > drain_timeout {
+            return Err(ConfigError::Invalid {
+                name: "PROVIDER_TIMEOUT_MS",
+                reason: format!(
+                    "{} ms plus {} s for reading state and settling does not fit in the drain's \
+                     DRAIN_TIMEOUT_SECONDS={} s: lower PROVIDER_TIMEOUT_MS to at most {} ms or raise the timeout",
+                    provider_timeout.as_millis(),
+                    RUN_OVERHEAD.as_secs(),
+                    drain_timeout.as_secs(),
+                    (drain_timeout - RUN_OVERHEAD).as_millis()
+                ),
+            });
+        }
+
         Ok(Self {
             queue_url: required("QUEUE_URL")?,
             dlq_url: required("DLQ_URL")?,
@@ -160,12 +195,9 @@ impl Config {
             limits,
             drain_max_messages: number("DRAIN_MAX_MESSAGES", 1_000, 1, 10_000)?,
             drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
-            provider_timeout: Duration::from_millis(u64::from(number(
-                "PROVIDER_TIMEOUT_MS",
-                10_000,
-                100,
-                120_000,
-            )?)),
+            provider_timeout,
+            drain_timeout,
+            max_receive_count: number("MAX_RECEIVE_COUNT", 10, 1, 1_000)?,
             ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
             stack_name: get("SLUICE_STACK")
                 .filter(|s| !s.is_empty())
@@ -273,6 +305,21 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn a_provider_timeout_that_cannot_fit_the_run_is_refused() {
+        let mut m = base();
+        m.insert("PROVIDER_TIMEOUT_MS", "120000".into());
+        let err = load(&m).unwrap_err().to_string();
+        assert!(
+            err.contains("PROVIDER_TIMEOUT_MS") && err.contains("45000"),
+            "{err}"
+        );
+        m.insert("DRAIN_TIMEOUT_SECONDS", "900".into());
+        let c = load(&m).unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_secs(900));
+        assert_eq!(c.max_receive_count, 10);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Email, FieldKey, Precedence, RequestId, Subscriber};
+use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId, Subscriber};
 
 /// What an adapter failure means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +65,16 @@ pub struct ReceivedMessage {
     pub body: String,
     /// How many times SQS has handed this message out, this time included.
     pub receive_count: u32,
+    /// Delivery attempts made on earlier copies of this change: a message a run held but could not try
+    /// is re-queued as a fresh copy (so its receive count is not spent) that carries its attempts along.
+    pub prior_attempts: u32,
+}
+
+impl ReceivedMessage {
+    /// Delivery attempts of this change, this receive included.
+    pub fn attempts(&self) -> u32 {
+        self.prior_attempts.saturating_add(self.receive_count)
+    }
 }
 
 /// Approximate queue depth (SQS counts are approximate by nature).
@@ -81,8 +91,10 @@ pub struct Backlog {
 pub enum DeadLetterReason {
     /// The body is not a change message Sluice can read.
     Malformed,
-    /// The provider refused the record (422).
+    /// The provider refused the record (a 4xx about this record, isolated from the rest of its batch).
     Rejected,
+    /// The record failed transiently on every one of its `MAX_RECEIVE_COUNT` attempts.
+    RetriesExhausted,
 }
 
 impl DeadLetterReason {
@@ -90,6 +102,7 @@ impl DeadLetterReason {
         match self {
             DeadLetterReason::Malformed => "malformed",
             DeadLetterReason::Rejected => "rejected",
+            DeadLetterReason::RetriesExhausted => "retries_exhausted",
         }
     }
 }
@@ -111,9 +124,17 @@ pub trait ChangeQueue: Send + Sync {
     /// Deletes messages whose data was delivered or superseded. Returns the receipts that failed.
     fn delete(&self, receipts: &[Receipt])
     -> impl Future<Output = PortResult<Vec<Receipt>>> + Send;
-    /// Makes messages visible again after the given delay each (0 = now).
+    /// Makes messages visible again after the given delay each (0 = now). For messages that were tried.
     fn release(&self, items: &[(Receipt, Duration)])
     -> impl Future<Output = PortResult<()>> + Send;
+    /// Puts a fresh copy of each message back on the queue, delayed (SQS caps delays at 15 minutes), with
+    /// its attempts so far, then deletes the original: for messages a run held but did not try, so that
+    /// holding a message never spends its receive count. Returns the receipts whose original could not be
+    /// deleted (a copy then exists twice, which the drain coalesces).
+    fn requeue(
+        &self,
+        items: &[(ReceivedMessage, Duration)],
+    ) -> impl Future<Output = PortResult<Vec<Receipt>>> + Send;
     /// Sends messages to the DLQ with their reason, then deletes them from the queue.
     fn dead_letter(&self, letters: &[DeadLetter]) -> impl Future<Output = PortResult<()>> + Send;
 }
@@ -236,38 +257,101 @@ pub trait SyncStateStore: Send + Sync {
 // ---------------------------------------------------------------------------------------------------------
 // Provider
 
-/// How a provider call failed; each variant has its own handling in the drain.
+/// How a provider call failed; each variant has exactly one handling in the drain (README, "What each
+/// provider answer does").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// 429: the provider's count says the window is spent.
+    /// 429 for the account's limit: this kind's window is spent (until `retry_after`, when given).
     #[error("rate limited (retry after {retry_after:?})")]
     RateLimited { retry_after: Option<Duration> },
-    /// 422: a record is invalid. `index` names it within the request when the provider says which.
-    #[error("rejected record {index:?}: {detail}")]
-    Rejected {
-        index: Option<usize>,
+    /// 429 "Too many concurrent requests for the same subscriber": another client is updating one of
+    /// these subscribers. Not the account's limit and not the record's fault: retry the record shortly.
+    #[error("subscriber busy (retry after {retry_after:?})")]
+    SubscriberBusy { retry_after: Option<Duration> },
+    /// A 4xx about the request's records (422, 400). `indexes` names the refused records within the
+    /// request when the provider says which (`subscribers[i]…`); empty when it does not.
+    #[error("rejected {indexes:?}: {detail}")]
+    Rejected { indexes: Vec<usize>, detail: String },
+    /// 413: the request is too large. Not a record's fault unless the request held one record.
+    #[error("request too large: {0}")]
+    TooLarge(String),
+    /// 5xx, timeout, connection error, 409: try again later.
+    #[error("transient failure: {detail}")]
+    Transient {
         detail: String,
+        retry_after: Option<Duration>,
     },
-    /// 5xx, timeout, connection error, 409 (concurrent update): try again later.
-    #[error("transient failure: {0}")]
-    Transient(String),
-    /// Any other 4xx (401, 403, 404…): configuration is wrong; retrying the same way will not help.
+    /// 401, 403, 404 and other 4xx about the account, not a record: configuration is wrong, and retrying
+    /// the same way will not help until someone fixes it.
     #[error("provider refused the request: {0}")]
     Misconfigured(String),
 }
 
-/// The provider's two endpoints.
+impl ProviderError {
+    pub fn transient(detail: impl Into<String>) -> Self {
+        Self::Transient {
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::SubscriberBusy { .. } => "subscriber_busy",
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::TooLarge(_) => "too_large",
+            ProviderError::Transient { .. } => "transient",
+            ProviderError::Misconfigured(_) => "misconfigured",
+        }
+    }
+}
+
+/// What the provider said about a call besides its outcome, for the call log and the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    /// HTTP status, when an answer arrived.
+    pub status: Option<u16>,
+    /// The provider's request id (`X-Request-Id`), when given.
+    pub request_id: Option<String>,
+    /// `X-RateLimit-Limit` and `X-RateLimit-Remaining`, when given.
+    pub rate_limit: Option<u32>,
+    pub rate_remaining: Option<u32>,
+}
+
+/// One provider call's outcome and what came with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub result: Result<(), ProviderError>,
+    pub info: CallInfo,
+}
+
+impl Reply {
+    pub fn ok() -> Self {
+        Self {
+            result: Ok(()),
+            info: CallInfo::default(),
+        }
+    }
+
+    pub fn err(error: ProviderError) -> Self {
+        Self {
+            result: Err(error),
+            info: CallInfo::default(),
+        }
+    }
+}
+
+/// The provider's endpoints.
 pub trait Provider: Send + Sync {
     /// One batch request of 1..=`BATCH_SIZE` records (one unit of batch quota).
-    fn send_batch(
-        &self,
-        records: &[Subscriber],
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn send_batch(&self, records: &[Subscriber]) -> impl Future<Output = Reply> + Send;
     /// One individual request (one unit of individual quota).
-    fn send_individual(
-        &self,
-        record: &Subscriber,
-    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn send_individual(&self, record: &Subscriber) -> impl Future<Output = Reply> + Send;
+    /// A read that touches no subscriber (one unit of individual quota): the circuit's half-open probe,
+    /// so an outage of any length costs no message a receive.
+    fn probe(&self) -> impl Future<Output = Reply> + Send;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -288,6 +372,17 @@ impl Clock for SystemClock {
     }
 }
 
+/// The provider circuit as stored between runs: consecutive transient failures, and when it is open, until
+/// when (the next half-open probe).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CircuitState {
+    /// Consecutive transient provider failures, across runs; a success resets it.
+    pub failures: u32,
+    /// Set while the circuit is open: no call until then, and then one probe.
+    pub open_until: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
 /// Cross-run coordination: the single-flight lease and the provider circuit breaker.
 pub trait Coordination: Send + Sync {
     /// Takes the drain lease for `holder` until `until` if it is free or expired.
@@ -297,16 +392,32 @@ pub trait Coordination: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> impl Future<Output = PortResult<bool>> + Send;
+    /// Extends the lease to `until` if `holder` still holds it and it has not expired at `now`; `false`
+    /// means the lease is lost and the run must stop writing.
+    fn renew_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = PortResult<bool>> + Send;
     /// Releases the lease if `holder` still holds it.
     fn release_lease(&self, holder: &str) -> impl Future<Output = PortResult<()>> + Send;
-    /// When the provider circuit closes again, if it is open.
-    fn circuit_open_until(&self) -> impl Future<Output = PortResult<Option<DateTime<Utc>>>> + Send;
-    /// Opens the circuit until the given time.
-    fn open_circuit(
-        &self,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> impl Future<Output = PortResult<()>> + Send;
+    /// The circuit as stored (closed with no failures when never written).
+    fn circuit(&self) -> impl Future<Output = PortResult<CircuitState>> + Send;
+    /// Stores the circuit.
+    fn set_circuit(&self, state: &CircuitState) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// How one change settled, for its request's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// It supplied a value the provider now has.
+    Delivered,
+    /// Superseded by a newer change, or equal to what the provider already had.
+    Skipped,
+    /// In the DLQ.
+    DeadLettered,
 }
 
 /// Progress of one ingest request, as `GET /v1/requests/{id}` shows it.
@@ -317,11 +428,12 @@ pub struct RequestProgress {
     pub dead_lettered: u32,
 }
 
-/// Per-request progress counters, updated by the drain once per request per run.
+/// Per-request progress, updated by the drain once per run. Recording is idempotent per change: a change
+/// received again (a redelivery, a copy) and settled again is counted once.
 pub trait RequestTracker: Send + Sync {
-    fn add(
+    fn record(
         &self,
-        progress: &HashMap<RequestId, RequestProgress>,
+        settled: &[(RequestId, ChangeId, Settled)],
     ) -> impl Future<Output = PortResult<()>> + Send;
 }
 

@@ -16,6 +16,39 @@ pub fn init() {
         .try_init();
 }
 
+/// Redacts everything in free text that looks like an email (`j***@example.com`), for provider answers
+/// and other text that reaches a log line.
+pub fn redact_emails_in(text: &str) -> String {
+    let is_part = |c: char| c.is_alphanumeric() || "._%+-'".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('@') {
+        let start = rest[..at]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| is_part(*c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let end = rest[at + 1..]
+            .char_indices()
+            .find(|(_, c)| !(c.is_alphanumeric() || ".-".contains(*c)))
+            .map_or(rest.len(), |(i, _)| at + 1 + i);
+        out.push_str(&rest[..start]);
+        if start == at {
+            out.push('@');
+        } else {
+            out.push_str(&crate::domain::redact_email(&rest[start..end]));
+        }
+        rest = if start == at {
+            &rest[at + 1..]
+        } else {
+            &rest[end..]
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One EMF document: `metrics` (name → value, unit `Count` unless the name ends in `Ms`) under
 /// `namespace`, with the given dimensions. CloudWatch turns the printed line into metrics for free.
 pub fn emf_line(
@@ -57,6 +90,16 @@ pub fn emf_line(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emails_in_free_text_are_redacted() {
+        assert_eq!(
+            redact_emails_in(r#"422: {"email":"ann.lee@example.com is bad"} and bo@x.io."#),
+            r#"422: {"email":"a***@example.com is bad"} and b***@x.io."#
+        );
+        assert_eq!(redact_emails_in("no at sign"), "no at sign");
+        assert_eq!(redact_emails_in("a lone @ here"), "a lone @ here");
+    }
 
     #[test]
     fn emf_line_declares_every_metric_and_dimension() {

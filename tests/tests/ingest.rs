@@ -17,9 +17,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use sluice::adapters::dynamo::DynamoState;
 use sluice::config::IngestConfig;
+use sluice::domain::ChangeId;
 use sluice::domain::{Change, ChangeMessage, RequestId};
 use sluice::ingest::Problem;
-use sluice::ports::{RequestProgress, RequestTracker};
+use sluice::ports::{RequestTracker, Settled};
 
 use common::TestStack;
 
@@ -221,12 +222,24 @@ async fn request_status_shows_what_the_drain_recorded() {
         aws_sdk_dynamodb::Client::new(&stack.sdk),
         &stack.outputs.table_name,
     );
-    let progress = RequestProgress {
-        delivered: 2,
-        skipped: 1,
-        dead_lettered: 1,
-    };
-    tracker.add(&HashMap::from([(id, progress)])).await.unwrap();
+    let ids: Vec<ChangeId> = serde_json::from_value(answer["change_ids"].clone()).unwrap();
+    let settled = [
+        (id, ids[0], Settled::Delivered),
+        (id, ids[1], Settled::Delivered),
+        (id, ids[2], Settled::Skipped),
+        (id, ids[3], Settled::DeadLettered),
+    ];
+    tracker.record(&settled).await.unwrap();
+    // A later run settles some of them again (a redelivery, a copy): each change still counts once, and
+    // one that was delivered counts as delivered whatever else it was marked.
+    tracker
+        .record(&[
+            (id, ids[0], Settled::Delivered),
+            (id, ids[1], Settled::Skipped),
+            (id, ids[3], Settled::DeadLettered),
+        ])
+        .await
+        .unwrap();
 
     let (status, v, _) = call(&ingest, get_request(&id.to_string())).await;
     assert_eq!(status, 200);

@@ -4,9 +4,9 @@
 //! |--------------------------|---------------------------------------------------------|------------|
 //! | `quota#<kind>#<start>`   | `used` (N), `limit` (N), `expires_at`                   | reserve: conditional `ADD used :n` |
 //! | `user#<email>`           | `f.<field>` = `{v: S, k: S (precedence), t: N (ms)}` per delivered field | record: conditional per field |
-//! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put |
-//! | `circuit#provider`       | `open_until_ms`, `reason`, `expires_at`                 | put |
-//! | `request#<id>`           | `accepted` (ingest), `delivered`, `skipped`, `dead_lettered` | `ADD`, once per request per run |
+//! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put; renewed by a conditional update on `holder` |
+//! | `circuit#provider`       | `failures`, `open_until_ms` (absent when closed), `reason`, `expires_at` | put, when a run changed it |
+//! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change |
 //!
 //! A synced field's `k` is the [`Precedence`] of the change that set it, at full precision, as a string that
 //! sorts as the precedence does: `<occurred_at>.<accepted_at>.<position>`, the two times as nanoseconds since
@@ -29,10 +29,10 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::sqs::classify;
-use crate::domain::{Email, FieldKey, Precedence, RequestId};
+use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId};
 use crate::ports::{
-    Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestProgress, RequestTracker,
-    Reservation, SyncStateStore, SyncedField, SyncedFields, Window,
+    CircuitState, Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestTracker,
+    Reservation, Settled, SyncStateStore, SyncedField, SyncedFields, Window,
 };
 
 const LEASE_KEY: &str = "lease#drain";
@@ -125,23 +125,25 @@ impl DynamoState {
         Ok(holder.zip(until))
     }
 
-    /// The provider circuit as stored (open until, reason), for operators. Read-only.
-    pub async fn circuit(&self) -> PortResult<Option<(DateTime<Utc>, String)>> {
+    /// The provider circuit as stored, for the drain and operators. Read-only.
+    pub async fn circuit_state(&self) -> PortResult<CircuitState> {
         let item = self
             .get_consistent(CIRCUIT_KEY.to_owned(), "reading the circuit")
             .await?;
-        let Some(until) =
-            get_n(item.as_ref(), "open_until_ms").and_then(DateTime::from_timestamp_millis)
-        else {
-            return Ok(None);
-        };
         let reason = item
             .as_ref()
             .and_then(|i| i.get("reason"))
             .and_then(|v| v.as_s().ok())
             .cloned()
             .unwrap_or_default();
-        Ok(Some((until, reason)))
+        Ok(CircuitState {
+            failures: get_n(item.as_ref(), "failures")
+                .unwrap_or(0)
+                .clamp(0, i64::from(u32::MAX)) as u32,
+            open_until: get_n(item.as_ref(), "open_until_ms")
+                .and_then(DateTime::from_timestamp_millis),
+            reason,
+        })
     }
 
     /// One BatchGetItem of up to 100 users, retrying unprocessed keys.
@@ -201,21 +203,36 @@ impl DynamoState {
         Ok::<_, PortError>(found)
     }
 
-    async fn add_one(&self, id: RequestId, p: RequestProgress) -> PortResult<()> {
-        self.client
+    /// Adds settled change ids to one request's sets: a set union, so a change settled twice (a
+    /// redelivery, a copy) is counted once.
+    async fn add_settled(&self, id: RequestId, sets: [Vec<String>; 3]) -> PortResult<()> {
+        let mut adds = Vec::new();
+        let mut req = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(request_key(&id)))
-            .update_expression(
-                "ADD delivered :d, skipped :s, dead_lettered :x SET expires_at = if_not_exists(expires_at, :exp)",
-            )
-            .expression_attribute_values(":exp", n(Utc::now().timestamp() + 7 * 86_400))
-            .expression_attribute_values(":d", n(p.delivered))
-            .expression_attribute_values(":s", n(p.skipped))
-            .expression_attribute_values(":x", n(p.dead_lettered))
-            .send()
-            .await
-            .map_err(|e| classify("updating request progress", e))?;
+            .expression_attribute_values(":exp", n(Utc::now().timestamp() + 7 * 86_400));
+        for (name, ids) in ["delivered_ids", "skipped_ids", "dead_lettered_ids"]
+            .into_iter()
+            .zip(sets)
+        {
+            if ids.is_empty() {
+                continue;
+            }
+            adds.push(format!("{name} :{name}"));
+            req = req.expression_attribute_values(format!(":{name}"), AttributeValue::Ss(ids));
+        }
+        if adds.is_empty() {
+            return Ok(());
+        }
+        req.update_expression(format!(
+            "ADD {} SET expires_at = if_not_exists(expires_at, :exp)",
+            adds.join(", ")
+        ))
+        .send()
+        .await
+        .map_err(|e| classify("updating request progress", e))?;
         Ok(())
     }
 
@@ -520,30 +537,72 @@ impl Coordination for DynamoState {
         }
     }
 
-    async fn circuit_open_until(&self) -> PortResult<Option<DateTime<Utc>>> {
-        Ok(self.circuit().await?.map(|(until, _)| until))
+    async fn renew_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(LEASE_KEY))
+            .update_expression("SET until_ms = :until, expires_at = :exp")
+            .condition_expression("holder = :h AND until_ms >= :now")
+            .expression_attribute_values(":h", s(holder))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":exp", n(until.timestamp() + 86_400))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(classify("renewing the drain lease", e)),
+        }
     }
 
-    async fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> PortResult<()> {
-        self.client
+    async fn circuit(&self) -> PortResult<CircuitState> {
+        self.circuit_state().await
+    }
+
+    async fn set_circuit(&self, state: &CircuitState) -> PortResult<()> {
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(CIRCUIT_KEY))
-            .item("open_until_ms", n(until.timestamp_millis()))
-            .item("reason", s(crate::domain::truncate(reason, 500)))
-            .item("expires_at", n(until.timestamp() + 86_400))
-            .send()
+            .item("failures", n(state.failures))
+            .item("reason", s(crate::domain::truncate(&state.reason, 500)))
+            // Kept a week after the last change: a closed circuit with no failures is the default anyway.
+            .item("expires_at", n(Utc::now().timestamp() + 7 * 86_400));
+        if let Some(until) = state.open_until {
+            put = put.item("open_until_ms", n(until.timestamp_millis()));
+        }
+        put.send()
             .await
-            .map_err(|e| classify("opening the circuit", e))?;
+            .map_err(|e| classify("storing the circuit", e))?;
         Ok(())
     }
 }
 
 impl RequestTracker for DynamoState {
-    async fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> PortResult<()> {
-        let calls: Vec<_> = progress
-            .iter()
-            .map(|(id, p)| self.add_one(*id, *p))
+    async fn record(&self, settled: &[(RequestId, ChangeId, Settled)]) -> PortResult<()> {
+        let mut by_request: HashMap<RequestId, [Vec<String>; 3]> = HashMap::new();
+        for (request, change, how) in settled {
+            let slot = match how {
+                Settled::Delivered => 0,
+                Settled::Skipped => 1,
+                Settled::DeadLettered => 2,
+            };
+            by_request.entry(*request).or_default()[slot].push(change.to_string());
+        }
+        let calls: Vec<_> = by_request
+            .into_iter()
+            .map(|(id, sets)| self.add_settled(id, sets))
             .collect();
         stream::iter(calls)
             .buffer_unordered(16)

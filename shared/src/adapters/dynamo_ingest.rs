@@ -5,7 +5,10 @@
 //!   request id of the first request), `lease_until` (N, while in progress), `response` (S, the first answer
 //!   as JSON, once completed), `created_at` (S), `expires_at` (N, +24 h).
 //! - `request#<uuid>`: `accepted` (N), `created_at` (S, RFC 3339), `expires_at` (N, +7 days); the drain ADDs
-//!   `delivered`, `skipped`, `dead_lettered` (N).
+//!   the ids of settled changes to `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS), so each change
+//!   counts once however often it is settled (a change in two sets counts as delivered before
+//!   dead-lettered before skipped). Items from before the sets carry `delivered`, `skipped`,
+//!   `dead_lettered` (N), which are added.
 //!
 //! DynamoDB's TTL sweep lags, so expiry is also checked on read and in the claim's condition.
 
@@ -302,11 +305,29 @@ impl RequestStore for DynamoIngestStore {
             .send()
             .await
             .map_err(|e| port_error("read request record", e))?;
-        Ok(out.item().map(|item| RequestCounters {
-            accepted: counter(item, "accepted"),
-            delivered: counter(item, "delivered"),
-            skipped: counter(item, "skipped"),
-            dead_lettered: counter(item, "dead_lettered"),
+        Ok(out.item().map(|item| {
+            let set = |name: &str| -> std::collections::HashSet<&str> {
+                item.get(name)
+                    .and_then(|v| v.as_ss().ok())
+                    .map(|ids| ids.iter().map(String::as_str).collect())
+                    .unwrap_or_default()
+            };
+            let delivered = set("delivered_ids");
+            let dead: std::collections::HashSet<&str> = set("dead_lettered_ids")
+                .into_iter()
+                .filter(|c| !delivered.contains(c))
+                .collect();
+            let skipped = set("skipped_ids")
+                .into_iter()
+                .filter(|c| !delivered.contains(c) && !dead.contains(c))
+                .count();
+            let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+            RequestCounters {
+                accepted: counter(item, "accepted"),
+                delivered: counter(item, "delivered").saturating_add(size(delivered.len())),
+                skipped: counter(item, "skipped").saturating_add(size(skipped)),
+                dead_lettered: counter(item, "dead_lettered").saturating_add(size(dead.len())),
+            }
         }))
     }
 }

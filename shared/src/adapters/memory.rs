@@ -9,16 +9,100 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Email, RequestId, Subscriber};
+use crate::domain::{ChangeId, Email, RequestId, Subscriber};
 use crate::ports::{
-    Backlog, ChangeQueue, Clock, Coordination, DeadLetter, PortResult, Provider, ProviderError,
-    QuotaKind, QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation,
-    SyncStateStore, SyncedFields, Window,
+    Backlog, ChangeQueue, CircuitState, Clock, Coordination, DeadLetter, PortError, PortResult,
+    Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply,
+    RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore, SyncedFields, Window,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock means a test already panicked; keep going with the data.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The operations a fault script can break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    Receive,
+    Delete,
+    Release,
+    Requeue,
+    DeadLetter,
+    Backlog,
+    QuotaRead,
+    Reserve,
+    SyncLoad,
+    SyncRecord,
+    Lease,
+    Circuit,
+    Progress,
+}
+
+/// What a faulty operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Returns a transient error without doing anything.
+    Fail,
+    /// Never returns: the run "crashes" there (the test drops it, e.g. with a timeout).
+    Hang,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Per operation: the next calls to break, in order.
+    scripted: BTreeMap<Op, VecDeque<Fault>>,
+    /// Every operation counts down; the call that reaches 0 hangs (a crash at any step).
+    crash_after: Option<u32>,
+}
+
+/// Faults shared by the in-memory adapters, for fault-script tests: failed or hanging calls of any port.
+#[derive(Debug, Clone, Default)]
+pub struct Faults(Arc<Mutex<FaultState>>);
+
+impl Faults {
+    /// The next `n` calls of `op` fail (or hang).
+    pub fn inject(&self, op: Op, fault: Fault, n: usize) {
+        lock(&self.0)
+            .scripted
+            .entry(op)
+            .or_default()
+            .extend(std::iter::repeat_n(fault, n));
+    }
+
+    /// The `n`-th port call from now (of any operation) hangs: a crash at that step.
+    pub fn crash_after(&self, n: u32) {
+        lock(&self.0).crash_after = Some(n);
+    }
+
+    /// Removes every pending fault.
+    pub fn clear(&self) {
+        *lock(&self.0) = FaultState::default();
+    }
+
+    fn next(&self, op: Op) -> Option<Fault> {
+        let mut s = lock(&self.0);
+        if let Some(n) = s.crash_after.as_mut() {
+            if *n == 0 {
+                s.crash_after = None;
+                return Some(Fault::Hang);
+            }
+            *n -= 1;
+        }
+        s.scripted.get_mut(&op).and_then(VecDeque::pop_front)
+    }
+
+    /// Applies the next fault of `op`, if any: an error to return, or a hang.
+    async fn check(&self, op: Op) -> PortResult<()> {
+        match self.next(op) {
+            None => Ok(()),
+            Some(Fault::Fail) => Err(PortError::transient(
+                "injected fault",
+                anyhow::anyhow!("{op:?} failed (fault script)"),
+            )),
+            Some(Fault::Hang) => std::future::pending().await,
+        }
+    }
 }
 
 /// A clock tests and the simulator move by hand.
@@ -54,6 +138,8 @@ struct Stored {
     visible_at: DateTime<Utc>,
     receipt: Option<String>,
     sent_at: DateTime<Utc>,
+    /// Attempts carried by a re-queued copy.
+    prior_attempts: u32,
 }
 
 /// A message that landed in the in-memory DLQ.
@@ -94,9 +180,33 @@ struct QueueState {
     dlq: Vec<DeadLettered>,
     next_id: u64,
     calls: QueueCalls,
+    receives_by_body: HashMap<String, u32>,
 }
 
 impl QueueState {
+    fn enqueue(
+        &mut self,
+        body: Box<str>,
+        now: DateTime<Utc>,
+        visible_at: DateTime<Utc>,
+        prior: u32,
+    ) {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.messages.insert(
+            id,
+            Stored {
+                body,
+                receive_count: 0,
+                visible_at,
+                receipt: None,
+                sent_at: now,
+                prior_attempts: prior,
+            },
+        );
+        self.hide_until(id, visible_at, now);
+    }
+
     /// Moves messages whose visibility timeout has passed into the visible set.
     fn promote(&mut self, now: DateTime<Utc>) {
         while let Some(Reverse((at, id))) = self.hidden.peek().copied() {
@@ -167,6 +277,7 @@ pub struct MemoryQueue<C: Clock + Clone> {
     clock: C,
     visibility_timeout: Duration,
     max_receive_count: u32,
+    faults: Faults,
 }
 
 impl<C: Clock + Clone> MemoryQueue<C> {
@@ -176,26 +287,26 @@ impl<C: Clock + Clone> MemoryQueue<C> {
             clock,
             visibility_timeout,
             max_receive_count,
+            faults: Faults::default(),
         }
+    }
+
+    /// The same queue, breaking calls as `faults` says.
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Receives of every message ever received, by body (copies of one change share a body), for
+    /// invariant checks: receives on the changes queue, over all copies.
+    pub fn receives_by_body(&self) -> HashMap<String, u32> {
+        lock(&self.state).receives_by_body.clone()
     }
 
     /// Enqueues one message, visible at once (not counted as an API call: producers batch differently).
     pub fn send(&self, body: String) {
         let now = self.clock.now();
-        let mut s = lock(&self.state);
-        s.next_id += 1;
-        let id = s.next_id;
-        s.messages.insert(
-            id,
-            Stored {
-                body: body.into_boxed_str(),
-                receive_count: 0,
-                visible_at: now,
-                receipt: None,
-                sent_at: now,
-            },
-        );
-        s.visible.insert(id);
+        lock(&self.state).enqueue(body.into_boxed_str(), now, now, 0);
     }
 
     /// Counts `SendMessageBatch` calls a producer made (ingest sends up to 10 messages per call).
@@ -240,6 +351,7 @@ impl<C: Clock + Clone> MemoryQueue<C> {
 
 impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     async fn backlog(&self) -> PortResult<Backlog> {
+        self.faults.check(Op::Backlog).await?;
         let now = self.clock.now();
         let mut s = lock(&self.state);
         s.calls.get_attributes += 1;
@@ -253,6 +365,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     }
 
     async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
+        self.faults.check(Op::Receive).await?;
         let now = self.clock.now();
         let hidden_until =
             now + chrono::Duration::from_std(self.visibility_timeout).unwrap_or_default();
@@ -292,18 +405,22 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
             m.receive_count += 1;
             m.visible_at = hidden_until;
             m.receipt = Some(receipt.clone());
-            out.push(ReceivedMessage {
+            let message = ReceivedMessage {
                 message_id: format!("m{id}"),
                 receipt: Receipt(receipt),
                 body: m.body.to_string(),
                 receive_count: m.receive_count,
-            });
+                prior_attempts: m.prior_attempts,
+            };
+            *s.receives_by_body.entry(message.body.clone()).or_default() += 1;
+            out.push(message);
         }
         s.calls.receive += receive_calls(max, out.len());
         Ok(out)
     }
 
     async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+        self.faults.check(Op::Delete).await?;
         let mut s = lock(&self.state);
         s.calls.delete += (receipts.len() as u64).div_ceil(10);
         let mut failed = Vec::new();
@@ -319,6 +436,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
     }
 
     async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+        self.faults.check(Op::Release).await?;
         let now = self.clock.now();
         let mut s = lock(&self.state);
         s.calls.change_visibility += (items.len() as u64).div_ceil(10);
@@ -331,7 +449,32 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         Ok(())
     }
 
+    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+        self.faults.check(Op::Requeue).await?;
+        let now = self.clock.now();
+        let mut s = lock(&self.state);
+        let calls = (items.len() as u64).div_ceil(10);
+        s.calls.send += calls;
+        s.calls.delete += calls;
+        let mut failed = Vec::new();
+        for (m, delay) in items {
+            // SQS delays a message by at most 15 minutes.
+            let delay = (*delay).min(Duration::from_secs(900));
+            let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            let attempts = m.attempts();
+            s.enqueue(m.body.clone().into_boxed_str(), now, at, attempts);
+            match s.by_receipt(&m.receipt) {
+                Some(id) => {
+                    s.remove(id);
+                }
+                None => failed.push(m.receipt.clone()),
+            }
+        }
+        Ok(failed)
+    }
+
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
+        self.faults.check(Op::DeadLetter).await?;
         let mut s = lock(&self.state);
         let calls = (letters.len() as u64).div_ceil(10);
         s.calls.dlq_send += calls;
@@ -344,7 +487,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
                 body: l.message.body.clone(),
                 reason: Some(l.reason.as_str().to_string()),
                 detail: Some(l.detail.clone()),
-                receive_count: l.message.receive_count,
+                receive_count: l.message.attempts(),
             });
         }
         Ok(())
@@ -354,33 +497,72 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
 /// The lease holder and when the lease expires.
 type Lease = (String, DateTime<Utc>);
 
+/// Settled changes of one request, by how they settled.
+#[derive(Debug, Clone, Default)]
+struct RequestSets {
+    delivered: BTreeSet<ChangeId>,
+    skipped: BTreeSet<ChangeId>,
+    dead_lettered: BTreeSet<ChangeId>,
+}
+
 /// Quota ledger, sync state, coordination and request progress in memory (what DynamoDB holds in AWS).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
     lease: Arc<Mutex<Option<Lease>>>,
-    circuit: Arc<Mutex<Option<DateTime<Utc>>>>,
-    requests: Arc<Mutex<HashMap<RequestId, RequestProgress>>>,
+    circuit: Arc<Mutex<CircuitState>>,
+    requests: Arc<Mutex<HashMap<RequestId, RequestSets>>>,
+    faults: Faults,
 }
 
 impl MemoryStore {
+    /// The same store, breaking calls as `faults` says.
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
     pub fn synced(&self, email: &Email) -> Option<SyncedFields> {
         lock(&self.sync).get(email).cloned()
     }
 
+    /// A request's progress, each change counted once (delivered over dead-lettered over skipped), as
+    /// `GET /v1/requests/{id}` shows it.
     pub fn progress(&self, id: &RequestId) -> Option<RequestProgress> {
-        lock(&self.requests).get(id).copied()
+        lock(&self.requests).get(id).map(|sets| {
+            let dead: BTreeSet<&ChangeId> = sets
+                .dead_lettered
+                .iter()
+                .filter(|c| !sets.delivered.contains(c))
+                .collect();
+            let skipped = sets
+                .skipped
+                .iter()
+                .filter(|c| !sets.delivered.contains(c) && !dead.contains(c))
+                .count();
+            RequestProgress {
+                delivered: sets.delivered.len() as u32,
+                skipped: skipped as u32,
+                dead_lettered: dead.len() as u32,
+            }
+        })
     }
 
-    /// Holds the lease for someone else (tests of single flight).
+    /// Holds the lease for someone else (tests of single flight, or a lease lost mid-run).
     pub fn hold_lease(&self, holder: &str, until: DateTime<Utc>) {
         *lock(&self.lease) = Some((holder.to_string(), until));
+    }
+
+    /// The circuit as stored.
+    pub fn circuit_state(&self) -> CircuitState {
+        lock(&self.circuit).clone()
     }
 }
 
 impl QuotaLedger for MemoryStore {
     async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
+        self.faults.check(Op::QuotaRead).await?;
         Ok(lock(&self.quota)
             .get(&(kind, window.start))
             .copied()
@@ -394,6 +576,7 @@ impl QuotaLedger for MemoryStore {
         n: u32,
         limit: u32,
     ) -> PortResult<Reservation> {
+        self.faults.check(Op::Reserve).await?;
         let mut q = lock(&self.quota);
         let used = q.entry((kind, window.start)).or_insert(0);
         if used.saturating_add(n) <= limit {
@@ -405,6 +588,7 @@ impl QuotaLedger for MemoryStore {
     }
 
     async fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> PortResult<()> {
+        self.faults.check(Op::Reserve).await?;
         let mut q = lock(&self.quota);
         let used = q.entry((kind, window.start)).or_insert(0);
         *used = (*used).max(limit);
@@ -414,6 +598,7 @@ impl QuotaLedger for MemoryStore {
 
 impl SyncStateStore for MemoryStore {
     async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
+        self.faults.check(Op::SyncLoad).await?;
         let s = lock(&self.sync);
         Ok(emails
             .iter()
@@ -422,6 +607,7 @@ impl SyncStateStore for MemoryStore {
     }
 
     async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
+        self.faults.check(Op::SyncRecord).await?;
         let mut s = lock(&self.sync);
         let current = s.entry(email.clone()).or_default();
         for (k, f) in fields {
@@ -445,6 +631,7 @@ impl Coordination for MemoryStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> PortResult<bool> {
+        self.faults.check(Op::Lease).await?;
         let mut l = lock(&self.lease);
         match &*l {
             Some((_, expires)) if *expires > now => Ok(false),
@@ -455,7 +642,25 @@ impl Coordination for MemoryStore {
         }
     }
 
+    async fn renew_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
+        self.faults.check(Op::Lease).await?;
+        let mut l = lock(&self.lease);
+        match &mut *l {
+            Some((h, expires)) if h == holder && *expires > now => {
+                *expires = until;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn release_lease(&self, holder: &str) -> PortResult<()> {
+        self.faults.check(Op::Lease).await?;
         let mut l = lock(&self.lease);
         if l.as_ref().is_some_and(|(h, _)| h == holder) {
             *l = None;
@@ -463,24 +668,29 @@ impl Coordination for MemoryStore {
         Ok(())
     }
 
-    async fn circuit_open_until(&self) -> PortResult<Option<DateTime<Utc>>> {
-        Ok(*lock(&self.circuit))
+    async fn circuit(&self) -> PortResult<CircuitState> {
+        self.faults.check(Op::Circuit).await?;
+        Ok(lock(&self.circuit).clone())
     }
 
-    async fn open_circuit(&self, until: DateTime<Utc>, _reason: &str) -> PortResult<()> {
-        *lock(&self.circuit) = Some(until);
+    async fn set_circuit(&self, state: &CircuitState) -> PortResult<()> {
+        self.faults.check(Op::Circuit).await?;
+        *lock(&self.circuit) = state.clone();
         Ok(())
     }
 }
 
 impl RequestTracker for MemoryStore {
-    async fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> PortResult<()> {
+    async fn record(&self, settled: &[(RequestId, ChangeId, Settled)]) -> PortResult<()> {
+        self.faults.check(Op::Progress).await?;
         let mut r = lock(&self.requests);
-        for (id, p) in progress {
-            let e = r.entry(*id).or_default();
-            e.delivered += p.delivered;
-            e.skipped += p.skipped;
-            e.dead_lettered += p.dead_lettered;
+        for (request, change, how) in settled {
+            let sets = r.entry(*request).or_default();
+            match how {
+                Settled::Delivered => sets.delivered.insert(*change),
+                Settled::Skipped => sets.skipped.insert(*change),
+                Settled::DeadLettered => sets.dead_lettered.insert(*change),
+            };
         }
         Ok(())
     }
@@ -516,8 +726,15 @@ struct ProviderState {
     over_limit: u32,
     scripted: VecDeque<ProviderError>,
     reject: Vec<String>,
+    /// Refused records whose refusal does not say which record it is.
+    reject_unindexed: Vec<String>,
     max_users_twice: u32,
     calls: ProviderCalls,
+    /// Every call before this time fails as a 503 (an outage).
+    down_until: Option<DateTime<Utc>>,
+    /// Calls made (of any kind, probes included) while down.
+    calls_while_down: u64,
+    probes: u64,
 }
 
 /// A provider that enforces the limits on its own count (answering 429 over them) and records everything.
@@ -549,6 +766,26 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     /// Records with this email are refused with a 422 naming them.
     pub fn reject_email(&self, email: &str) {
         lock(&self.state).reject.push(email.to_string());
+    }
+
+    /// Records with this email are refused with a 4xx that names no record (a 400 without an index).
+    pub fn reject_email_unindexed(&self, email: &str) {
+        lock(&self.state).reject_unindexed.push(email.to_string());
+    }
+
+    /// The provider is down (every call a 503) until `until`.
+    pub fn down_until(&self, until: DateTime<Utc>) {
+        lock(&self.state).down_until = Some(until);
+    }
+
+    /// Calls that arrived while the provider was down.
+    pub fn calls_while_down(&self) -> u64 {
+        lock(&self.state).calls_while_down
+    }
+
+    /// Half-open probes answered.
+    pub fn probes(&self) -> u64 {
+        lock(&self.state).probes
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -597,11 +834,24 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         out
     }
 
+    /// A call's fate before quota is counted: down, or a scripted error.
+    fn fault(&self, s: &mut ProviderState, now: DateTime<Utc>) -> Option<ProviderError> {
+        if s.down_until.is_some_and(|t| now < t) {
+            s.calls_while_down += 1;
+            s.calls.failed += 1;
+            return Some(ProviderError::transient(
+                "HTTP 503 Service Unavailable (outage)",
+            ));
+        }
+        let e = s.scripted.pop_front()?;
+        s.calls.failed += 1;
+        Some(e)
+    }
+
     fn call(&self, kind: QuotaKind, records: &[Subscriber]) -> Result<(), ProviderError> {
         let now = self.clock.now();
         let mut s = lock(&self.state);
-        if let Some(e) = s.scripted.pop_front() {
-            s.calls.failed += 1;
+        if let Some(e) = self.fault(&mut s, now) {
             return Err(e);
         }
         let window = Window::containing(now, self.window_seconds);
@@ -616,11 +866,29 @@ impl<C: Clock + Clone> MemoryProvider<C> {
             return Err(ProviderError::RateLimited { retry_after: None });
         }
         *used += 1;
-        if let Some(i) = records.iter().position(|r| s.reject.contains(&r.email)) {
+        let named: Vec<usize> = (0..records.len())
+            .filter(|&i| s.reject.contains(&records[i].email))
+            .collect();
+        if !named.is_empty() {
+            s.calls.failed += 1;
+            let detail = named
+                .iter()
+                .map(|i| format!("subscribers[{i}].email: rejected"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ProviderError::Rejected {
+                indexes: named,
+                detail,
+            });
+        }
+        if records
+            .iter()
+            .any(|r| s.reject_unindexed.contains(&r.email))
+        {
             s.calls.failed += 1;
             return Err(ProviderError::Rejected {
-                index: Some(i),
-                detail: format!("subscribers[{i}].email: rejected"),
+                indexes: Vec::new(),
+                detail: "HTTP 400: invalid request".into(),
             });
         }
         let mut emails: Vec<&str> = records.iter().map(|r| r.email.as_str()).collect();
@@ -647,13 +915,47 @@ impl<C: Clock + Clone> MemoryProvider<C> {
     }
 }
 
+impl<C: Clock + Clone> MemoryProvider<C> {
+    fn probe_call(&self) -> Result<(), ProviderError> {
+        let now = self.clock.now();
+        let mut s = lock(&self.state);
+        s.probes += 1;
+        if let Some(e) = self.fault(&mut s, now) {
+            return Err(e);
+        }
+        let window = Window::containing(now, self.window_seconds);
+        let used = s
+            .used
+            .entry((QuotaKind::Individual, window.start))
+            .or_insert(0);
+        if *used >= self.individual_limit {
+            s.over_limit += 1;
+            s.calls.rate_limited += 1;
+            return Err(ProviderError::RateLimited { retry_after: None });
+        }
+        *used += 1;
+        Ok(())
+    }
+}
+
 impl<C: Clock + Clone> Provider for MemoryProvider<C> {
-    async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
-        self.call(QuotaKind::Batch, records)
+    async fn send_batch(&self, records: &[Subscriber]) -> Reply {
+        reply(self.call(QuotaKind::Batch, records))
     }
 
-    async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
-        self.call(QuotaKind::Individual, std::slice::from_ref(record))
+    async fn send_individual(&self, record: &Subscriber) -> Reply {
+        reply(self.call(QuotaKind::Individual, std::slice::from_ref(record)))
+    }
+
+    async fn probe(&self) -> Reply {
+        reply(self.probe_call())
+    }
+}
+
+fn reply(result: Result<(), ProviderError>) -> Reply {
+    Reply {
+        result,
+        info: Default::default(),
     }
 }
 
@@ -739,12 +1041,20 @@ mod tests {
         };
         let name =
             |store: &MemoryStore| store.synced(&email).unwrap()[&FieldKey::Name].value.clone();
-        store.record(&email, &field("new", t, 0)).await.unwrap();
+        SyncStateStore::record(&store, &email, &field("new", t, 0))
+            .await
+            .unwrap();
         let older = t - chrono::TimeDelta::microseconds(400);
-        store.record(&email, &field("old", older, 5)).await.unwrap();
+        SyncStateStore::record(&store, &email, &field("old", older, 5))
+            .await
+            .unwrap();
         assert_eq!(name(&store), "new");
-        store.record(&email, &field("new", t, 0)).await.unwrap();
-        store.record(&email, &field("later", t, 1)).await.unwrap();
+        SyncStateStore::record(&store, &email, &field("new", t, 0))
+            .await
+            .unwrap();
+        SyncStateStore::record(&store, &email, &field("later", t, 1))
+            .await
+            .unwrap();
         assert_eq!(name(&store), "later");
     }
 }

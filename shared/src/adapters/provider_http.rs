@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::config::{Config, ProviderKeySource};
 use crate::domain::Subscriber;
-use crate::ports::{Provider, ProviderError};
+use crate::ports::{CallInfo, Provider, ProviderError, Reply};
 
 const USER_AGENT: &str = concat!("sluice/", env!("CARGO_PKG_VERSION"));
 
@@ -79,21 +79,55 @@ impl HttpProvider {
         )?)
     }
 
-    async fn post(&self, url: &str, body: serde_json::Value) -> Result<(), ProviderError> {
-        let response = self
+    async fn post(&self, url: &str, body: serde_json::Value) -> Reply {
+        let request = self
             .client
             .post(url)
             .basic_auth(&self.api_key, Some(""))
             .header(header::ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient(format!("{e}")))?;
-        map_response(response).await
+            .json(&body);
+        call(request).await
     }
 }
 
-/// Maps a provider answer to the drain's categories.
+/// Sends one request and maps the answer, keeping what the provider said about it.
+async fn call(request: reqwest::RequestBuilder) -> Reply {
+    match request.send().await {
+        Ok(response) => {
+            let info = call_info(&response);
+            Reply {
+                result: map_response(response).await,
+                info,
+            }
+        }
+        Err(e) => Reply::err(ProviderError::transient(format!("{e}"))),
+    }
+}
+
+fn call_info(response: &Response) -> CallInfo {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let number = |name: &str| header(name).and_then(|v| v.trim().parse().ok());
+    CallInfo {
+        status: Some(response.status().as_u16()),
+        request_id: header("x-request-id"),
+        rate_limit: number("x-ratelimit-limit"),
+        rate_remaining: number("x-ratelimit-remaining"),
+    }
+}
+
+/// Drip's 429 for another client's concurrent update of the same subscriber (not the account's limit).
+fn is_same_subscriber_refusal(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    lower.contains("concurrent") && lower.contains("subscriber")
+}
+
+/// Maps a provider answer to the drain's categories (README, "What each provider answer does").
 async fn map_response(response: Response) -> Result<(), ProviderError> {
     let status = response.status();
     if status.is_success() {
@@ -106,46 +140,63 @@ async fn map_response(response: Response) -> Result<(), ProviderError> {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let text = response.text().await.unwrap_or_default();
+    let short = || crate::domain::truncate(&text, 200);
     match status {
-        StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::RateLimited { retry_after }),
-        StatusCode::UNPROCESSABLE_ENTITY => {
-            let errors = serde_json::from_str::<ErrorBody>(&text)
-                .map(|b| b.errors)
-                .unwrap_or_default();
-            let index = errors
-                .iter()
-                .find_map(|e| e.attribute.as_deref().and_then(record_index));
-            let detail = if errors.is_empty() {
-                crate::domain::truncate(&text, 500)
-            } else {
-                errors
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{} {}: {}",
-                            e.code.as_deref().unwrap_or("invalid"),
-                            e.attribute.as_deref().unwrap_or("?"),
-                            e.message.as_deref().unwrap_or("")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            Err(ProviderError::Rejected { index, detail })
+        StatusCode::TOO_MANY_REQUESTS if is_same_subscriber_refusal(&text) => {
+            Err(ProviderError::SubscriberBusy { retry_after })
         }
+        StatusCode::TOO_MANY_REQUESTS => Err(ProviderError::RateLimited { retry_after }),
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => Err(rejection(status, &text)),
+        StatusCode::PAYLOAD_TOO_LARGE => Err(ProviderError::TooLarge(format!(
+            "HTTP {status}: {}",
+            short()
+        ))),
         s if s.is_server_error()
             || s == StatusCode::REQUEST_TIMEOUT
             || s == StatusCode::CONFLICT =>
         {
-            Err(ProviderError::Transient(format!(
-                "HTTP {s}: {}",
-                crate::domain::truncate(&text, 200)
-            )))
+            Err(ProviderError::Transient {
+                detail: format!("HTTP {s}: {}", short()),
+                retry_after,
+            })
         }
         s => Err(ProviderError::Misconfigured(format!(
             "HTTP {s}: {}",
-            crate::domain::truncate(&text, 200)
+            short()
         ))),
+    }
+}
+
+/// A 422/400: which records it names (`subscribers[i]…`, every one of them), and the provider's words.
+fn rejection(status: StatusCode, text: &str) -> ProviderError {
+    let errors = serde_json::from_str::<ErrorBody>(text)
+        .map(|b| b.errors)
+        .unwrap_or_default();
+    let mut indexes: Vec<usize> = errors
+        .iter()
+        .filter_map(|e| e.attribute.as_deref().and_then(record_index))
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    let detail = if errors.is_empty() {
+        crate::domain::truncate(text, 500)
+    } else {
+        errors
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}: {}",
+                    e.code.as_deref().unwrap_or("invalid"),
+                    e.attribute.as_deref().unwrap_or("?"),
+                    e.message.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    ProviderError::Rejected {
+        indexes,
+        detail: format!("{}: {detail}", status.as_u16()),
     }
 }
 
@@ -195,7 +246,7 @@ pub async fn provider_api_key(
 }
 
 impl Provider for HttpProvider {
-    async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
+    async fn send_batch(&self, records: &[Subscriber]) -> Reply {
         self.post(
             &self.batch_url,
             json!({"batches": [{"subscribers": records}]}),
@@ -203,9 +254,19 @@ impl Provider for HttpProvider {
         .await
     }
 
-    async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
+    async fn send_individual(&self, record: &Subscriber) -> Reply {
         self.post(&self.individual_url, json!({"subscribers": [record]}))
             .await
+    }
+
+    /// `GET …/subscribers?per_page=1`: lists one subscriber, changes nothing.
+    async fn probe(&self) -> Reply {
+        let request = self
+            .client
+            .get(format!("{}?per_page=1", self.individual_url))
+            .basic_auth(&self.api_key, Some(""))
+            .header(header::ACCEPT, "application/json");
+        call(request).await
     }
 }
 
@@ -249,6 +310,7 @@ mod tests {
             .await
             .send_batch(&[sub("a@x.io"), sub("b@x.io")])
             .await
+            .result
             .unwrap();
         let req = &server.received_requests().await.unwrap()[0];
         let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
@@ -262,17 +324,32 @@ mod tests {
         assert_eq!(req.headers["authorization"], "Basic a2V5Og==");
     }
 
+    /// Rule: every 4xx class has one defined outcome (README, "What each provider answer does").
     #[tokio::test]
     async fn statuses_map_to_what_the_drain_does() {
         let server = MockServer::start().await;
         let cases = [
-            (429, r#"{"message":"API rate limit exceeded"}"#),
+            (
+                429,
+                r#"{"message":"API rate limit exceeded. Please try again in an hour."}"#,
+            ),
+            (
+                429,
+                r#"{"errors":[{"code":"too_many_requests","message":"Too many concurrent requests for the same subscriber"}]}"#,
+            ),
             (
                 422,
-                r#"{"errors":[{"code":"invalid","attribute":"subscribers[3].email","message":"bad"}]}"#,
+                r#"{"errors":[{"code":"invalid","attribute":"subscribers[3].email","message":"bad"},{"code":"invalid","attribute":"subscribers[7].time_zone","message":"bad"}]}"#,
             ),
+            (
+                400,
+                r#"{"errors":[{"code":"json_error","message":"invalid"}]}"#,
+            ),
+            (413, ""),
             (503, ""),
+            (409, ""),
             (401, ""),
+            (404, ""),
         ];
         let p = provider(&server).await;
         let mut got = Vec::new();
@@ -286,19 +363,59 @@ mod tests {
                 )
                 .mount(&server)
                 .await;
-            got.push(p.send_individual(&sub("a@x.io")).await.unwrap_err());
+            got.push(p.send_individual(&sub("a@x.io")).await.result.unwrap_err());
         }
-        assert_eq!(
-            got[0],
-            ProviderError::RateLimited {
-                retry_after: Some(Duration::from_secs(120))
-            }
+        let after = Some(Duration::from_secs(120));
+        assert_eq!(got[0], ProviderError::RateLimited { retry_after: after });
+        assert_eq!(got[1], ProviderError::SubscriberBusy { retry_after: after });
+        assert!(
+            matches!(&got[2], ProviderError::Rejected { indexes, detail } if indexes == &[3, 7] && detail.contains("subscribers[3].email")),
+            "{:?}",
+            got[2]
         );
         assert!(
-            matches!(&got[1], ProviderError::Rejected { index: Some(3), detail } if detail.contains("subscribers[3].email"))
+            matches!(&got[3], ProviderError::Rejected { indexes, .. } if indexes.is_empty()),
+            "{:?}",
+            got[3]
         );
-        assert!(matches!(got[2], ProviderError::Transient(_)));
-        assert!(matches!(got[3], ProviderError::Misconfigured(_)));
+        assert!(matches!(got[4], ProviderError::TooLarge(_)));
+        assert!(
+            matches!(&got[5], ProviderError::Transient { retry_after, .. } if *retry_after == after)
+        );
+        assert!(matches!(got[6], ProviderError::Transient { .. }));
+        assert!(matches!(got[7], ProviderError::Misconfigured(_)));
+        assert!(matches!(got[8], ProviderError::Misconfigured(_)));
+    }
+
+    /// Rule: every provider call is on the record — status, request id and rate-limit headers are kept.
+    #[tokio::test]
+    async fn the_answer_s_headers_are_kept_and_the_probe_is_a_read() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v2/42/subscribers"))
+            .and(wiremock::matchers::query_param("per_page", "1"))
+            .and(header_exists("authorization"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_string(r#"{"subscribers":[]}"#)
+                    .insert_header("x-request-id", "req-9")
+                    .insert_header("x-ratelimit-limit", "3600")
+                    .insert_header("x-ratelimit-remaining", "3517"),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let reply = provider(&server).await.probe().await;
+        assert_eq!(reply.result, Ok(()));
+        assert_eq!(
+            reply.info,
+            CallInfo {
+                status: Some(200),
+                request_id: Some("req-9".into()),
+                rate_limit: Some(3_600),
+                rate_remaining: Some(3_517),
+            }
+        );
     }
 
     #[tokio::test]
@@ -312,7 +429,8 @@ mod tests {
             .await
             .send_individual(&sub("a@x.io"))
             .await
+            .result
             .unwrap_err();
-        assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+        assert!(matches!(err, ProviderError::Transient { .. }), "{err:?}");
     }
 }

@@ -28,6 +28,10 @@ pub const ATTR_DETAIL: &str = "sluice.detail";
 pub const ATTR_SOURCE_MESSAGE_ID: &str = "sluice.source_message_id";
 pub const ATTR_RECEIVE_COUNT: &str = "sluice.receive_count";
 pub const ATTR_DEAD_LETTERED_AT: &str = "sluice.dead_lettered_at";
+/// On a re-queued copy (on the changes queue): delivery attempts of earlier copies of the change.
+pub const ATTR_ATTEMPTS: &str = "sluice.attempts";
+/// SQS's longest message delay (15 min).
+const MAX_DELAY: Duration = Duration::from_secs(900);
 
 /// Maps an SDK error to a port error: service-side refusals are permanent unless they are throttling;
 /// everything on the way (timeouts, connections, 5xx) is transient.
@@ -74,6 +78,9 @@ impl SqsChangeQueue {
     }
 
     async fn delete_chunk(&self, chunk: Vec<Receipt>) -> PortResult<Vec<Receipt>> {
+        if chunk.is_empty() {
+            return Ok(Vec::new());
+        }
         let entries = chunk
             .iter()
             .enumerate()
@@ -129,6 +136,52 @@ impl SqsChangeQueue {
         Ok(())
     }
 
+    /// One `SendMessageBatch` of fresh copies, then one delete of the originals that were copied.
+    async fn requeue_chunk(
+        &self,
+        chunk: Vec<(ReceivedMessage, Duration)>,
+    ) -> PortResult<Vec<Receipt>> {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, (m, delay)) in chunk.iter().enumerate() {
+            let attempts = MessageAttributeValue::builder()
+                .data_type("Number")
+                .string_value(m.attempts().to_string())
+                .build()
+                .map_err(|e| PortError::permanent("building a message attribute", e))?;
+            entries.push(
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .delay_seconds(delay.min(&MAX_DELAY).as_secs() as i32)
+                    .message_attributes(ATTR_ATTEMPTS, attempts)
+                    .build()
+                    .map_err(|e| PortError::permanent("building a requeue entry", e))?,
+            );
+        }
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify("re-queueing held messages", e))?;
+        // Delete only the originals whose copy is on the queue; the others stay, hidden until their
+        // visibility timeout, and are received again.
+        let failed: Vec<usize> = out
+            .failed()
+            .iter()
+            .filter_map(|f| f.id().parse().ok())
+            .collect();
+        let copied: Vec<Receipt> = chunk
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(i))
+            .map(|(_, (m, _))| m.receipt.clone())
+            .collect();
+        self.delete_chunk(copied).await
+    }
+
     async fn receive_one(&self, n: i32, wait_seconds: i32) -> PortResult<Vec<ReceivedMessage>> {
         let out = self
             .client
@@ -137,6 +190,7 @@ impl SqsChangeQueue {
             .max_number_of_messages(n)
             .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(ATTR_ATTEMPTS)
             .send()
             .await
             .map_err(|e| classify("receiving from the changes queue", e))?;
@@ -149,11 +203,18 @@ impl SqsChangeQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1);
+                let prior_attempts = m
+                    .message_attributes()
+                    .and_then(|a| a.get(ATTR_ATTEMPTS))
+                    .and_then(|v| v.string_value())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 Some(ReceivedMessage {
                     message_id: m.message_id()?.to_string(),
                     receipt: Receipt(m.receipt_handle()?.to_string()),
                     body: m.body().unwrap_or_default().to_string(),
                     receive_count,
+                    prior_attempts,
                 })
             })
             .collect())
@@ -245,6 +306,18 @@ impl ChangeQueue for SqsChangeQueue {
         Ok(())
     }
 
+    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+        let calls: Vec<_> = items
+            .chunks(10)
+            .map(|c| self.requeue_chunk(c.to_vec()))
+            .collect();
+        let failed: Vec<Vec<Receipt>> = stream::iter(calls)
+            .buffer_unordered(PARALLEL_CALLS)
+            .try_collect()
+            .await?;
+        Ok(failed.into_iter().flatten().collect())
+    }
+
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
         let now = chrono::Utc::now().to_rfc3339();
         for chunk in letters.chunks(10) {
@@ -267,10 +340,7 @@ impl ChangeQueue for SqsChangeQueue {
                     .message_attributes(ATTR_REASON, attr(l.reason.as_str().to_string())?)
                     .message_attributes(ATTR_DETAIL, attr(truncate(&l.detail, 1_000))?)
                     .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
-                    .message_attributes(
-                        ATTR_RECEIVE_COUNT,
-                        attr(l.message.receive_count.to_string())?,
-                    )
+                    .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.attempts().to_string())?)
                     .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.clone())?)
                     .build()
                     .map_err(|e| PortError::permanent("building a DLQ entry", e))?;

@@ -1,42 +1,44 @@
 //! The drain engine: one run releases queued changes to the provider within quota.
 //!
-//! A run, in order:
-//! 1. skip if the provider circuit is open; take the single-flight lease (or skip);
-//! 2. read both quota counters and the queue depth, and [`policy::plan`] how much this run may send —
-//!    *before* receiving, so no message is received only to be deferred;
-//! 3. receive that many messages; malformed ones go to the DLQ at once;
-//! 4. [`coalesce::coalesce`] them per email against the sync state; record no-op timestamps, delete
-//!    absorbed messages;
-//! 5. send: batches first when the backlog needs them, individual requests (in waves) for the rest; each
-//!    request's quota is reserved in the ledger right before the call;
-//! 6. settle each record: delivered → record sync state, then delete; 429 → window spent, messages visible
-//!    at the next window; 422 → that record's messages to the DLQ, the rest retried; 5xx/timeout →
-//!    visible again after exponential, jittered backoff (the redrive policy is the final net); repeated
-//!    failures open the circuit;
-//! 7. update per-request progress once, release the lease, and report.
+//! A run, in phases (each bounded by the run's deadline, each write fenced by the lease):
+//! 1. **gate** — nothing while the provider [`circuit`] is open; take the single-flight lease (or skip);
+//!    once the cool-down has passed, one half-open probe that touches no message;
+//! 2. **plan** — read both quota counters and the queue depth, and [`policy::plan`] how much this run may
+//!    send, *before* receiving, so no message is received only to be held;
+//! 3. **receive** that many messages; decode them (malformed ones are [`Outcome::Malformed`]);
+//! 4. **coalesce** them per email against the sync state ([`coalesce::coalesce`]);
+//! 5. **send** ([`send`]): batches first when the backlog needs them, individual requests in waves, each
+//!    request's quota reserved right before the call; every record ends with one typed [`Outcome`];
+//! 6. **settle** ([`settle`]): one table ([`outcome::action`]) maps outcomes to queue actions, carried out
+//!    in the order that loses nothing — sync state, then request progress, then the queue;
+//! 7. release the lease and report.
 
+pub mod circuit;
 pub mod coalesce;
+pub mod outcome;
 pub mod policy;
 pub mod report;
+mod send;
+mod settle;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
 use rand::Rng;
 use tracing::{info, warn};
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, RUN_OVERHEAD};
 use crate::domain::{ChangeId, ChangeMessage, Email, RequestId};
 use crate::ports::{
-    ChangeQueue, Clock, Coordination, DeadLetter, DeadLetterReason, DrainPorts, PortError,
-    Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, RequestProgress,
-    RequestTracker, Reservation, SyncStateStore, Window,
+    ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, PortError, Provider, QuotaKind,
+    QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore, Window,
 };
-use coalesce::{Coalesced, Decoded, PendingRecord, coalesce};
+use circuit::{CircuitPolicy, Phase};
+use coalesce::{Decoded, coalesce};
+pub use outcome::Outcome;
 use policy::{KindQuota, Plan, RunState};
-pub use report::{DrainReport, Idle, PerKind, QuotaSummary};
+pub use report::{CallStats, DrainReport, Idle, PerKind, QuotaSummary};
 
 /// Tunables of the drain, derived from [`Config`].
 #[derive(Debug, Clone)]
@@ -44,18 +46,25 @@ pub struct DrainSettings {
     pub limits: Limits,
     pub interval_seconds: u32,
     pub max_messages: u32,
-    /// First retry delay after a transient failure; doubles per receive.
+    /// First retry delay after a transient failure; doubles per attempt.
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_cap: Duration,
-    /// Consecutive transient provider failures in one run that open the circuit.
-    pub circuit_threshold: u32,
-    /// How long the circuit stays open.
-    pub circuit_cool_down: Duration,
+    /// When the provider circuit opens and how long it stays open.
+    pub circuit: CircuitPolicy,
     /// Parallel individual requests.
     pub individual_concurrency: usize,
-    /// Stop starting provider calls this long before the deadline.
-    pub deadline_margin: Duration,
+    /// No provider call starts this close to the deadline: one call's timeout plus the settling after it.
+    pub send_margin: Duration,
+    /// No settling write starts this close to the deadline.
+    pub settle_margin: Duration,
+    /// How far each renewal extends the lease: longer than any one provider call plus settling, so no other
+    /// run can start while a call of this one is in flight.
+    pub lease_length: Duration,
+    /// Delivery attempts before a change is dead-lettered as `retries_exhausted` (`MAX_RECEIVE_COUNT`).
+    pub max_attempts: u32,
+    /// Retry delay for a record the provider refused because another client was updating it.
+    pub busy_retry: Duration,
 }
 
 impl DrainSettings {
@@ -67,10 +76,17 @@ impl DrainSettings {
             max_messages: config.drain_max_messages,
             backoff_base: Duration::from_secs(30).min(window / 4),
             backoff_cap: Duration::from_secs(900).min(window),
-            circuit_threshold: 3,
-            circuit_cool_down: Duration::from_secs(300).min(window / 2),
+            circuit: CircuitPolicy {
+                threshold: 3,
+                cool_down: Duration::from_secs(300).min(window / 2),
+                cool_down_cap: Duration::from_secs(3_600).min(window),
+            },
             individual_concurrency: 10,
-            deadline_margin: config.provider_timeout + Duration::from_secs(2),
+            send_margin: config.provider_timeout + Duration::from_secs(8),
+            settle_margin: Duration::from_secs(1),
+            lease_length: config.provider_timeout + RUN_OVERHEAD,
+            max_attempts: config.max_receive_count,
+            busy_retry: Duration::from_secs(10),
         }
     }
 
@@ -82,8 +98,9 @@ impl DrainSettings {
     }
 }
 
-/// A failure that ends a run early. Messages already received become visible again by themselves when
-/// their visibility timeout passes, so nothing is lost; the error is for logs and the Lambda's error metric.
+/// A failure that ends a run early. The messages it held are re-queued when possible, or become visible
+/// again by themselves when their visibility timeout passes, so nothing is lost; the error is for logs and
+/// the Lambda's error metric.
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     #[error(transparent)]
@@ -96,26 +113,21 @@ pub struct Drain<P: DrainPorts> {
     settings: DrainSettings,
 }
 
-/// How a group of messages leaves this run.
-enum Settle {
-    Delete,
-    Retry,
-    Defer(Duration),
-}
-
 /// Working state of one run.
-struct Run<'a> {
-    messages: Vec<ReceivedMessage>,
-    changes: HashMap<usize, (ChangeId, RequestId)>,
-    report: DrainReport,
+struct Run {
+    holder: String,
     window: Window,
     deadline: DateTime<Utc>,
-    consecutive_failures: u32,
-    stop_sending: bool,
-    delivered: Vec<&'a PendingRecord>,
-    settled: HashSet<usize>,
-    progress: HashMap<RequestId, RequestProgress>,
-    counted: HashSet<ChangeId>,
+    report: DrainReport,
+    messages: Vec<ReceivedMessage>,
+    /// Change and request of each decoded message, by message index.
+    changes: HashMap<usize, (ChangeId, RequestId)>,
+    /// Messages whose queue action is done (deleted, dead-lettered, released or re-queued).
+    done: HashSet<usize>,
+    circuit: CircuitState,
+    /// The circuit as last stored, to write it only when it changed.
+    circuit_stored: CircuitState,
+    lease_lost: bool,
 }
 
 impl<P: DrainPorts> Drain<P> {
@@ -131,107 +143,88 @@ impl<P: DrainPorts> Drain<P> {
         &self.settings
     }
 
-    /// One run; provider calls stop `deadline_margin` before `deadline`.
+    fn now(&self) -> DateTime<Utc> {
+        self.ports.clock().now()
+    }
+
+    /// One run; provider calls stop `send_margin` before `deadline`, settling `settle_margin` before it.
     pub async fn run(&self, deadline: DateTime<Utc>) -> Result<DrainReport, DrainError> {
         let started = Instant::now();
-        let now = self.ports.clock().now();
+        let now = self.now();
         let window = Window::containing(now, self.settings.limits.window_seconds);
-        let mut report = DrainReport {
-            window_start: window.start,
-            window_ends_in_s: window.end() - now.timestamp(),
-            ..DrainReport::default()
-        };
-
         let coordination = self.ports.coordination();
-        if let Some(until) = coordination.circuit_open_until().await?
-            && until > now
-        {
-            report.idle = Some(Idle::CircuitOpen);
-            self.fill_quota(&mut report, window).await?;
-            return Ok(report);
+        let circuit = coordination.circuit().await?;
+        let mut run = Run {
+            holder: uuid::Uuid::new_v4().to_string(),
+            window,
+            deadline,
+            report: DrainReport {
+                window_start: window.start,
+                window_ends_in_s: window.end() - now.timestamp(),
+                ..DrainReport::default()
+            },
+            messages: Vec::new(),
+            changes: HashMap::new(),
+            done: HashSet::new(),
+            circuit_stored: circuit.clone(),
+            circuit,
+            lease_lost: false,
+        };
+        if let Phase::Open { .. } = circuit::phase(&run.circuit, now) {
+            run.report.idle = Some(Idle::CircuitOpen);
+            return self.finish(run, started).await;
         }
-        let holder = uuid::Uuid::new_v4().to_string();
-        let lease_until = deadline + chrono::Duration::seconds(30);
-        if !coordination
-            .acquire_lease(&holder, now, lease_until)
-            .await?
-        {
-            report.idle = Some(Idle::LeaseHeld);
-            return Ok(report);
+        let until = now + chrono_duration(self.settings.lease_length);
+        if !coordination.acquire_lease(&run.holder, now, until).await? {
+            run.report.idle = Some(Idle::LeaseHeld);
+            return Ok(run.report);
         }
-        let result = self.run_leased(report, window, deadline).await;
-        if let Err(e) = coordination.release_lease(&holder).await {
+        let result = self.run_leased(&mut run).await;
+        if result.is_err() && !run.lease_lost {
+            self.rescue(&mut run).await;
+        }
+        let stored = self.store_circuit(&mut run).await;
+        if let Err(e) = coordination.release_lease(&run.holder).await {
             // The lease expires by itself; a failed release only delays the next run.
             warn!(error = %e, "could not release the drain lease");
         }
-        let mut report = result?;
-        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Ok(report)
+        result?;
+        stored?;
+        self.finish(run, started).await
     }
 
-    async fn run_leased(
-        &self,
-        mut report: DrainReport,
-        window: Window,
-        deadline: DateTime<Utc>,
-    ) -> Result<DrainReport, DrainError> {
-        let now = self.ports.clock().now();
-        let ledger = self.ports.ledger();
-        let (used_batch, used_individual, backlog) = futures::try_join!(
-            ledger.used(QuotaKind::Batch, window),
-            ledger.used(QuotaKind::Individual, window),
-            self.ports.queue().backlog(),
-        )?;
-        let plan: Plan = policy::plan(
-            &self.settings.limits,
-            self.settings.interval_seconds,
-            self.settings.max_messages,
-            RunState {
-                window,
-                elapsed: now.timestamp() - window.start,
-                batch: KindQuota {
-                    limit: self.settings.limits.batch_per_window,
-                    used: used_batch,
-                },
-                individual: KindQuota {
-                    limit: self.settings.limits.individual_per_window,
-                    used: used_individual,
-                },
-                backlog: backlog.visible,
-            },
+    async fn finish(&self, mut run: Run, started: Instant) -> Result<DrainReport, DrainError> {
+        self.fill_quota(&mut run.report, run.window).await?;
+        run.report.circuit_failures = run.circuit.failures;
+        run.report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let r = &run.report;
+        info!(
+            idle = ?r.idle,
+            received = r.received,
+            delivered = r.delivered_records(),
+            held = r.deferred,
+            retried = r.retried,
+            dead_lettered = r.dead_lettered,
+            lease_lost = r.lease_lost,
+            "drain run finished"
         );
-        report.planned_receive = plan.receive;
-        let margin = chrono::Duration::from_std(self.settings.deadline_margin).unwrap_or_default();
-        if now + margin >= deadline || now + window_guard(window) >= window.end_time() {
-            report.idle = Some(Idle::Deadline);
-            self.fill_quota(&mut report, window).await?;
-            return Ok(report);
-        }
-        if plan.receive == 0 {
-            report.idle = Some(Idle::NoQuota);
-            self.fill_quota(&mut report, window).await?;
-            return Ok(report);
-        }
+        Ok(run.report)
+    }
 
-        let messages = self.receive(plan, backlog.visible).await?;
-        report.received = u32::try_from(messages.len()).unwrap_or(u32::MAX);
-        let mut run = Run {
-            messages,
-            changes: HashMap::new(),
-            report,
-            window,
-            deadline,
-            consecutive_failures: 0,
-            stop_sending: false,
-            delivered: Vec::new(),
-            settled: HashSet::new(),
-            progress: HashMap::new(),
-            counted: HashSet::new(),
+    async fn run_leased(&self, run: &mut Run) -> Result<(), DrainError> {
+        if circuit::phase(&run.circuit, self.now()) == Phase::HalfOpen && !self.probe(run).await? {
+            return Ok(());
+        }
+        let Some(plan) = self.plan(run).await? else {
+            return Ok(());
         };
+        let backlog = run.report.backlog;
+        run.messages = self.receive(plan, backlog).await?;
+        run.report.received = u32::try_from(run.messages.len()).unwrap_or(u32::MAX);
 
         // Decode; malformed bodies go straight to the DLQ.
+        let mut fates: Vec<Option<Outcome>> = vec![None; run.messages.len()];
         let mut decoded = Vec::with_capacity(run.messages.len());
-        let mut malformed = Vec::new();
         for (index, m) in run.messages.iter().enumerate() {
             match ChangeMessage::from_body(&m.body) {
                 Ok(msg) => {
@@ -240,12 +233,12 @@ impl<P: DrainPorts> Drain<P> {
                         .insert(index, (change.change_id, change.request_id));
                     decoded.push(Decoded { index, change });
                 }
-                Err(e) => malformed.push((index, format!("cannot decode change message: {e}"))),
+                Err(e) => {
+                    fates[index] = Some(Outcome::Malformed(format!(
+                        "cannot decode change message: {e}"
+                    )));
+                }
             }
-        }
-        for (index, detail) in malformed {
-            self.dead_letter(&mut run, &[index], DeadLetterReason::Malformed, detail)
-                .await?;
         }
 
         let emails: Vec<Email> = {
@@ -254,209 +247,122 @@ impl<P: DrainPorts> Drain<P> {
             set.dedup();
             set
         };
+        self.check_time(run, self.settings.settle_margin)?;
         let synced = self.ports.sync_state().load(&emails).await?;
-        let coalesced: Coalesced = coalesce(&decoded, &synced);
+        let coalesced = coalesce(&decoded, &synced);
         run.report.coalesced = coalesced.merged_messages;
         run.report.skipped_unchanged = coalesced.skipped_unchanged;
         run.report.skipped_stale = coalesced.skipped_stale;
-
-        // No-ops newer than the synced timestamp move it forward before their messages are deleted.
-        for (email, fields) in &coalesced.touches {
-            self.ports.sync_state().record(email, fields).await?;
-        }
         run.report.absorbed = u32::try_from(coalesced.absorbed.len()).unwrap_or(u32::MAX);
-        self.settle(&mut run, &coalesced.absorbed, Settle::Delete)
-            .await?;
         for &i in &coalesced.absorbed {
-            count(&mut run, i, |p| p.skipped += 1);
+            fates[i] = Some(Outcome::Absorbed);
         }
 
-        self.send_all(&mut run, &coalesced.records, plan).await?;
-
-        // Record what was delivered, then delete its messages (state first: a crash in between resends
-        // the same values, never older ones).
-        let delivered = std::mem::take(&mut run.delivered);
-        let sync = self.ports.sync_state();
-        let results: Vec<Result<(), PortError>> = stream::iter(delivered.iter())
-            .map(|r| async move { sync.record(&r.email, &r.synced_fields()).await })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        results
-            .into_iter()
-            .collect::<Result<Vec<()>, PortError>>()?;
-        let delivered_indexes: Vec<usize> = delivered
-            .iter()
-            .flat_map(|r| r.messages.iter().copied())
-            .collect();
-        for r in &delivered {
-            // A superseded change counts as skipped; a change that supplied a sent value as delivered.
-            let winners: HashSet<ChangeId> = r.fields.values().map(|w| w.change_id).collect();
-            for &i in &r.messages {
-                let won = run
-                    .changes
-                    .get(&i)
-                    .is_some_and(|(id, _)| winners.contains(id));
-                count(&mut run, i, |p| {
-                    if won {
-                        p.delivered += 1
-                    } else {
-                        p.skipped += 1
-                    }
-                });
+        let outcomes = self.send_all(run, &coalesced.records, plan).await?;
+        for (record, outcome) in coalesced.records.iter().zip(&outcomes) {
+            for &i in &record.messages {
+                fates[i] = Some(outcome.clone());
             }
         }
-        self.settle(&mut run, &delivered_indexes, Settle::Delete)
-            .await?;
-
-        if !run.progress.is_empty() {
-            self.ports.requests().add(&run.progress).await?;
-        }
-        let mut report = run.report;
-        self.fill_quota(&mut report, window).await?;
-        info!(
-            received = report.received,
-            delivered = report.delivered_records(),
-            deferred = report.deferred,
-            retried = report.retried,
-            dead_lettered = report.dead_lettered,
-            "drain run finished"
-        );
-        Ok(report)
+        self.settle(run, fates, &coalesced, &outcomes).await
     }
 
-    /// Sends every pending record this run's plan allows; settles the ones it cannot send.
-    async fn send_all<'a>(
-        &self,
-        run: &mut Run<'a>,
-        records: &'a [PendingRecord],
-        plan: Plan,
-    ) -> Result<(), DrainError> {
-        let batch_size = self.settings.limits.batch_size.max(1) as usize;
-        let mut pending: VecDeque<&'a PendingRecord> = records.iter().collect();
-        let mut batches_left = plan.batches;
-        let mut individual_left = plan.individual;
+    /// Reads quota and depth and plans the run; `None` when the run has nothing to do (reported idle).
+    async fn plan(&self, run: &mut Run) -> Result<Option<Plan>, DrainError> {
+        let now = self.now();
+        let window = run.window;
+        let ledger = self.ports.ledger();
+        let (used_batch, used_individual, backlog) = futures::try_join!(
+            ledger.used(QuotaKind::Batch, window),
+            ledger.used(QuotaKind::Individual, window),
+            self.ports.queue().backlog(),
+        )?;
+        let limits = &self.settings.limits;
+        let batch = KindQuota {
+            limit: limits.batch_per_window,
+            used: used_batch,
+        };
+        let individual = KindQuota {
+            limit: limits.individual_per_window,
+            used: used_individual,
+        };
+        run.report.backlog = backlog.visible;
+        run.report.window_records_left =
+            u64::from(batch.left()) * u64::from(limits.batch_size) + u64::from(individual.left());
+        let plan = policy::plan(
+            limits,
+            self.settings.interval_seconds,
+            self.settings.max_messages,
+            RunState {
+                window,
+                elapsed: now.timestamp() - window.start,
+                batch,
+                individual,
+                backlog: backlog.visible,
+            },
+        );
+        run.report.planned_receive = plan.receive;
+        let margin = chrono_duration(self.settings.send_margin);
+        if now + margin >= run.deadline || now + window_guard(window) >= window.end_time() {
+            run.report.idle = Some(Idle::Deadline);
+            return Ok(None);
+        }
+        if plan.receive == 0 {
+            run.report.idle = Some(Idle::NoQuota);
+            return Ok(None);
+        }
+        Ok(Some(plan))
+    }
 
-        // Batches, while the backlog needs more than the individual allowance can carry.
-        while batches_left > 0 && pending.len() > individual_left as usize && !self.must_stop(run) {
-            match self.reserve(QuotaKind::Batch, run.window, 1).await? {
-                0 => break,
-                _ => batches_left -= 1,
+    /// The half-open probe: one request that touches no subscriber and no message. `true` when the
+    /// provider answered (the circuit closes and the run goes on), `false` when it is still down.
+    async fn probe(&self, run: &mut Run) -> Result<bool, DrainError> {
+        let kind = if self.settings.limits.individual_per_window > 0 {
+            QuotaKind::Individual
+        } else {
+            QuotaKind::Batch
+        };
+        if !self.fence(run).await? {
+            return Ok(false);
+        }
+        if self.reserve(kind, run.window, 1).await? == 0 {
+            run.report.idle = Some(Idle::NoQuota);
+            return Ok(false);
+        }
+        let started = Instant::now();
+        let reply = self.ports.provider().probe().await;
+        run.report.calls.probe += 1;
+        log_call("probe", 0, &reply, started.elapsed(), 1);
+        let now = self.now();
+        match &reply.result {
+            Err(
+                e @ (crate::ports::ProviderError::Transient { .. }
+                | crate::ports::ProviderError::Misconfigured(_)),
+            ) => {
+                let retry_after = match e {
+                    crate::ports::ProviderError::Transient { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                run.circuit.failures = run.circuit.failures.saturating_add(1);
+                let until =
+                    self.settings
+                        .circuit
+                        .open(&mut run.circuit, now, &e.to_string(), retry_after);
+                warn!(%until, error = %e, "provider probe failed; the circuit stays open");
+                run.report.idle = Some(Idle::CircuitOpen);
+                run.report.provider_errors += 1;
+                Ok(false)
             }
-            let take = pending.len().min(batch_size);
-            let chunk: Vec<&PendingRecord> = pending.drain(..take).collect();
-            let subscribers: Vec<_> = chunk.iter().map(|r| r.subscriber()).collect();
-            match self.ports.provider().send_batch(&subscribers).await {
-                Ok(()) => {
-                    run.consecutive_failures = 0;
-                    run.report.requests.batch += 1;
-                    run.report.delivered.batch += u32::try_from(chunk.len()).unwrap_or(u32::MAX);
-                    run.delivered.extend(chunk);
+            other => {
+                if let Err(crate::ports::ProviderError::RateLimited { retry_after }) = other {
+                    self.spend(run, kind, *retry_after).await?;
                 }
-                Err(ProviderError::Rejected {
-                    index: Some(i),
-                    detail,
-                }) if i < chunk.len() => {
-                    let bad = chunk[i];
-                    warn!(email = %bad.email, %detail, "provider rejected a record; dead-lettering its messages");
-                    self.dead_letter(run, &bad.messages, DeadLetterReason::Rejected, detail)
-                        .await?;
-                    // The rest of the batch is retried in this run without it, quota permitting.
-                    for (j, r) in chunk.iter().enumerate().rev() {
-                        if j != i {
-                            pending.push_front(r);
-                        }
-                    }
-                }
-                Err(ProviderError::RateLimited { .. }) => {
-                    self.rate_limited(run, QuotaKind::Batch).await?;
-                    batches_left = 0;
-                    for r in chunk.into_iter().rev() {
-                        pending.push_front(r);
-                    }
-                }
-                Err(e) => {
-                    self.failed(run, &e).await?;
-                    let idx: Vec<usize> = chunk
-                        .iter()
-                        .flat_map(|r| r.messages.iter().copied())
-                        .collect();
-                    self.settle(run, &idx, Settle::Retry).await?;
-                }
+                info!("provider probe answered; closing the circuit");
+                self.settings.circuit.success(&mut run.circuit);
+                run.report.circuit_closed = true;
+                Ok(true)
             }
         }
-
-        // Individual requests, in waves: reserve a wave's quota, send it in parallel, settle.
-        while individual_left > 0 && !pending.is_empty() && !self.must_stop(run) {
-            let want = (individual_left as usize)
-                .min(pending.len())
-                .min(self.settings.individual_concurrency);
-            let granted = self
-                .reserve(QuotaKind::Individual, run.window, want as u32)
-                .await?;
-            if granted == 0 {
-                break;
-            }
-            individual_left -= granted;
-            let wave: Vec<&PendingRecord> = pending.drain(..granted as usize).collect();
-            let provider = self.ports.provider();
-            let results: Vec<(&PendingRecord, Result<(), ProviderError>)> = stream::iter(wave)
-                .map(|r| async move { (r, provider.send_individual(&r.subscriber()).await) })
-                .buffer_unordered(self.settings.individual_concurrency)
-                .collect()
-                .await;
-            let mut limited = false;
-            for (r, result) in results {
-                match result {
-                    Ok(()) => {
-                        run.consecutive_failures = 0;
-                        run.report.requests.individual += 1;
-                        run.report.delivered.individual += 1;
-                        run.delivered.push(r);
-                    }
-                    Err(ProviderError::Rejected { detail, .. }) => {
-                        warn!(email = %r.email, %detail, "provider rejected a record; dead-lettering its messages");
-                        self.dead_letter(run, &r.messages, DeadLetterReason::Rejected, detail)
-                            .await?;
-                    }
-                    Err(ProviderError::RateLimited { .. }) => {
-                        limited = true;
-                        pending.push_back(r);
-                    }
-                    Err(e) => {
-                        self.failed(run, &e).await?;
-                        self.settle(run, &r.messages, Settle::Retry).await?;
-                    }
-                }
-            }
-            if limited {
-                self.rate_limited(run, QuotaKind::Individual).await?;
-                individual_left = 0;
-            }
-        }
-
-        // What could not be sent this run becomes visible again: at the next window if quota ran out,
-        // at once otherwise (the deadline or the circuit stopped us).
-        let leftover: Vec<usize> = pending
-            .iter()
-            .flat_map(|r| r.messages.iter().copied())
-            .collect();
-        if !leftover.is_empty() {
-            let ledger = self.ports.ledger();
-            let (b, i) = futures::try_join!(
-                ledger.used(QuotaKind::Batch, run.window),
-                ledger.used(QuotaKind::Individual, run.window)
-            )?;
-            let window_spent = b >= self.settings.limit(QuotaKind::Batch)
-                && i >= self.settings.limit(QuotaKind::Individual);
-            let delay = if window_spent {
-                self.until_next_window(run.window)
-            } else {
-                Duration::ZERO
-            };
-            self.settle(run, &leftover, Settle::Defer(delay)).await?;
-        }
-        Ok(())
     }
 
     /// Receives what the plan can send. Copies of one user coalesce into one record, so while the distinct
@@ -490,15 +396,36 @@ impl<P: DrainPorts> Drain<P> {
         Ok(messages)
     }
 
-    /// Stop starting provider calls: the circuit opened, the deadline is near, or the window is about to
-    /// end — a call reserved in this window must reach the provider inside it, or the provider would count
-    /// it against the next window, whose quota the ledger hands out in full.
-    fn must_stop(&self, run: &Run<'_>) -> bool {
-        let now = self.ports.clock().now();
-        let margin = chrono::Duration::from_std(self.settings.deadline_margin).unwrap_or_default();
-        run.stop_sending
-            || now + margin >= run.deadline
-            || now + window_guard(run.window) >= run.window.end_time()
+    /// Renews the lease before a provider call or a write phase; `false` (and the run stops writing) when
+    /// it is lost — another run may hold it now.
+    async fn fence(&self, run: &mut Run) -> Result<bool, DrainError> {
+        if run.lease_lost {
+            return Ok(false);
+        }
+        let now = self.now();
+        let until = now + chrono_duration(self.settings.lease_length);
+        let held = self
+            .ports
+            .coordination()
+            .renew_lease(&run.holder, now, until)
+            .await?;
+        if !held {
+            warn!("the drain lease was lost; this run stops without writing or deleting anything");
+            run.lease_lost = true;
+            run.report.lease_lost = true;
+        }
+        Ok(held)
+    }
+
+    /// Errors when less than `margin` is left before the deadline: the phase must not start.
+    fn check_time(&self, run: &Run, margin: Duration) -> Result<(), DrainError> {
+        if self.now() + chrono_duration(margin) >= run.deadline {
+            return Err(DrainError::Port(PortError::transient(
+                "drain deadline",
+                anyhow::anyhow!("the run's deadline {} is too close", run.deadline),
+            )));
+        }
+        Ok(())
     }
 
     /// Reserves up to `n` units (fewer if fewer are left); returns how many were granted.
@@ -520,126 +447,68 @@ impl<P: DrainPorts> Drain<P> {
         }
     }
 
-    async fn rate_limited(&self, run: &mut Run<'_>, kind: QuotaKind) -> Result<(), DrainError> {
+    /// The account's limit answered 429 for `kind`: its window is spent, and so is every window up to the
+    /// provider's `Retry-After`. Returns when the kind can be used again.
+    async fn spend(
+        &self,
+        run: &mut Run,
+        kind: QuotaKind,
+        retry_after: Option<Duration>,
+    ) -> Result<DateTime<Utc>, DrainError> {
         warn!(
             kind = kind.as_str(),
-            "provider answered 429; marking the window spent"
+            ?retry_after,
+            "provider answered 429 for the account's limit; marking the window spent"
         );
         run.report.rate_limited += 1;
-        self.ports
-            .ledger()
-            .mark_spent(kind, run.window, self.settings.limit(kind))
-            .await?;
-        Ok(())
+        let limit = self.settings.limit(kind);
+        let ledger = self.ports.ledger();
+        let now = self.now();
+        let until = now + chrono_duration(retry_after.unwrap_or_default());
+        let mut window = run.window;
+        ledger.mark_spent(kind, window, limit).await?;
+        // At most a day of windows ahead: a Retry-After longer than that is not believed.
+        for _ in 0..24 {
+            if window.end_time() >= until {
+                break;
+            }
+            window = window.next();
+            ledger.mark_spent(kind, window, limit).await?;
+        }
+        Ok(window.end_time().max(until))
     }
 
-    async fn failed(&self, run: &mut Run<'_>, error: &ProviderError) -> Result<(), DrainError> {
-        warn!(%error, "provider call failed");
-        run.report.provider_errors += 1;
-        run.consecutive_failures += 1;
-        let misconfigured = matches!(error, ProviderError::Misconfigured(_));
-        if (misconfigured || run.consecutive_failures >= self.settings.circuit_threshold)
-            && !run.stop_sending
-        {
-            let until = self.ports.clock().now()
-                + chrono::Duration::from_std(self.settings.circuit_cool_down).unwrap_or_default();
-            warn!(%until, "opening the provider circuit");
-            self.ports
-                .coordination()
-                .open_circuit(until, &error.to_string())
-                .await?;
-            run.report.circuit_opened = true;
-            run.stop_sending = true;
+    /// Writes the circuit if this run changed it.
+    async fn store_circuit(&self, run: &mut Run) -> Result<(), DrainError> {
+        if run.circuit != run.circuit_stored {
+            self.ports.coordination().set_circuit(&run.circuit).await?;
+            run.circuit_stored = run.circuit.clone();
         }
         Ok(())
     }
 
-    async fn dead_letter(
-        &self,
-        run: &mut Run<'_>,
-        indexes: &[usize],
-        reason: DeadLetterReason,
-        detail: String,
-    ) -> Result<(), DrainError> {
-        let letters: Vec<DeadLetter> = unique(indexes)
-            .into_iter()
-            .filter(|i| run.settled.insert(*i))
-            .map(|i| DeadLetter {
-                message: run.messages[i].clone(),
-                reason,
-                detail: detail.clone(),
-            })
+    /// After an error mid-run: hand back every message not yet settled as a fresh copy, so the error costs
+    /// no receive count. Best effort — what fails here comes back after its visibility timeout.
+    async fn rescue(&self, run: &mut Run) {
+        let delay = Duration::from_secs(u64::from(self.settings.interval_seconds));
+        let items: Vec<(ReceivedMessage, Duration)> = (0..run.messages.len())
+            .filter(|i| !run.done.contains(i))
+            .map(|i| (run.messages[i].clone(), delay))
             .collect();
-        if letters.is_empty() {
-            return Ok(());
+        if items.is_empty() {
+            return;
         }
-        self.ports.queue().dead_letter(&letters).await?;
-        run.report.dead_lettered += u32::try_from(letters.len()).unwrap_or(u32::MAX);
-        for &i in indexes {
-            count(run, i, |p| p.dead_lettered += 1);
+        match self.ports.queue().requeue(&items).await {
+            Ok(_) => run.report.deferred += u32::try_from(items.len()).unwrap_or(u32::MAX),
+            Err(e) => {
+                warn!(error = %e, "could not hand back the run's messages; they return after their visibility timeout")
+            }
         }
-        Ok(())
     }
 
-    async fn settle(
-        &self,
-        run: &mut Run<'_>,
-        indexes: &[usize],
-        how: Settle,
-    ) -> Result<(), DrainError> {
-        let fresh: Vec<usize> = unique(indexes)
-            .into_iter()
-            .filter(|i| run.settled.insert(*i))
-            .collect();
-        if fresh.is_empty() {
-            return Ok(());
-        }
-        let n = u32::try_from(fresh.len()).unwrap_or(u32::MAX);
-        let queue = self.ports.queue();
-        match how {
-            Settle::Delete => {
-                let receipts: Vec<Receipt> = fresh
-                    .iter()
-                    .map(|&i| run.messages[i].receipt.clone())
-                    .collect();
-                let failed = queue.delete(&receipts).await?;
-                if !failed.is_empty() {
-                    // The data is recorded as synced: a redelivery is dropped as a no-op, not resent.
-                    warn!(
-                        count = failed.len(),
-                        "some deletes failed; those messages will come back as no-ops"
-                    );
-                }
-                run.report.deleted += n - u32::try_from(failed.len()).unwrap_or(0).min(n);
-            }
-            Settle::Retry => {
-                let items: Vec<(Receipt, Duration)> = fresh
-                    .iter()
-                    .map(|&i| {
-                        (
-                            run.messages[i].receipt.clone(),
-                            self.backoff(run.messages[i].receive_count),
-                        )
-                    })
-                    .collect();
-                queue.release(&items).await?;
-                run.report.retried += n;
-            }
-            Settle::Defer(delay) => {
-                let items: Vec<(Receipt, Duration)> = fresh
-                    .iter()
-                    .map(|&i| (run.messages[i].receipt.clone(), delay))
-                    .collect();
-                queue.release(&items).await?;
-                run.report.deferred += n;
-            }
-        }
-        Ok(())
-    }
-
-    /// Exponential backoff with equal jitter: half fixed, half random, from the receive count.
-    pub fn backoff(&self, receive_count: u32) -> Duration {
-        let exp = receive_count.saturating_sub(1).min(20);
+    /// Exponential backoff with equal jitter: half fixed, half random, from the change's attempts.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(20);
         let full = self
             .settings
             .backoff_base
@@ -648,14 +517,6 @@ impl<P: DrainPorts> Drain<P> {
         let half = full / 2;
         let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
         half + Duration::from_millis(jitter)
-    }
-
-    /// Time until the next window opens, plus a little jitter so released messages don't all reappear at once.
-    fn until_next_window(&self, window: Window) -> Duration {
-        let now = self.ports.clock().now().timestamp();
-        let secs = u64::try_from(window.end() - now).unwrap_or(0);
-        let jitter = rand::rng().random_range(0..=(u64::from(window.length) / 20).clamp(1, 30));
-        Duration::from_secs(secs + jitter)
     }
 
     async fn fill_quota(&self, report: &mut DrainReport, window: Window) -> Result<(), DrainError> {
@@ -673,6 +534,36 @@ impl<P: DrainPorts> Drain<P> {
         report.quota_individual = summary(self.settings.limits.individual_per_window, i);
         Ok(())
     }
+}
+
+/// One structured line per provider call: what was sent, what came back, how long it took.
+fn log_call(kind: &'static str, records: usize, reply: &Reply, elapsed: Duration, attempt: u32) {
+    let outcome = match &reply.result {
+        Ok(()) => "ok",
+        Err(e) => e.class(),
+    };
+    let error =
+        reply.result.as_ref().err().map(|e| {
+            crate::telemetry::redact_emails_in(&crate::domain::truncate(&e.to_string(), 300))
+        });
+    info!(
+        target: "sluice::provider_call",
+        kind,
+        records,
+        status = reply.info.status,
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        attempt,
+        outcome,
+        request_id = reply.info.request_id.as_deref(),
+        rate_limit = reply.info.rate_limit,
+        rate_remaining = reply.info.rate_remaining,
+        error,
+        "provider call"
+    );
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 /// No provider call starts this close to the end of its window (10 % of the window, at most 2 s): a call
@@ -694,22 +585,6 @@ fn distinct_users(messages: &[ReceivedMessage]) -> u64 {
         }
     }
     emails.len() as u64 + malformed
-}
-
-fn unique(indexes: &[usize]) -> Vec<usize> {
-    let mut v = indexes.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-/// Counts a message's change once per run toward its request's progress (copies of one change count once).
-fn count(run: &mut Run<'_>, index: usize, f: impl FnOnce(&mut RequestProgress)) {
-    if let Some(&(change_id, request_id)) = run.changes.get(&index)
-        && run.counted.insert(change_id)
-    {
-        f(run.progress.entry(request_id).or_default());
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,58 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ports::Reply;
 use crate::telemetry::emf_line;
+
+/// Provider calls of one kind in one run: how many, how they ended, how long they took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindCalls {
+    pub calls: u32,
+    /// Answered 2xx.
+    pub ok: u32,
+    /// Answered 4xx (429 included).
+    pub client_errors: u32,
+    /// Answered 5xx, or no answer (timeout, connection).
+    pub server_errors: u32,
+    pub total_ms: u64,
+    pub max_ms: u64,
+}
+
+impl KindCalls {
+    pub fn record(&mut self, reply: &Reply, elapsed: std::time::Duration) {
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.calls += 1;
+        self.total_ms = self.total_ms.saturating_add(ms);
+        self.max_ms = self.max_ms.max(ms);
+        match (reply.result.is_ok(), reply.info.status) {
+            (true, _) => self.ok += 1,
+            (false, Some(s)) if (400..500).contains(&s) => self.client_errors += 1,
+            (false, Some(_)) => self.server_errors += 1,
+            // The in-memory provider gives no status: classify by the error.
+            (false, None) => match &reply.result {
+                Err(crate::ports::ProviderError::Transient { .. }) => self.server_errors += 1,
+                _ => self.client_errors += 1,
+            },
+        }
+    }
+
+    pub fn mean_ms(&self) -> f64 {
+        if self.calls == 0 {
+            0.0
+        } else {
+            self.total_ms as f64 / f64::from(self.calls)
+        }
+    }
+}
+
+/// Provider calls of one run, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    pub batch: KindCalls,
+    pub individual: KindCalls,
+    /// Half-open probes made.
+    pub probe: u32,
+}
 
 /// Quota of one kind after the run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +80,7 @@ pub enum Idle {
     CircuitOpen,
     /// No quota left this window (or none due this run).
     NoQuota,
-    /// Too close to the invocation's deadline to start.
+    /// Too close to the invocation's deadline, or to the end of the quota window, to start a call.
     Deadline,
 }
 
@@ -43,6 +94,10 @@ pub struct DrainReport {
     pub window_ends_in_s: i64,
     /// Messages planned for this run (decided before receiving).
     pub planned_receive: u32,
+    /// Visible messages when the run planned (approximate).
+    pub backlog: u64,
+    /// Records the current window can still carry when the run planned (both kinds).
+    pub window_records_left: u64,
     pub received: u32,
     /// Messages merged into another message's record.
     pub coalesced: u32,
@@ -58,18 +113,27 @@ pub struct DrainReport {
     pub requests: PerKind,
     /// Messages deleted after delivery.
     pub deleted: u32,
-    /// Messages made visible again for lack of quota (429 or a deadline), not counted as failures.
+    /// Messages held without being tried (circuit open, quota spent, deadline) and re-queued as fresh
+    /// copies for when they can be tried; their receive counts are not spent.
     pub deferred: u32,
     /// Messages made visible again after a transient failure, with backoff.
     pub retried: u32,
-    /// Messages sent to the DLQ (malformed or rejected by the provider).
+    /// Messages sent to the DLQ (malformed, rejected by the provider, or out of attempts).
     pub dead_lettered: u32,
-    /// 429 answers from the provider.
+    /// 429 answers for the account's limit.
     pub rate_limited: u32,
     /// Transient provider failures (5xx, timeouts, connection errors).
     pub provider_errors: u32,
     /// The circuit was opened by this run.
     pub circuit_opened: bool,
+    /// A half-open probe of this run closed the circuit.
+    pub circuit_closed: bool,
+    /// Consecutive transient provider failures after this run (kept across runs).
+    pub circuit_failures: u32,
+    /// The run lost its lease and stopped without writing or deleting.
+    pub lease_lost: bool,
+    /// Provider calls by kind.
+    pub calls: CallStats,
     pub quota_batch: QuotaSummary,
     pub quota_individual: QuotaSummary,
     pub duration_ms: u64,
@@ -78,6 +142,12 @@ pub struct DrainReport {
 impl DrainReport {
     pub fn delivered_records(&self) -> u32 {
         self.delivered.batch + self.delivered.individual
+    }
+
+    /// Messages beyond what the current window can still carry (0 when it can carry the backlog): the
+    /// overload signal behind `QuotaExhaustedAlarm`.
+    pub fn backlog_over_capacity(&self) -> u64 {
+        self.backlog.saturating_sub(self.window_records_left)
     }
 
     /// The report as one EMF line (namespace `Sluice`, dimension `Stack`), for the dashboard and alarms.
@@ -109,6 +179,28 @@ impl DrainReport {
             ("IndividualQuotaUsed", f(self.quota_individual.used)),
             ("IndividualQuotaLeft", f(self.quota_individual.left)),
             ("DrainDurationMs", self.duration_ms as f64),
+            ("BacklogOverCapacity", self.backlog_over_capacity() as f64),
+            (
+                "Overloaded",
+                if self.backlog_over_capacity() > 0 {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
+            ("CircuitFailures", f(self.circuit_failures)),
+            ("LeaseLost", if self.lease_lost { 1.0 } else { 0.0 }),
+            ("BatchCalls", f(self.calls.batch.calls)),
+            ("BatchCalls4xx", f(self.calls.batch.client_errors)),
+            ("BatchCalls5xx", f(self.calls.batch.server_errors)),
+            ("BatchCallMeanMs", self.calls.batch.mean_ms()),
+            ("BatchCallMaxMs", self.calls.batch.max_ms as f64),
+            ("IndividualCalls", f(self.calls.individual.calls)),
+            ("IndividualCalls4xx", f(self.calls.individual.client_errors)),
+            ("IndividualCalls5xx", f(self.calls.individual.server_errors)),
+            ("IndividualCallMeanMs", self.calls.individual.mean_ms()),
+            ("IndividualCallMaxMs", self.calls.individual.max_ms as f64),
+            ("ProbeCalls", f(self.calls.probe)),
         ];
         emf_line("Sluice", &[("Stack", stack)], &metrics, timestamp_ms)
     }

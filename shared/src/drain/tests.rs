@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone as _, Utc};
 
 use super::*;
-use crate::adapters::memory::{ManualClock, MemoryProvider, MemoryQueue, MemoryStore};
+use crate::adapters::memory::{
+    Fault, Faults, ManualClock, MemoryProvider, MemoryQueue, MemoryStore, Op,
+};
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::ports::{PortSet, ProviderError};
 
@@ -27,6 +29,7 @@ struct Harness {
     queue: MemoryQueue<ManualClock>,
     store: MemoryStore,
     provider: MemoryProvider<ManualClock>,
+    faults: Faults,
     drain: Drain<Ports>,
 }
 
@@ -40,8 +43,10 @@ fn start() -> DateTime<Utc> {
 
 fn harness(limits: Limits, max_messages: u32) -> Harness {
     let clock = ManualClock::new(start());
-    let queue = MemoryQueue::new(clock.clone(), Duration::from_secs(120), 10);
-    let store = MemoryStore::default();
+    let faults = Faults::default();
+    let queue =
+        MemoryQueue::new(clock.clone(), Duration::from_secs(120), 10).with_faults(faults.clone());
+    let store = MemoryStore::default().with_faults(faults.clone());
     let provider = MemoryProvider::new(
         clock.clone(),
         limits.batch_per_window,
@@ -55,10 +60,17 @@ fn harness(limits: Limits, max_messages: u32) -> Harness {
         max_messages,
         backoff_base: Duration::from_secs(30).min(window / 4),
         backoff_cap: Duration::from_secs(900).min(window),
-        circuit_threshold: 3,
-        circuit_cool_down: Duration::from_secs(300).min(window / 2),
+        circuit: CircuitPolicy {
+            threshold: 3,
+            cool_down: Duration::from_secs(300).min(window / 2),
+            cool_down_cap: Duration::from_secs(3_600).min(window),
+        },
         individual_concurrency: 10,
-        deadline_margin: Duration::from_secs(5),
+        send_margin: Duration::from_secs(5),
+        settle_margin: Duration::from_secs(1),
+        lease_length: Duration::from_secs(25),
+        max_attempts: 10,
+        busy_retry: Duration::from_secs(10),
     };
     let ports = PortSet {
         queue: queue.clone(),
@@ -74,6 +86,7 @@ fn harness(limits: Limits, max_messages: u32) -> Harness {
         queue,
         store,
         provider,
+        faults,
         drain: Drain::new(ports, settings),
     }
 }
@@ -217,39 +230,22 @@ async fn unchanged_and_stale_changes_are_not_sent() {
 }
 
 /// Rule: a crash after the provider call but before the delete must not resend stale data — the retry
-/// finds the synced state and drops the redelivered messages as no-ops.
+/// finds the synced state and drops the redelivered messages as no-ops. The crash is real: the run hangs
+/// in its delete call and is dropped there.
 #[tokio::test]
 async fn a_crash_between_send_and_delete_resends_nothing() {
     let h = harness(Limits::default(), 1_000);
-    let change = h.enqueue("a@x.io", 0, "v1");
-    // Simulate the crash: deliver and record sync state, but never delete (the message stays in flight).
-    let email = change.email.clone();
-    h.provider
-        .send_individual(&crate::domain::Subscriber {
-            email: email.as_str().into(),
-            name: Some("v1".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    h.queue.receive(10).await.unwrap();
-    h.store
-        .record(
-            &email,
-            &BTreeMap::from([(
-                crate::domain::FieldKey::Name,
-                crate::ports::SyncedField {
-                    value: "v1".into(),
-                    precedence: change.precedence(),
-                },
-            )]),
-        )
-        .await
-        .unwrap();
-    h.clock.advance(Duration::from_secs(121)); // the visibility timeout passes: SQS redelivers
+    h.enqueue("a@x.io", 0, "v1");
+    h.faults.inject(Op::Delete, Fault::Hang, 1);
+    let deadline = h.clock.now() + chrono::Duration::seconds(50);
+    let crashed = tokio::time::timeout(Duration::from_millis(200), h.drain.run(deadline)).await;
+    assert!(crashed.is_err(), "the run must have hung in its delete");
+    assert_eq!(h.provider.deliveries().len(), 1, "sent before the crash");
+    // The visibility timeout and the dead run's lease pass; SQS redelivers.
+    h.clock.advance(Duration::from_secs(121));
     let r = h.tick().await;
     assert_eq!((r.received, r.absorbed, r.delivered_records()), (1, 1, 0));
-    assert_eq!(h.provider.deliveries().len(), 1);
+    assert_eq!(h.provider.deliveries().len(), 1, "nothing sent twice");
     assert!(h.queue.is_empty());
 }
 
@@ -304,7 +300,7 @@ async fn transient_failures_back_off_and_open_the_circuit() {
         h.enqueue(&format!("u{i}@x.io"), 0, "n");
     }
     h.provider
-        .script((0..5).map(|_| ProviderError::Transient("503".into())));
+        .script((0..5).map(|_| ProviderError::transient("503")));
     let r = h.tick().await;
     assert!(r.circuit_opened);
     assert_eq!(r.delivered_records(), 0);
@@ -312,11 +308,14 @@ async fn transient_failures_back_off_and_open_the_circuit() {
     // While the circuit is open the drain makes no calls at all.
     let r = h.tick().await;
     assert_eq!(r.idle, Some(Idle::CircuitOpen));
-    // After the cool-down everything is delivered; nothing was lost.
+    // The five went out in one parallel wave and took the five scripted errors. After the cool-down one
+    // probe (no message) finds the provider answering: the circuit closes and everything is delivered.
     for _ in 0..30 {
         h.tick().await;
     }
+    assert_eq!(h.provider.probes(), 1);
     assert!(h.queue.is_empty());
+    assert!(h.queue.dead_letters().is_empty());
     assert_eq!(h.provider.latest().len(), 5);
 }
 

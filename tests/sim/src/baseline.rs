@@ -123,7 +123,7 @@ impl Loop {
         }
         let records = merge_per_email(&messages);
         self.quota.batch += 1;
-        match self.provider.send_batch(&records).await {
+        match self.provider.send_batch(&records).await.result {
             Ok(()) => {
                 self.queue.delete(&receipts(&messages)).await?;
                 Ok(records.len())
@@ -157,7 +157,7 @@ impl Loop {
             let mut failed = false;
             for r in &records {
                 self.quota.individual += 1;
-                failed |= self.provider.send_individual(r).await.is_err();
+                failed |= self.provider.send_individual(r).await.result.is_err();
             }
             if failed {
                 // Not expected (own quota count); leave the messages to reappear after the timeout.
@@ -254,6 +254,7 @@ mod tests {
             receipt: Receipt("r".into()),
             body: ChangeMessage::V1(change).to_body(),
             receive_count: 1,
+            prior_attempts: 0,
         }
     }
 

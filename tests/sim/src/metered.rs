@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sluice::domain::{Email, RequestId, Subscriber};
+use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
-    Backlog, ChangeQueue, Coordination, DeadLetter, PortResult, Provider, ProviderError, QuotaKind,
-    QuotaLedger, Receipt, ReceivedMessage, RequestProgress, RequestTracker, Reservation,
+    Backlog, ChangeQueue, CircuitState, Coordination, DeadLetter, PortResult, Provider, QuotaKind,
+    QuotaLedger, Receipt, ReceivedMessage, Reply, RequestTracker, Reservation, Settled,
     SyncStateStore, SyncedFields, Window,
 };
 
@@ -30,28 +30,30 @@ pub enum Op {
     QueueDelete,
     QueueRelease,
     QueueDeadLetter,
+    QueueRequeue,
     LedgerUsed,
     LedgerReserve,
     LedgerMarkSpent,
     SyncLoad,
     SyncRecord,
     LeaseAcquire,
+    LeaseRenew,
     LeaseRelease,
     CircuitRead,
     CircuitOpen,
     RequestsAdd,
     ProviderBatch,
     ProviderIndividual,
+    ProviderProbe,
 }
 
 impl Op {
     pub fn service(self) -> Service {
         use Op::*;
         match self {
-            QueueBacklog | QueueReceive | QueueDelete | QueueRelease | QueueDeadLetter => {
-                Service::Sqs
-            }
-            ProviderBatch | ProviderIndividual => Service::Provider,
+            QueueBacklog | QueueReceive | QueueDelete | QueueRelease | QueueDeadLetter
+            | QueueRequeue => Service::Sqs,
+            ProviderBatch | ProviderIndividual | ProviderProbe => Service::Provider,
             _ => Service::DynamoDb,
         }
     }
@@ -63,8 +65,8 @@ impl Op {
         use Op::*;
         match self {
             LedgerUsed | CircuitRead => (1, 1, 0),
-            LedgerReserve | LedgerMarkSpent | SyncRecord | LeaseAcquire | LeaseRelease
-            | CircuitOpen => (1, 0, 1),
+            LedgerReserve | LedgerMarkSpent | SyncRecord | LeaseAcquire | LeaseRenew
+            | LeaseRelease | CircuitOpen => (1, 0, 1),
             SyncLoad => (items.div_ceil(100), items, 0),
             RequestsAdd => (items, 0, items),
             _ => (0, 0, 0),
@@ -236,6 +238,13 @@ impl<T: ChangeQueue> ChangeQueue for Metered<T> {
             .record(Op::QueueDeadLetter, letters.len() as u64, t);
         r
     }
+
+    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+        let t = Instant::now();
+        let r = self.inner.requeue(items).await;
+        self.meter.record(Op::QueueRequeue, items.len() as u64, t);
+        r
+    }
 }
 
 impl<T: QuotaLedger> QuotaLedger for Metered<T> {
@@ -303,32 +312,47 @@ impl<T: Coordination> Coordination for Metered<T> {
         r
     }
 
-    async fn circuit_open_until(&self) -> PortResult<Option<DateTime<Utc>>> {
+    async fn renew_lease(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> PortResult<bool> {
         let t = Instant::now();
-        let r = self.inner.circuit_open_until().await;
+        let r = self.inner.renew_lease(holder, now, until).await;
+        self.meter.record(Op::LeaseRenew, 1, t);
+        r
+    }
+
+    async fn circuit(&self) -> PortResult<CircuitState> {
+        let t = Instant::now();
+        let r = self.inner.circuit().await;
         self.meter.record(Op::CircuitRead, 1, t);
         r
     }
 
-    async fn open_circuit(&self, until: DateTime<Utc>, reason: &str) -> PortResult<()> {
+    async fn set_circuit(&self, state: &CircuitState) -> PortResult<()> {
         let t = Instant::now();
-        let r = self.inner.open_circuit(until, reason).await;
+        let r = self.inner.set_circuit(state).await;
         self.meter.record(Op::CircuitOpen, 1, t);
         r
     }
 }
 
 impl<T: RequestTracker> RequestTracker for Metered<T> {
-    async fn add(&self, progress: &HashMap<RequestId, RequestProgress>) -> PortResult<()> {
+    async fn record(&self, settled: &[(RequestId, ChangeId, Settled)]) -> PortResult<()> {
         let t = Instant::now();
-        let r = self.inner.add(progress).await;
-        self.meter.record(Op::RequestsAdd, progress.len() as u64, t);
+        let r = self.inner.record(settled).await;
+        // One UpdateItem per request id, as the DynamoDB adapter makes them.
+        let requests: std::collections::HashSet<&RequestId> =
+            settled.iter().map(|(r, _, _)| r).collect();
+        self.meter.record(Op::RequestsAdd, requests.len() as u64, t);
         r
     }
 }
 
 impl<T: Provider> Provider for Metered<T> {
-    async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
+    async fn send_batch(&self, records: &[Subscriber]) -> Reply {
         let t = Instant::now();
         let r = self.inner.send_batch(records).await;
         self.meter
@@ -336,10 +360,17 @@ impl<T: Provider> Provider for Metered<T> {
         r
     }
 
-    async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
+    async fn send_individual(&self, record: &Subscriber) -> Reply {
         let t = Instant::now();
         let r = self.inner.send_individual(record).await;
         self.meter.record(Op::ProviderIndividual, 1, t);
+        r
+    }
+
+    async fn probe(&self) -> Reply {
+        let t = Instant::now();
+        let r = self.inner.probe().await;
+        self.meter.record(Op::ProviderProbe, 0, t);
         r
     }
 }

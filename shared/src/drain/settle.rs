@@ -1,0 +1,213 @@
+//! The settle phase: carries out the one table ([`super::outcome::action`]) for every message, in the
+//! order that loses nothing:
+//! 1. the lease is renewed — a run that lost it writes and deletes nothing (its messages come back by
+//!    themselves after their visibility timeout);
+//! 2. sync state: delivered fields and no-op timestamps (never backwards in time), before any delete, so
+//!    a crash in between resends the same values, never older ones;
+//! 3. request progress, once per change (idempotent), before any delete, so a failed progress write
+//!    leaves the messages to come back and be counted then;
+//! 4. the queue: deletes, dead letters, releases (tried messages, with backoff) and re-queued copies
+//!    (held messages, whose receive count is not spent).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use tracing::warn;
+
+use super::coalesce::{Coalesced, PendingRecord};
+use super::outcome::{QueueAction, action};
+use super::{Drain, DrainError, Outcome, Run};
+use crate::domain::{ChangeId, Email, RequestId};
+use crate::ports::{
+    ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, Receipt, ReceivedMessage,
+    RequestTracker, Settled, SyncStateStore, SyncedFields,
+};
+
+/// The queue actions of one run, grouped by kind of call.
+#[derive(Default)]
+struct Actions {
+    deletes: Vec<usize>,
+    dead_letters: Vec<(usize, DeadLetterReason, String)>,
+    releases: Vec<(usize, Duration)>,
+    requeues: Vec<(usize, Duration)>,
+}
+
+impl<P: DrainPorts> Drain<P> {
+    pub(super) async fn settle(
+        &self,
+        run: &mut Run,
+        fates: Vec<Option<Outcome>>,
+        coalesced: &Coalesced,
+        outcomes: &[Outcome],
+    ) -> Result<(), DrainError> {
+        if !self.fence(run).await? {
+            return Ok(());
+        }
+        self.check_time(run, self.settings.settle_margin)?;
+        self.record_sync_state(coalesced, outcomes).await?;
+
+        let next_run = Duration::from_secs(u64::from(self.settings.interval_seconds));
+        let mut actions = Actions::default();
+        for (i, fate) in fates.into_iter().enumerate() {
+            let outcome = fate.unwrap_or(Outcome::Held(next_run));
+            let m = &run.messages[i];
+            match action(&outcome, m.attempts(), self.settings.max_attempts, |n| {
+                self.backoff(n)
+            }) {
+                QueueAction::Delete => actions.deletes.push(i),
+                QueueAction::DeadLetter { reason, detail } => {
+                    actions.dead_letters.push((i, reason, detail))
+                }
+                QueueAction::Release(d) => actions.releases.push((i, d)),
+                QueueAction::Requeue(d) => actions.requeues.push((i, d)),
+            }
+        }
+
+        let settled = progress(run, &actions, &coalesced.records, outcomes);
+        if !settled.is_empty() {
+            self.check_time(run, self.settings.settle_margin)?;
+            self.ports.requests().record(&settled).await?;
+        }
+        self.carry_out(run, actions).await
+    }
+
+    /// Delivered fields and no-op timestamps, many writes in flight.
+    async fn record_sync_state(
+        &self,
+        coalesced: &Coalesced,
+        outcomes: &[Outcome],
+    ) -> Result<(), DrainError> {
+        let mut writes: Vec<(&Email, SyncedFields)> = coalesced
+            .touches
+            .iter()
+            .map(|(email, fields)| (email, fields.clone()))
+            .collect();
+        writes.extend(
+            coalesced
+                .records
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| **o == Outcome::Delivered)
+                .map(|(r, _)| (&r.email, r.synced_fields())),
+        );
+        let sync = self.ports.sync_state();
+        let calls: Vec<_> = writes
+            .iter()
+            .map(|(email, fields)| sync.record(email, fields))
+            .collect();
+        stream::iter(calls)
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn carry_out(&self, run: &mut Run, actions: Actions) -> Result<(), DrainError> {
+        let queue = self.ports.queue();
+        if !actions.deletes.is_empty() {
+            self.check_time(run, self.settings.settle_margin)?;
+            let receipts: Vec<Receipt> = actions
+                .deletes
+                .iter()
+                .map(|&i| run.messages[i].receipt.clone())
+                .collect();
+            let failed = queue.delete(&receipts).await?;
+            if !failed.is_empty() {
+                // The data is recorded as synced: a redelivery is dropped as a no-op, not resent.
+                warn!(
+                    count = failed.len(),
+                    "some deletes failed; those messages will come back as no-ops"
+                );
+            }
+            run.report.deleted +=
+                count(actions.deletes.len() - failed.len().min(actions.deletes.len()));
+            run.done.extend(&actions.deletes);
+        }
+        if !actions.dead_letters.is_empty() {
+            self.check_time(run, self.settings.settle_margin)?;
+            let letters: Vec<DeadLetter> = actions
+                .dead_letters
+                .iter()
+                .map(|(i, reason, detail)| DeadLetter {
+                    message: run.messages[*i].clone(),
+                    reason: *reason,
+                    detail: detail.clone(),
+                })
+                .collect();
+            queue.dead_letter(&letters).await?;
+            run.report.dead_lettered += count(letters.len());
+            run.done
+                .extend(actions.dead_letters.iter().map(|(i, _, _)| *i));
+        }
+        if !actions.releases.is_empty() {
+            self.check_time(run, self.settings.settle_margin)?;
+            let items: Vec<(Receipt, Duration)> = actions
+                .releases
+                .iter()
+                .map(|&(i, d)| (run.messages[i].receipt.clone(), d))
+                .collect();
+            queue.release(&items).await?;
+            run.report.retried += count(items.len());
+            run.done.extend(actions.releases.iter().map(|(i, _)| *i));
+        }
+        if !actions.requeues.is_empty() {
+            self.check_time(run, self.settings.settle_margin)?;
+            let items: Vec<(ReceivedMessage, Duration)> = actions
+                .requeues
+                .iter()
+                .map(|&(i, d)| (run.messages[i].clone(), d))
+                .collect();
+            let failed = queue.requeue(&items).await?;
+            if !failed.is_empty() {
+                warn!(
+                    count = failed.len(),
+                    "some held originals could not be deleted; their copies are coalesced"
+                );
+            }
+            run.report.deferred += count(items.len());
+            run.done.extend(actions.requeues.iter().map(|(i, _)| *i));
+        }
+        Ok(())
+    }
+}
+
+/// How each change that leaves the queue in this run settled, for its request's progress: a change that
+/// supplied a sent value is delivered, one superseded or equal to what the provider had is skipped.
+fn progress(
+    run: &Run,
+    actions: &Actions,
+    records: &[PendingRecord],
+    outcomes: &[Outcome],
+) -> Vec<(RequestId, ChangeId, Settled)> {
+    let winners: HashSet<ChangeId> = records
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == Outcome::Delivered)
+        .flat_map(|(r, _)| r.fields.values().map(|w| w.change_id))
+        .collect();
+    let change = |i: usize| run.changes.get(&i).map(|&(c, r)| (r, c));
+    let mut out: Vec<(RequestId, ChangeId, Settled)> = Vec::new();
+    for &i in &actions.deletes {
+        if let Some((request, change_id)) = change(i) {
+            let how = if winners.contains(&change_id) {
+                Settled::Delivered
+            } else {
+                Settled::Skipped
+            };
+            out.push((request, change_id, how));
+        }
+    }
+    for (i, _, _) in &actions.dead_letters {
+        if let Some((request, change_id)) = change(*i) {
+            out.push((request, change_id, Settled::DeadLettered));
+        }
+    }
+    out.sort_by_key(|(r, c, s)| (r.0, c.0, *s as u8));
+    out.dedup();
+    out
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
