@@ -22,7 +22,16 @@ use crate::stack::DeployedStack;
 pub async fn run(args: &DrainArgs, global: &GlobalArgs, sdk: &SdkConfig) -> anyhow::Result<()> {
     let cf = aws_sdk_cloudformation::Client::new(sdk);
     let stack = crate::stack::read_stack(&cf, &global.stack_name).await?;
-    let config = config(&stack, |k| std::env::var(k).ok())?;
+    // The run's deadline is its timeout: the same check as the Lambda's cold start refuses a provider
+    // timeout that cannot fit it.
+    let deadline = args.deadline_seconds.to_string();
+    let config = config(&stack, |k| {
+        if k == "DRAIN_TIMEOUT_SECONDS" {
+            Some(deadline.clone())
+        } else {
+            std::env::var(k).ok()
+        }
+    })?;
     let local = sdk.endpoint_url().is_some_and(crate::aws::is_loopback);
     let report = match run_once(sdk, &config, args.deadline_seconds).await {
         Ok(report) => report,

@@ -11,13 +11,14 @@ use sluice::config::Limits;
 use crate::stack::DeployedStack;
 
 /// Function variable → the template parameter that sets it (see `template.yaml`, DrainFunction).
-const FROM_PARAMETERS: [(&str, &str); 8] = [
+const FROM_PARAMETERS: [(&str, &str); 9] = [
     ("BATCH_LIMIT_PER_HOUR", "BatchLimitPerHour"),
     ("INDIVIDUAL_LIMIT_PER_HOUR", "IndividualLimitPerHour"),
     ("BATCH_SIZE", "BatchSize"),
     ("DRAIN_MAX_MESSAGES", "DrainMaxMessages"),
     ("QUOTA_WINDOW_SECONDS", "QuotaWindowSeconds"),
     ("DRAIN_INTERVAL_SECONDS", "DrainIntervalSeconds"),
+    ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
     ("PROVIDER_BASE_URL", "ProviderBaseUrl"),
     ("PROVIDER_ACCOUNT_ID", "ProviderAccountId"),
 ];

@@ -23,18 +23,34 @@ pub type AwsDrainPorts = PortSet<
     dynamo::DynamoState,
 >;
 
+/// Every SQS and DynamoDB call of the drain is bounded: one attempt (the first receive long-polls 1 s)
+/// and all of the SDK's retries of it together, so no stalled call can outlive the run's deadline.
+pub fn drain_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(4))
+        .operation_timeout(std::time::Duration::from_secs(10))
+        .build()
+}
+
 /// Builds the drain on AWS (or LocalStack, through `AWS_ENDPOINT_URL`): clients once, key read once.
 pub async fn aws_drain(
     config: &Config,
     aws: &aws_config::SdkConfig,
 ) -> anyhow::Result<Drain<AwsDrainPorts>> {
-    let state = dynamo::DynamoState::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws)
+            .timeout_config(drain_timeouts())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(aws)
+            .timeout_config(drain_timeouts())
+            .build(),
+    );
+    let state = dynamo::DynamoState::new(dynamo, &config.table_name);
     let ports = PortSet {
-        queue: sqs::SqsChangeQueue::new(
-            aws_sdk_sqs::Client::new(aws),
-            &config.queue_url,
-            &config.dlq_url,
-        ),
+        queue: sqs::SqsChangeQueue::new(sqs, &config.queue_url, &config.dlq_url),
         ledger: state.clone(),
         sync_state: state.clone(),
         provider: provider_http::HttpProvider::from_config(config, aws).await?,

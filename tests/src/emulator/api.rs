@@ -36,6 +36,8 @@ use super::validate::{BodyError, parse_request};
 
 /// The provider's over-limit message, word for word.
 pub const RATE_LIMIT_MESSAGE: &str = "API rate limit exceeded. Please try again in an hour.";
+/// Drip's refusal of a concurrent update of one subscriber (a 429 that spends no capacity).
+pub const SAME_SUBSCRIBER_MESSAGE: &str = "Too many concurrent requests for the same subscriber";
 
 /// A short description of what happened to a request, for the one log line the server writes for it.
 #[derive(Clone)]
@@ -44,7 +46,7 @@ pub(crate) struct LogNote(pub(crate) String);
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v2/{account_id}/subscribers/batches", post(batch))
-        .route("/v2/{account_id}/subscribers", post(individual))
+        .route("/v2/{account_id}/subscribers", post(individual).get(list))
         // 1,000 records with custom fields can pass axum's 2 MB default.
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
 }
@@ -88,6 +90,95 @@ async fn handle(
     response
 }
 
+/// `GET /v2/{account_id}/subscribers`: a read that counts against the individual limit like any other
+/// request and changes nothing (the drain's half-open probe). Answers with one subscriber at most.
+async fn list(
+    State(app): State<Arc<Shared>>,
+    Path(account_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let kind = Kind::Individual;
+    let (mut response, remaining) = match admit(&app, kind, &account_id, &headers) {
+        Err(refused) => *refused,
+        Ok(remaining) => {
+            let first: Vec<Subscriber> = app.latest().into_values().take(1).collect();
+            let mut response = axum::Json(json!({ "subscribers": first })).into_response();
+            response
+                .extensions_mut()
+                .insert(LogNote("listed subscribers".into()));
+            (response, remaining)
+        }
+    };
+    if let Some(delay) = app.latency() {
+        tokio::time::sleep(delay).await;
+    }
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(app.limit(kind)));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    response
+}
+
+/// Everything a request must pass before its body is read: User-Agent, credentials, account, injected
+/// faults, quota. `Ok` with the quota left for its kind, or the refusal.
+fn admit(
+    app: &Arc<Shared>,
+    kind: Kind,
+    account_id: &str,
+    headers: &HeaderMap,
+) -> Result<u64, Box<(Response, u64)>> {
+    let untouched = || app.remaining(kind, Utc::now());
+
+    if headers
+        .get(USER_AGENT)
+        .is_none_or(|ua| ua.as_bytes().is_empty())
+    {
+        let error = ApiError::new("user_agent_error", None, "a User-Agent header is required");
+        return Err(Box::new((
+            reject(app, StatusCode::BAD_REQUEST, vec![error], "no User-Agent"),
+            untouched(),
+        )));
+    }
+    if !authorized(headers, &app.config.api_key) {
+        let error = ApiError::new(
+            "authentication_error",
+            None,
+            "use Basic authentication with your API key as the username",
+        );
+        return Err(Box::new((
+            reject(
+                app,
+                StatusCode::UNAUTHORIZED,
+                vec![error],
+                "bad credentials",
+            ),
+            untouched(),
+        )));
+    }
+    if account_id != app.config.account_id {
+        let error = ApiError::new(
+            "not_found_error",
+            None,
+            format!("account {account_id} not found"),
+        );
+        return Err(Box::new((
+            reject(app, StatusCode::NOT_FOUND, vec![error], "unknown account"),
+            untouched(),
+        )));
+    }
+
+    if let Some(injected) = app.take_injected() {
+        return Err(Box::new((injected_response(app, injected), untouched())));
+    }
+
+    app.try_consume(kind, Utc::now()).map_err(|over| {
+        let mut response = rate_limited(app, "over limit");
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(over.retry_after_seconds));
+        Box::new((response, 0))
+    })
+}
+
 /// The response and the quota left for its kind.
 async fn answer(
     app: &Arc<Shared>,
@@ -97,59 +188,9 @@ async fn answer(
     body: &[u8],
     latency: &mut Option<Duration>,
 ) -> (Response, u64) {
-    let untouched = || app.remaining(kind, Utc::now());
-
-    if headers
-        .get(USER_AGENT)
-        .is_none_or(|ua| ua.as_bytes().is_empty())
-    {
-        let error = ApiError::new("user_agent_error", None, "a User-Agent header is required");
-        return (
-            reject(app, StatusCode::BAD_REQUEST, vec![error], "no User-Agent"),
-            untouched(),
-        );
-    }
-    if !authorized(headers, &app.config.api_key) {
-        let error = ApiError::new(
-            "authentication_error",
-            None,
-            "use Basic authentication with your API key as the username",
-        );
-        return (
-            reject(
-                app,
-                StatusCode::UNAUTHORIZED,
-                vec![error],
-                "bad credentials",
-            ),
-            untouched(),
-        );
-    }
-    if account_id != app.config.account_id {
-        let error = ApiError::new(
-            "not_found_error",
-            None,
-            format!("account {account_id} not found"),
-        );
-        return (
-            reject(app, StatusCode::NOT_FOUND, vec![error], "unknown account"),
-            untouched(),
-        );
-    }
-
-    if let Some(injected) = app.take_injected() {
-        return (injected_response(app, injected), untouched());
-    }
-
-    let remaining = match app.try_consume(kind, Utc::now()) {
+    let remaining = match admit(app, kind, account_id, headers) {
         Ok(remaining) => remaining,
-        Err(over) => {
-            let mut response = rate_limited(app, "over limit");
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(over.retry_after_seconds));
-            return (response, 0);
-        }
+        Err(refused) => return *refused,
     };
 
     let records = match parse_request(kind, body, &app.rejected_emails()) {
@@ -177,16 +218,45 @@ async fn answer(
         }
     };
 
-    let Some(_in_flight) = app.begin(&records) else {
-        let error = ApiError::new(
-            "conflict_error",
-            Some("subscribers".into()),
-            "another request for one of these subscribers is still in progress",
-        );
+    let unindexed = app.rejected_unindexed();
+    if records
+        .iter()
+        .any(|r| unindexed.contains(&r.email.to_lowercase()))
+    {
+        // Some providers refuse a request without saying which record is at fault.
+        let error = ApiError::new("invalid_request_error", None, "the request is invalid");
         return (
-            reject(app, StatusCode::CONFLICT, vec![error], "concurrent update"),
+            reject(
+                app,
+                StatusCode::BAD_REQUEST,
+                vec![error],
+                "invalid (unindexed)",
+            ),
             remaining,
         );
+    }
+
+    let Some(_in_flight) = app.begin(&records) else {
+        // Drip's answer when another request is updating one of these subscribers; it does not consume
+        // the account's capacity.
+        app.count_rejection(StatusCode::TOO_MANY_REQUESTS);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({ "errors": [ApiError::new(
+                "too_many_requests",
+                None,
+                SAME_SUBSCRIBER_MESSAGE,
+            )] })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(1));
+        response
+            .extensions_mut()
+            .insert(LogNote("concurrent update".into()));
+        app.refund(kind, Utc::now());
+        return (response, remaining + 1);
     };
     if let Some(delay) = latency.take() {
         tokio::time::sleep(delay).await;

@@ -70,6 +70,7 @@ impl Args {
             latency_jitter_ms: self.latency_jitter_ms,
             force: self.force.clone(),
             reject_emails: self.reject_emails.iter().cloned().collect(),
+            reject_emails_unindexed: Default::default(),
             drop_connections: self.drop_connections,
             hang_ms: self.hang_ms,
         };

@@ -200,6 +200,9 @@ pub struct Faults {
     /// Records with one of these emails (case-insensitive) are refused with a 422; a batch containing one
     /// is refused as a whole, naming the record's index.
     pub reject_emails: BTreeSet<String>,
+    /// Records with one of these emails make the whole request fail with a 400 that names no record.
+    #[serde(default)]
+    pub reject_emails_unindexed: BTreeSet<String>,
     /// Close the connection of the next N provider requests without answering.
     pub drop_connections: u32,
     /// How long a dropped request hangs before its connection is closed (0 = at once). Set it above

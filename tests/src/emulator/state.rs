@@ -131,6 +131,15 @@ impl Shared {
         }
     }
 
+    /// Gives back one unit of `kind` (a request the provider refused without spending capacity).
+    pub(crate) fn refund(&self, kind: Kind, now: DateTime<Utc>) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        self.roll_window(inner, now);
+        let used = inner.used.get_mut(kind);
+        *used = used.saturating_sub(1);
+    }
+
     /// Whole seconds (at least 1) until the window after the one `now` falls in: the `Retry-After`.
     pub(crate) fn retry_after(&self, now: DateTime<Utc>) -> u64 {
         let mut inner = self.lock();
@@ -210,6 +219,15 @@ impl Shared {
         };
         let total = base.saturating_add(extra);
         (total > 0).then(|| Duration::from_millis(total))
+    }
+
+    pub(crate) fn rejected_unindexed(&self) -> BTreeSet<String> {
+        self.lock()
+            .faults
+            .reject_emails_unindexed
+            .iter()
+            .map(|e| e.to_lowercase())
+            .collect()
     }
 
     pub(crate) fn rejected_emails(&self) -> BTreeSet<String> {

@@ -534,7 +534,7 @@ async fn dropped_connections_give_the_client_an_error() {
 }
 
 #[tokio::test]
-async fn concurrent_requests_for_one_email_get_a_409() {
+async fn concurrent_requests_for_one_email_get_drip_s_same_subscriber_429() {
     let em = spawn_default().await;
     em.set_faults(Faults {
         latency_ms: 300,
@@ -557,14 +557,27 @@ async fn concurrent_requests_for_one_email_get_a_409() {
     let mut statuses = [first.status().as_u16(), second.status().as_u16()];
     statuses.sort_unstable();
     assert!(
-        statuses == [200, 409] || statuses == [201, 409],
+        statuses == [200, 429] || statuses == [201, 429],
         "{statuses:?}"
+    );
+    let refused = if first.status() == StatusCode::TOO_MANY_REQUESTS {
+        first
+    } else {
+        second
+    };
+    let body = refused.text().await.expect("body");
+    assert!(
+        body.contains("Too many concurrent requests for the same subscriber"),
+        "{body}"
     );
     assert_eq!(other.status(), StatusCode::OK);
 
     let stats = em.stats();
     assert_eq!(stats.concurrent_conflicts, 1);
-    assert_eq!(stats.rejected_409, 1);
+    assert_eq!(stats.rejected_429, 1);
+    assert_eq!(stats.over_limit, 0, "not the account's limit");
+    // The refusal spent no capacity: one batch and two individual requests were accepted.
+    assert_eq!((stats.quota.batch.used + stats.quota.individual.used), 2);
     assert_eq!(em.received_for("same@example.com").len(), 1);
 
     // Once the first has been answered, the email is free again.
@@ -707,4 +720,56 @@ fn emails_are_redacted_for_logs() {
     assert_eq!(redact_email("alice@example.com"), "a***@example.com");
     assert_eq!(redact_email("nope"), "n***");
     assert_eq!(redact_email(""), "***");
+}
+
+/// The half-open probe's endpoint: a read that counts against the individual limit and changes nothing.
+#[tokio::test]
+async fn listing_subscribers_is_a_read_that_counts_as_an_individual_request() {
+    let em = spawn_default().await;
+    assert_eq!(
+        post_individual(&em, json!({"email": "a@example.com", "name": "A"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let listed = client()
+        .get(format!("{}?per_page=1", em.individual_url()))
+        .basic_auth(em.api_key(), None::<&str>)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert!(header(&listed, "x-ratelimit-remaining").is_some());
+    let body: Value = listed.json().await.expect("json");
+    assert_eq!(body["subscribers"][0]["email"], "a@example.com");
+    let stats = em.stats();
+    assert_eq!(stats.quota.individual.used, 2);
+    assert_eq!(em.received().len(), 1, "the read recorded nothing");
+}
+
+/// A refusal that names no record: the drain must isolate the record itself.
+#[tokio::test]
+async fn unindexed_rejections_refuse_the_request_without_naming_a_record() {
+    let em = spawn_default().await;
+    em.set_faults(Faults {
+        reject_emails_unindexed: ["bad@example.com".to_string()].into(),
+        ..Faults::default()
+    });
+    let records = [
+        json!({"email": "ok@example.com"}),
+        json!({"email": "BAD@example.com"}),
+    ];
+    let refused = post_batch(&em, &records).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.expect("json");
+    assert!(
+        body["errors"][0]
+            .get("attribute")
+            .is_none_or(Value::is_null),
+        "{body}"
+    );
+    assert_eq!(
+        post_batch(&em, &records[..1]).await.status(),
+        StatusCode::CREATED
+    );
 }
