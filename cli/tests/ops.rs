@@ -304,6 +304,7 @@ fn change(email: &str) -> Change {
         occurred_at: now,
         priority: Priority::Normal,
         accepted_at: now,
+        position: 0,
     }
 }
 

@@ -235,9 +235,22 @@ pub struct Change {
     #[serde(default)]
     pub priority: Priority,
     pub accepted_at: DateTime<Utc>,
+    /// Index of this change in its request's `changes` array (0 for a single-change body): within one
+    /// request, a later change wins a tie. Messages written before this field existed read as 0.
+    #[serde(default)]
+    pub position: u32,
 }
 
 impl Change {
+    /// Where this change stands in "latest wins".
+    pub fn precedence(&self) -> Precedence {
+        Precedence {
+            occurred_at: self.occurred_at,
+            accepted_at: self.accepted_at,
+            position: self.position,
+        }
+    }
+
     /// The attribute values this change sets, keyed by field.
     pub fn fields(&self) -> Vec<(FieldKey, String)> {
         let mut out = Vec::with_capacity(2 + self.custom_fields.len());
@@ -254,7 +267,21 @@ impl Change {
     }
 }
 
+/// Which of two changes to one field is the later one: compared by `occurred_at`, then `accepted_at` (a later
+/// request wins a tie), then `position` (within one request, a later change wins a tie) — all at full
+/// (nanosecond) precision. The derived order is that lexicographic order, so field order matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Precedence {
+    pub occurred_at: DateTime<Utc>,
+    pub accepted_at: DateTime<Utc>,
+    pub position: u32,
+}
+
 /// The queue message body: versioned, so a drain can read what an older or newer ingest wrote.
+///
+/// A field that readers may do without (`#[serde(default)]`, e.g. `position`) is added to the current
+/// version: a drain still running older code ignores it, so ingest and drain can be deployed in either
+/// order. Only a change old readers cannot survive gets a new variant, and the drain ships first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum ChangeMessage {
@@ -470,6 +497,7 @@ mod tests {
             occurred_at: Utc::now(),
             priority: Priority::High,
             accepted_at: Utc::now(),
+            position: 7,
         };
         let body = ChangeMessage::V1(change.clone()).to_body();
         assert!(body.starts_with(r#"{"v":"1""#), "{body}");
@@ -478,6 +506,47 @@ mod tests {
             change
         );
         assert!(ChangeMessage::from_body(r#"{"v":"9"}"#).is_err());
+    }
+
+    /// Rule: timestamps cross the queue at full precision (the drain compares nanoseconds).
+    #[test]
+    fn message_keeps_timestamps_to_the_nanosecond() {
+        let body = r#"{"v":"1","change_id":"6f2c1c52-6a53-4a43-9d1f-0c8f3a4d1e01","request_id":"0b7e6f58-2f7a-4a57-9c3e-2f1d6f0e9a02","email":"a@x.io","name":"A","occurred_at":"2026-03-01T10:00:00.123456789Z","accepted_at":"2026-03-01T10:00:01.000000001Z","position":3}"#;
+        let change = ChangeMessage::from_body(body).unwrap().into_change();
+        assert_eq!(change.occurred_at.timestamp_subsec_nanos(), 123_456_789);
+        assert_eq!(change.accepted_at.timestamp_subsec_nanos(), 1);
+        assert_eq!(change.position, 3);
+        let again = ChangeMessage::from_body(&ChangeMessage::V1(change.clone()).to_body()).unwrap();
+        assert_eq!(again.into_change(), change);
+    }
+
+    /// Rule: messages already on a queue when `position` was added still decode (as position 0), and a
+    /// field added later is ignored, so ingest and drain deploy in either order.
+    #[test]
+    fn old_and_newer_v1_messages_stay_decodable() {
+        let old = r#"{"v":"1","change_id":"6f2c1c52-6a53-4a43-9d1f-0c8f3a4d1e01","request_id":"0b7e6f58-2f7a-4a57-9c3e-2f1d6f0e9a02","email":"Ann@Example.com","name":"Ann","occurred_at":"2025-03-01T10:00:00Z","priority":"normal","accepted_at":"2025-03-01T10:00:01Z"}"#;
+        let change = ChangeMessage::from_body(old).unwrap().into_change();
+        assert_eq!((change.position, change.name.as_deref()), (0, Some("Ann")));
+        let newer = old.replace(r#""v":"1","#, r#""v":"1","some_later_field":[1,2],"#);
+        assert_eq!(
+            ChangeMessage::from_body(&newer).unwrap().into_change(),
+            change
+        );
+    }
+
+    /// Rule: precedence is occurred_at, then accepted_at, then position — a nanosecond outranks any tie-break.
+    #[test]
+    fn precedence_orders_by_occurred_then_accepted_then_position() {
+        let t = DateTime::from_timestamp(1_700_000_000, 500).unwrap();
+        let ns = chrono::TimeDelta::nanoseconds(1);
+        let p = |o, a, position| Precedence {
+            occurred_at: o,
+            accepted_at: a,
+            position,
+        };
+        assert!(p(t + ns, t, 0) > p(t, t + ns, 999));
+        assert!(p(t, t + ns, 0) > p(t, t, 999));
+        assert!(p(t, t, 2) > p(t, t, 1));
     }
 
     #[test]

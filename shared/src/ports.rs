@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChangeId, Email, FieldKey, RequestId, Subscriber};
+use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId, Subscriber};
 
 /// What an adapter failure means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,11 +233,12 @@ pub trait QuotaLedger: Send + Sync {
 // ---------------------------------------------------------------------------------------------------------
 // Sync state
 
-/// The last value delivered for one field of one user, and when that value was true.
+/// The last value delivered for one field of one user, and the precedence of the change that set it (the
+/// whole "latest wins" key, at full precision, so a tie is settled the same way across runs as within one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncedField {
     pub value: String,
-    pub occurred_at: DateTime<Utc>,
+    pub precedence: Precedence,
 }
 
 /// What the provider holds for one user, as far as Sluice has delivered it.

@@ -33,6 +33,7 @@ fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
         occurred_at: now + chrono::Duration::milliseconds(occurred_offset_ms),
         priority: Priority::Normal,
         accepted_at: now,
+        position: 0,
     }
 }
 

@@ -3,10 +3,18 @@
 //! | item                     | attributes                                              | written by |
 //! |--------------------------|---------------------------------------------------------|------------|
 //! | `quota#<kind>#<start>`   | `used` (N), `limit` (N), `expires_at`                   | reserve: conditional `ADD used :n` |
-//! | `user#<email>`           | `f.<field>` = `{v: S, t: N (ms)}` per delivered field   | record: conditional per field |
+//! | `user#<email>`           | `f.<field>` = `{v: S, k: S (precedence), t: N (ms)}` per delivered field | record: conditional per field |
 //! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put; renewed by a conditional update on `holder` |
 //! | `circuit#provider`       | `failures`, `open_until_ms` (absent when closed), `reason`, `expires_at` | put, when a run changed it |
 //! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change |
+//!
+//! A synced field's `k` is the [`Precedence`] of the change that set it, at full precision, as a string that
+//! sorts as the precedence does: `<occurred_at>.<accepted_at>.<position>`, the two times as nanoseconds since
+//! the epoch plus 10^22 (so never negative) in 23 digits, the position in 10. `t` is `occurred_at` in
+//! milliseconds (rounded down): the whole of the format before `k` existed, still written so a drain rolled
+//! back to that format keeps working. A field without `k` is read as the latest change its millisecond
+//! could hold (`t` + 999,999 ns, highest tie-breaks), and the write guard refuses anything not in a later
+//! millisecond, so no older change passes an old item; the next write replaces it with the full format.
 
 use std::collections::HashMap;
 
@@ -21,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::sqs::classify;
-use crate::domain::{ChangeId, Email, FieldKey, RequestId};
+use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId};
 use crate::ports::{
     CircuitState, Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestTracker,
     Reservation, Settled, SyncStateStore, SyncedField, SyncedFields, Window,
@@ -30,6 +38,12 @@ use crate::ports::{
 const LEASE_KEY: &str = "lease#drain";
 const CIRCUIT_KEY: &str = "circuit#provider";
 const FIELD_PREFIX: &str = "f.";
+/// Fields per sync-state UpdateItem: each adds ~70 bytes of condition, and DynamoDB refuses an expression
+/// over 4 KB. Every field is guarded on its own, so splitting a record changes nothing else.
+const FIELDS_PER_UPDATE: usize = 25;
+/// Shifts nanoseconds since the epoch to non-negative: chrono spans ±262,143 years, about ±8.3 × 10^21 ns.
+const NS_OFFSET: i128 = 10_i128.pow(22);
+const NS_PER_SEC: i128 = 1_000_000_000;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -222,10 +236,17 @@ impl DynamoState {
         Ok(())
     }
 
-    async fn record_one_by_one(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
-        for (key, field) in fields {
-            let single = SyncedFields::from([(key.clone(), field.clone())]);
-            match self.record_update(email, &single).send().await {
+    async fn record_one_by_one(
+        &self,
+        email: &Email,
+        fields: &[(&FieldKey, &SyncedField)],
+    ) -> PortResult<()> {
+        for field in fields {
+            match self
+                .record_update(email, std::slice::from_ref(field))
+                .send()
+                .await
+            {
                 Ok(_) => {}
                 Err(SdkError::ServiceError(e))
                     if e.err().is_conditional_check_failed_exception() =>
@@ -241,7 +262,7 @@ impl DynamoState {
     fn record_update(
         &self,
         email: &Email,
-        fields: &SyncedFields,
+        fields: &[(&FieldKey, &SyncedField)],
     ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
         let mut sets = vec!["updated_at = :now".to_string()];
         let mut conditions = Vec::new();
@@ -252,24 +273,81 @@ impl DynamoState {
             .key("pk", s(user_key(email)))
             .expression_attribute_values(":now", s(Utc::now().to_rfc3339()));
         for (i, (key, field)) in fields.iter().enumerate() {
-            let (name, value, t) = (format!("#f{i}"), format!(":v{i}"), format!(":t{i}"));
+            let (name, value, k, ms) = (
+                format!("#f{i}"),
+                format!(":v{i}"),
+                format!(":k{i}"),
+                format!(":m{i}"),
+            );
+            let precedence = precedence_key(&field.precedence);
+            let millis = field.precedence.occurred_at.timestamp_millis();
             sets.push(format!("{name} = {value}"));
-            // Never backwards in time: the recorded field must be absent or not newer than this one.
-            conditions.push(format!("(attribute_not_exists({name}) OR {name}.t <= {t})"));
+            // Never backwards: the recorded field must be absent, or of no greater precedence (equal: this
+            // same change, recorded again), or — for an item from before `k` — from an earlier millisecond.
+            // `t` is the floor of the recorded time, so `t < :m` also implies an earlier `k` where `k` exists.
+            conditions.push(format!(
+                "(attribute_not_exists({name}) OR {name}.k <= {k} OR {name}.t < {ms})"
+            ));
             req = req
                 .expression_attribute_names(&name, format!("{FIELD_PREFIX}{}", key.storage_key()))
                 .expression_attribute_values(
                     &value,
                     AttributeValue::M(HashMap::from([
                         ("v".to_string(), s(field.value.clone())),
-                        ("t".to_string(), n(field.occurred_at.timestamp_millis())),
+                        ("k".to_string(), s(precedence.clone())),
+                        ("t".to_string(), n(millis)),
                     ])),
                 )
-                .expression_attribute_values(&t, n(field.occurred_at.timestamp_millis()));
+                .expression_attribute_values(&k, s(precedence))
+                .expression_attribute_values(&ms, n(millis));
         }
         req.update_expression(format!("SET {}", sets.join(", ")))
             .condition_expression(conditions.join(" AND "))
     }
+}
+
+fn nanos(t: DateTime<Utc>) -> i128 {
+    i128::from(t.timestamp()) * NS_PER_SEC + i128::from(t.timestamp_subsec_nanos())
+}
+
+fn from_nanos(ns: i128) -> Option<DateTime<Utc>> {
+    let secs = i64::try_from(ns.div_euclid(NS_PER_SEC)).ok()?;
+    let sub = u32::try_from(ns.rem_euclid(NS_PER_SEC)).ok()?;
+    DateTime::from_timestamp(secs, sub)
+}
+
+/// The stored form of a precedence (see the module doc): fixed-width digits, so DynamoDB's string order
+/// (by bytes) is the precedence order.
+fn precedence_key(p: &Precedence) -> String {
+    format!(
+        "{:023}.{:023}.{:010}",
+        nanos(p.occurred_at) + NS_OFFSET,
+        nanos(p.accepted_at) + NS_OFFSET,
+        p.position
+    )
+}
+
+fn parse_precedence_key(k: &str) -> Option<Precedence> {
+    let mut parts = k.split('.');
+    let mut time = || from_nanos(parts.next()?.parse::<i128>().ok()? - NS_OFFSET);
+    let (occurred_at, accepted_at) = (time()?, time()?);
+    let position = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(Precedence {
+        occurred_at,
+        accepted_at,
+        position,
+    })
+}
+
+/// A field recorded before `k` existed: only its millisecond is known, so it stands for the latest change
+/// that millisecond could hold — anything not strictly later is stale against it.
+fn legacy_precedence(millis: i64) -> Option<Precedence> {
+    Some(Precedence {
+        occurred_at: DateTime::from_timestamp_millis(millis)?
+            + chrono::TimeDelta::nanoseconds(999_999),
+        accepted_at: DateTime::<Utc>::MAX_UTC,
+        position: u32::MAX,
+    })
 }
 
 fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
@@ -278,12 +356,19 @@ fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
             let key = FieldKey::from_storage_key(name.strip_prefix(FIELD_PREFIX)?)?;
             let map = value.as_m().ok()?;
             let v = map.get("v")?.as_s().ok()?.clone();
-            let t: i64 = map.get("t")?.as_n().ok()?.parse().ok()?;
+            let full = map
+                .get("k")
+                .and_then(|k| k.as_s().ok())
+                .and_then(|k| parse_precedence_key(k));
+            let precedence = match full {
+                Some(p) => p,
+                None => legacy_precedence(map.get("t")?.as_n().ok()?.parse().ok()?)?,
+            };
             Some((
                 key,
                 SyncedField {
                     value: v,
-                    occurred_at: DateTime::from_timestamp_millis(t)?,
+                    precedence,
                 },
             ))
         })
@@ -386,17 +471,20 @@ impl SyncStateStore for DynamoState {
     }
 
     async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        match self.record_update(email, fields).send().await {
-            Ok(_) => Ok(()),
-            // Some field already has a newer value: write the others one by one, keeping the newer ones.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                self.record_one_by_one(email, fields).await
+        let fields: Vec<(&FieldKey, &SyncedField)> = fields.iter().collect();
+        for chunk in fields.chunks(FIELDS_PER_UPDATE) {
+            match self.record_update(email, chunk).send().await {
+                Ok(_) => {}
+                // Some field already has a newer value: write the others one by one, keeping the newer ones.
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
+                    self.record_one_by_one(email, chunk).await?;
+                }
+                Err(e) => return Err(classify("recording sync state", e)),
             }
-            Err(e) => Err(classify("recording sync state", e)),
         }
+        Ok(())
     }
 }
 
@@ -521,5 +609,123 @@ impl RequestTracker for DynamoState {
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_time() -> impl Strategy<Value = DateTime<Utc>> {
+        prop_oneof![
+            Just(DateTime::<Utc>::MIN_UTC),
+            Just(DateTime::<Utc>::MAX_UTC),
+            (-100_000_000_000i64..100_000_000_000, 0..1_000_000_000u32)
+                .prop_map(|(secs, ns)| DateTime::from_timestamp(secs, ns).unwrap()),
+            // Around one instant, so neighbours one nanosecond apart are compared.
+            (0..3_000_000i64).prop_map(|ns| {
+                DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+                    + chrono::TimeDelta::nanoseconds(ns)
+            }),
+        ]
+    }
+
+    fn arb_precedence() -> impl Strategy<Value = Precedence> {
+        (arb_time(), arb_time(), prop_oneof![0..3u32, Just(u32::MAX)]).prop_map(
+            |(occurred_at, accepted_at, position)| Precedence {
+                occurred_at,
+                accepted_at,
+                position,
+            },
+        )
+    }
+
+    proptest! {
+        /// Rule: the stored precedence keeps every nanosecond and sorts as the precedence does, so
+        /// DynamoDB's string comparison in the write guard is the drain's comparison.
+        #[test]
+        fn stored_precedence_round_trips_and_sorts_like_precedence(a in arb_precedence(), b in arb_precedence()) {
+            let (ka, kb) = (precedence_key(&a), precedence_key(&b));
+            prop_assert_eq!(parse_precedence_key(&ka), Some(a));
+            prop_assert_eq!(ka.len(), 58);
+            prop_assert_eq!(ka.as_bytes().cmp(kb.as_bytes()), a.cmp(&b));
+        }
+
+        /// Rule: an old millisecond item never lets an older change pass — the read precedence is above every
+        /// change its millisecond could have held, and below every change of a later millisecond.
+        #[test]
+        fn a_millisecond_item_reads_as_the_latest_its_millisecond_could_hold(
+            millis in -100_000_000_000_000i64..100_000_000_000_000,
+            sub_ns in 0..1_000_000i64,
+        ) {
+            let old = legacy_precedence(millis).unwrap();
+            let same_ms = DateTime::from_timestamp_millis(millis).unwrap() + chrono::TimeDelta::nanoseconds(sub_ns);
+            let change = |t| Precedence { occurred_at: t, accepted_at: DateTime::<Utc>::MAX_UTC - chrono::TimeDelta::seconds(1), position: u32::MAX };
+            prop_assert!(old >= change(same_ms));
+            prop_assert_eq!(same_ms.timestamp_millis(), millis, "the write guard's `t < :m` refuses it too");
+            let next_ms = DateTime::from_timestamp_millis(millis + 1).unwrap();
+            prop_assert!(old < change(next_ms));
+        }
+    }
+
+    #[test]
+    fn a_millisecond_item_is_parsed_and_a_full_item_preferred() {
+        let legacy = HashMap::from([
+            ("pk".to_string(), s("user#a@x.io")),
+            (
+                "f.name".to_string(),
+                AttributeValue::M(HashMap::from([
+                    ("v".to_string(), s("old")),
+                    ("t".to_string(), n(1_800_000_000_123_i64)),
+                ])),
+            ),
+        ]);
+        let got = parse_fields(&legacy);
+        let p = got[&FieldKey::Name].precedence;
+        assert_eq!(got[&FieldKey::Name].value, "old");
+        assert_eq!(nanos(p.occurred_at), 1_800_000_000_123_999_999);
+
+        let full = Precedence {
+            occurred_at: DateTime::from_timestamp(1_800_000_000, 123_400_001).unwrap(),
+            accepted_at: DateTime::from_timestamp(1_800_000_001, 5).unwrap(),
+            position: 2,
+        };
+        let item = HashMap::from([(
+            "f.cf.plan".to_string(),
+            AttributeValue::M(HashMap::from([
+                ("v".to_string(), s("pro")),
+                ("k".to_string(), s(precedence_key(&full))),
+                ("t".to_string(), n(full.occurred_at.timestamp_millis())),
+            ])),
+        )]);
+        assert_eq!(
+            parse_fields(&item)[&FieldKey::Custom("plan".into())].precedence,
+            full
+        );
+    }
+
+    /// Rule: a record of any size fits DynamoDB's 4 KB expression limit (it is split into chunks).
+    #[test]
+    fn a_full_chunk_of_fields_fits_the_expression_limit() {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let state = DynamoState::new(Client::from_conf(conf), "t");
+        let field = SyncedField {
+            value: "v".into(),
+            precedence: legacy_precedence(0).unwrap(),
+        };
+        let keys: Vec<FieldKey> = (0..FIELDS_PER_UPDATE)
+            .map(|i| FieldKey::Custom(format!("{i:0>64}")))
+            .collect();
+        let fields: Vec<(&FieldKey, &SyncedField)> = keys.iter().map(|k| (k, &field)).collect();
+        let req = state.record_update(&Email::parse("a@x.io").unwrap(), &fields);
+        let condition = req.get_condition_expression().clone().unwrap();
+        let update = req.get_update_expression().clone().unwrap();
+        assert!(condition.len() < 4096 / 2, "{} bytes", condition.len());
+        assert!(update.len() < 4096 / 2, "{} bytes", update.len());
     }
 }

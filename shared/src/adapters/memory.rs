@@ -628,7 +628,9 @@ impl SyncStateStore for MemoryStore {
         let current = s.entry(email.clone()).or_default();
         for (k, f) in fields {
             match current.get(k) {
-                Some(existing) if existing.occurred_at > f.occurred_at => {}
+                // Same rule as DynamoDB's condition: never backwards; an equal precedence (a retried record of
+                // the same change) may write again.
+                Some(existing) if existing.precedence > f.precedence => {}
                 _ => {
                     current.insert(k.clone(), f.clone());
                 }
@@ -1090,5 +1092,46 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(q.len(), 1);
+    }
+
+    /// Rule: the in-memory sync state guards like DynamoDB's, at full precision: a write 400 µs older is
+    /// refused, a later position in the same request is taken, and an equal precedence may write again.
+    #[tokio::test]
+    async fn sync_state_never_moves_backwards_to_the_nanosecond() {
+        use crate::domain::{FieldKey, Precedence};
+        use crate::ports::SyncedField;
+        let store = MemoryStore::default();
+        let email = Email::parse("a@x.io").unwrap();
+        let t = Utc.timestamp_opt(1_800_000_000, 700_000).unwrap();
+        let field = |value: &str, occurred_at, position| {
+            SyncedFields::from([(
+                FieldKey::Name,
+                SyncedField {
+                    value: value.into(),
+                    precedence: Precedence {
+                        occurred_at,
+                        accepted_at: t,
+                        position,
+                    },
+                },
+            )])
+        };
+        let name =
+            |store: &MemoryStore| store.synced(&email).unwrap()[&FieldKey::Name].value.clone();
+        SyncStateStore::record(&store, &email, &field("new", t, 0))
+            .await
+            .unwrap();
+        let older = t - chrono::TimeDelta::microseconds(400);
+        SyncStateStore::record(&store, &email, &field("old", older, 5))
+            .await
+            .unwrap();
+        assert_eq!(name(&store), "new");
+        SyncStateStore::record(&store, &email, &field("new", t, 0))
+            .await
+            .unwrap();
+        SyncStateStore::record(&store, &email, &field("later", t, 1))
+            .await
+            .unwrap();
+        assert_eq!(name(&store), "later");
     }
 }

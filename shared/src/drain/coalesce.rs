@@ -2,11 +2,14 @@
 //! fields that are newer than, and different from, what was last delivered.
 //!
 //! Rules (DESIGN.md, "Latest wins, no-ops dropped"):
-//! - per email and field, the change with the newest `occurred_at` wins (ties: later `accepted_at`, then
-//!   the larger change id, so every drain picks the same winner);
+//! - per email and field, the change with the greatest [`Precedence`] wins: the newest `occurred_at` (to
+//!   the nanosecond), on a tie the later `accepted_at` (a later request), then the later `position` in its
+//!   request; the change id only orders copies of one change or timestamps equal to the nanosecond across
+//!   requests, so every drain picks the same winner;
 //! - copies of one change (SQS at-least-once delivery) collapse: they settle together with the original;
-//! - a winner equal to the last synced value is a no-op; a winner not newer than the last synced field is
-//!   stale. Neither is sent. A no-op that is newer than the synced timestamp is still *recorded* (`touch`),
+//! - a winner equal to the last synced value is a no-op; a winner whose precedence is not above the last
+//!   synced field's is stale (the same order as above, so a tie split across runs ends as it would in one).
+//!   Neither is sent. A no-op that is newer than the synced timestamp is still *recorded* (`touch`),
 //!   so an older change arriving later cannot slip in between and overwrite the provider with stale data.
 //! - a message none of whose fields is sent or pending is *absorbed*: it can be deleted once the touches
 //!   are recorded. Every other message (winner or superseded) settles with its email's record, so nothing
@@ -16,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Change, ChangeId, Email, FieldKey, Priority, Subscriber};
+use crate::domain::{Change, ChangeId, Email, FieldKey, Precedence, Priority, Subscriber};
 use crate::ports::{SyncedField, SyncedFields};
 
 /// One decoded message, by its index in the run's message list.
@@ -30,15 +33,13 @@ pub struct Decoded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Winner {
     pub value: String,
-    pub occurred_at: DateTime<Utc>,
-    pub accepted_at: DateTime<Utc>,
+    pub precedence: Precedence,
     pub change_id: ChangeId,
 }
 
 impl Winner {
     fn beats(&self, other: &Winner) -> bool {
-        (self.occurred_at, self.accepted_at, self.change_id)
-            > (other.occurred_at, other.accepted_at, other.change_id)
+        (self.precedence, self.change_id) > (other.precedence, other.change_id)
     }
 }
 
@@ -71,7 +72,7 @@ impl PendingRecord {
                     k.clone(),
                     SyncedField {
                         value: w.value.clone(),
-                        occurred_at: w.occurred_at,
+                        precedence: w.precedence,
                     },
                 )
             })
@@ -111,8 +112,7 @@ pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> C
             for (key, value) in d.change.fields() {
                 let candidate = Winner {
                     value,
-                    occurred_at: d.change.occurred_at,
-                    accepted_at: d.change.accepted_at,
+                    precedence: d.change.precedence(),
                     change_id: d.change.change_id,
                 };
                 match winners.get(&key) {
@@ -129,14 +129,14 @@ pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> C
         let mut touch = SyncedFields::new();
         for (key, w) in winners {
             match last.and_then(|fields| fields.get(&key)) {
-                Some(s) if s.occurred_at >= w.occurred_at => out.skipped_stale += 1,
+                Some(s) if s.precedence >= w.precedence => out.skipped_stale += 1,
                 Some(s) if s.value == w.value => {
                     out.skipped_unchanged += 1;
                     touch.insert(
                         key,
                         SyncedField {
                             value: w.value,
-                            occurred_at: w.occurred_at,
+                            precedence: w.precedence,
                         },
                     );
                 }
@@ -204,6 +204,19 @@ mod tests {
             occurred_at: at(t),
             priority: Priority::Normal,
             accepted_at: at(t),
+            position: 0,
+        }
+    }
+
+    /// A synced field as a change at `at(t)` (its own request, position 0) would have left it.
+    fn synced_at(value: &str, t: DateTime<Utc>) -> SyncedField {
+        SyncedField {
+            value: value.into(),
+            precedence: Precedence {
+                occurred_at: t,
+                accepted_at: t,
+                position: 0,
+            },
         }
     }
 
@@ -247,33 +260,15 @@ mod tests {
         let synced = HashMap::from([
             (
                 Email::parse("a@x.io").unwrap(),
-                SyncedFields::from([(
-                    FieldKey::Name,
-                    SyncedField {
-                        value: "same".into(),
-                        occurred_at: at(2),
-                    },
-                )]),
+                SyncedFields::from([(FieldKey::Name, synced_at("same", at(2)))]),
             ),
             (
                 Email::parse("b@x.io").unwrap(),
-                SyncedFields::from([(
-                    FieldKey::Name,
-                    SyncedField {
-                        value: "x".into(),
-                        occurred_at: at(2),
-                    },
-                )]),
+                SyncedFields::from([(FieldKey::Name, synced_at("x", at(2)))]),
             ),
             (
                 Email::parse("c@x.io").unwrap(),
-                SyncedFields::from([(
-                    FieldKey::Name,
-                    SyncedField {
-                        value: "x".into(),
-                        occurred_at: at(2),
-                    },
-                )]),
+                SyncedFields::from([(FieldKey::Name, synced_at("x", at(2)))]),
             ),
         ]);
         let c = coalesce(&d, &synced);
@@ -283,7 +278,10 @@ mod tests {
         assert_eq!(c.absorbed, vec![0, 1]);
         // The no-op is newer than what was synced: its timestamp is recorded.
         assert_eq!(c.touches.len(), 1);
-        assert_eq!(c.touches[0].1[&FieldKey::Name].occurred_at, at(5));
+        assert_eq!(
+            c.touches[0].1[&FieldKey::Name].precedence,
+            d[0].change.precedence()
+        );
     }
 
     #[test]
@@ -338,7 +336,7 @@ mod tests {
             let mut synced: HashMap<Email, SyncedFields> = HashMap::new();
             for (user, t, v) in synced_t {
                 synced.entry(Email::parse(&format!("u{user}@x.io")).unwrap()).or_default()
-                    .insert(FieldKey::Name, SyncedField { value: format!("n{v}"), occurred_at: at(t) });
+                    .insert(FieldKey::Name, synced_at(&format!("n{v}"), at(t)));
             }
             let d = decoded(changes.clone());
             let c = coalesce(&d, &synced);
@@ -358,17 +356,228 @@ mod tests {
                 prop_assert!(!r.fields.is_empty());
                 for (key, w) in &r.fields {
                     let newest = changes.iter().filter(|ch| ch.email == r.email)
-                        .filter_map(|ch| ch.fields().into_iter().find(|(k, _)| k == key).map(|(_, v)| (ch.occurred_at, ch.accepted_at, ch.change_id, v)))
+                        .filter_map(|ch| ch.fields().into_iter().find(|(k, _)| k == key).map(|(_, v)| (ch.precedence(), ch.change_id, v)))
                         .max().unwrap();
-                    prop_assert_eq!(&newest.3, &w.value);
+                    prop_assert_eq!(&newest.2, &w.value);
                     if let Some(s) = synced.get(&r.email).and_then(|f| f.get(key)) {
-                        prop_assert!(s.occurred_at < w.occurred_at);
+                        prop_assert!(s.precedence < w.precedence);
                         prop_assert_ne!(&s.value, &w.value);
                     }
                 }
             }
             for w in c.records.windows(2) {
                 prop_assert!(w[0].priority >= w[1].priority);
+            }
+        }
+    }
+
+    // ---- precision and ties -------------------------------------------------------------------------
+
+    fn named(email: &str, name: &str, p: Precedence) -> Change {
+        let mut c = change(email, 0, Some(name), None);
+        c.occurred_at = p.occurred_at;
+        c.accepted_at = p.accepted_at;
+        c.position = p.position;
+        c
+    }
+
+    fn name_winner(c: &Coalesced, email: &str) -> Option<String> {
+        c.records
+            .iter()
+            .find(|r| r.email.as_str() == email)
+            .and_then(|r| r.subscriber().name)
+    }
+
+    /// Rule: within one request a later change wins a tie. Two changes to one field without `occurred_at`
+    /// share the request's timestamps; the one later in the array wins whatever the change ids or the
+    /// order the messages were received in (the reproduction: FIRST sometimes won).
+    #[test]
+    fn within_a_request_the_later_change_wins_a_tie() {
+        let t = at(0);
+        for round in 0..64 {
+            let request = RequestId::new();
+            let mut first = named(
+                "a@x.io",
+                "FIRST",
+                Precedence {
+                    occurred_at: t,
+                    accepted_at: t,
+                    position: 0,
+                },
+            );
+            let mut second = named(
+                "a@x.io",
+                "SECOND",
+                Precedence {
+                    occurred_at: t,
+                    accepted_at: t,
+                    position: 1,
+                },
+            );
+            first.request_id = request;
+            second.request_id = request;
+            let input = if round % 2 == 0 {
+                vec![first, second]
+            } else {
+                vec![second, first]
+            };
+            let c = coalesce(&decoded(input), &HashMap::new());
+            assert_eq!(
+                name_winner(&c, "a@x.io").as_deref(),
+                Some("SECOND"),
+                "round {round}"
+            );
+        }
+    }
+
+    /// Rule: the same tie split across runs ends the same way. SECOND delivered first, FIRST later: stale.
+    /// FIRST delivered first, SECOND later: sent.
+    #[test]
+    fn a_tie_split_across_runs_is_settled_as_within_one() {
+        let t = at(0);
+        let p = |position| Precedence {
+            occurred_at: t,
+            accepted_at: t,
+            position,
+        };
+        let email = Email::parse("a@x.io").unwrap();
+        let synced = |name: &str, position| {
+            HashMap::from([(
+                email.clone(),
+                SyncedFields::from([(
+                    FieldKey::Name,
+                    SyncedField {
+                        value: name.into(),
+                        precedence: p(position),
+                    },
+                )]),
+            )])
+        };
+        let late_first = coalesce(
+            &decoded(vec![named("a@x.io", "FIRST", p(0))]),
+            &synced("SECOND", 1),
+        );
+        assert_eq!((late_first.records.len(), late_first.skipped_stale), (0, 1));
+        let late_second = coalesce(
+            &decoded(vec![named("a@x.io", "SECOND", p(1))]),
+            &synced("FIRST", 0),
+        );
+        assert_eq!(
+            name_winner(&late_second, "a@x.io").as_deref(),
+            Some("SECOND")
+        );
+        // Across requests with equal occurred_at, the later-accepted request wins, in one run or across runs.
+        let later_request = Precedence {
+            occurred_at: t,
+            accepted_at: t + chrono::TimeDelta::nanoseconds(1),
+            position: 0,
+        };
+        let c = coalesce(
+            &decoded(vec![named("a@x.io", "LATER", later_request)]),
+            &synced("EARLIER", 5),
+        );
+        assert_eq!(name_winner(&c, "a@x.io").as_deref(), Some("LATER"));
+    }
+
+    /// Rule: never backwards, to the nanosecond. A change 400 µs (or 1 ns) older than the synced field is
+    /// stale; one 1 ns newer is sent.
+    #[test]
+    fn a_sub_millisecond_older_change_is_stale() {
+        let t = at(0) + chrono::TimeDelta::microseconds(700);
+        let email = Email::parse("a@x.io").unwrap();
+        let synced = HashMap::from([(
+            email,
+            SyncedFields::from([(FieldKey::Name, synced_at("new", t))]),
+        )]);
+        for older in [
+            chrono::TimeDelta::microseconds(400),
+            chrono::TimeDelta::nanoseconds(1),
+        ] {
+            let mut old = change("a@x.io", 0, Some("old"), None);
+            old.occurred_at = t - older;
+            old.accepted_at = t + chrono::TimeDelta::seconds(5); // accepted later: does not matter
+            let c = coalesce(&decoded(vec![old]), &synced);
+            assert_eq!(
+                (c.records.len(), c.skipped_stale),
+                (0, 1),
+                "{older:?} older was sent"
+            );
+        }
+        let mut newer = change("a@x.io", 0, Some("newer"), None);
+        newer.occurred_at = t + chrono::TimeDelta::nanoseconds(1);
+        newer.accepted_at = t - chrono::TimeDelta::seconds(5); // accepted earlier: does not matter
+        let c = coalesce(&decoded(vec![newer]), &synced);
+        assert_eq!(name_winner(&c, "a@x.io").as_deref(), Some("newer"));
+    }
+
+    /// Offsets that straddle a millisecond boundary, so truncation to milliseconds would tie or invert them.
+    fn sub_ms_offset() -> impl Strategy<Value = i64> {
+        prop::sample::select(vec![
+            0i64, 1, 400_000, 999_999, 1_000_000, 1_000_001, 1_400_000,
+        ])
+    }
+
+    fn arb_precedence() -> impl Strategy<Value = Precedence> {
+        (sub_ms_offset(), 0..3i64, 0..4u32).prop_map(|(occurred_ns, accepted_ns, position)| {
+            let base = at(0) + chrono::TimeDelta::microseconds(123);
+            Precedence {
+                occurred_at: base + chrono::TimeDelta::nanoseconds(occurred_ns),
+                accepted_at: base + chrono::TimeDelta::nanoseconds(accepted_ns * 500_000),
+                position,
+            }
+        })
+    }
+
+    /// Distinct changes to one field of one user (a precedence identifies a change: one request, one
+    /// position), some delivered twice, in every order.
+    fn arb_one_field_changes() -> impl Strategy<Value = Vec<Change>> {
+        (
+            prop::collection::btree_set(arb_precedence(), 1..12),
+            prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        )
+            .prop_map(|(precedences, copies)| {
+                let mut changes: Vec<Change> = precedences
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, p)| named("a@x.io", &format!("v{i}"), p))
+                    .collect();
+                let originals = changes.len();
+                for c in copies {
+                    changes.push(changes[c.index(originals)].clone());
+                }
+                changes
+            })
+            .prop_shuffle()
+    }
+
+    proptest! {
+        /// Rule: for any set of changes to one field, the winner is the change with the maximal
+        /// (occurred_at, accepted_at, position), whatever order the messages arrive in; against synced
+        /// state it is sent only if its precedence is above the synced one.
+        #[test]
+        fn the_winner_is_the_maximal_precedence_whatever_the_order(
+            changes in arb_one_field_changes(),
+            reversed in any::<bool>(),
+            synced in proptest::option::of(arb_precedence()),
+        ) {
+            let mut changes = changes;
+            if reversed { changes.reverse(); }
+            let best = changes.iter().max_by_key(|c| c.precedence()).unwrap().clone();
+            let c = coalesce(&decoded(changes.clone()), &HashMap::new());
+            prop_assert_eq!(c.records.len(), 1);
+            let w = &c.records[0].fields[&FieldKey::Name];
+            prop_assert_eq!(w.precedence, best.precedence());
+            prop_assert_eq!(&w.value, best.name.as_ref().unwrap());
+            prop_assert_eq!(w.change_id, best.change_id);
+
+            if let Some(p) = synced {
+                let state = HashMap::from([(best.email.clone(), SyncedFields::from([(
+                    FieldKey::Name, SyncedField { value: "synced".into(), precedence: p },
+                )]))]);
+                let c = coalesce(&decoded(changes), &state);
+                let sent = c.records.first().and_then(|r| r.fields.get(&FieldKey::Name));
+                prop_assert_eq!(sent.is_some(), best.precedence() > p);
+                if let Some(w) = sent { prop_assert_eq!(w.change_id, best.change_id); }
             }
         }
     }

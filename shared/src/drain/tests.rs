@@ -103,6 +103,7 @@ impl Harness {
             occurred_at: self.clock.now() + chrono::Duration::seconds(occurred_offset_s),
             priority: Priority::Normal,
             accepted_at: self.clock.now(),
+            position: 0,
         };
         self.queue.send(ChangeMessage::V1(change.clone()).to_body());
         change

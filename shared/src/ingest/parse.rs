@@ -266,9 +266,13 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
         name: name.map(Name::into_string),
         time_zone,
         custom_fields,
+        // Absent, `occurred_at` is the request's receipt time for every change in it; `position` then
+        // decides which of them is the latest (the later one in the array).
         occurred_at: occurred_at.unwrap_or(receipt.received_at),
         priority,
         accepted_at: receipt.received_at,
+        // At most MAX_CHANGES, so this always fits.
+        position: u32::try_from(index).unwrap_or(u32::MAX),
     })
 }
 
@@ -526,6 +530,38 @@ mod tests {
         );
         assert_eq!(changes[1].name.as_deref(), Some(""));
         assert_ne!(changes[0].change_id, changes[1].change_id);
+    }
+
+    /// Rule: within one request a later change wins a tie — each change carries its index in the array,
+    /// and without `occurred_at` every change of the request has the same one (the receipt time).
+    #[test]
+    fn changes_carry_their_position_and_share_the_receipt_time() {
+        let r = receipt();
+        let body = json!({"changes": [
+            {"email": "a@x.io", "name": "FIRST"},
+            {"email": "b@x.io", "name": "other", "occurred_at": "2026-01-31T09:30:00Z"},
+            {"email": "a@x.io", "name": "SECOND"},
+        ]});
+        let changes = parse_changes(body.to_string().as_bytes(), r).unwrap();
+        let positions: Vec<u32> = changes.iter().map(|c| c.position).collect();
+        assert_eq!(positions, vec![0, 1, 2]);
+        assert_eq!(changes[0].occurred_at, r.received_at);
+        assert_eq!(changes[2].occurred_at, r.received_at);
+        assert!(changes[2].precedence() > changes[0].precedence());
+        let single = parse_changes(br#"{"email":"a@x.io","name":"A"}"#, r).unwrap();
+        assert_eq!(single[0].position, 0);
+    }
+
+    /// Rule: `occurred_at` keeps the precision it was sent with (µs or ns), so sub-millisecond order holds.
+    #[test]
+    fn occurred_at_keeps_micro_and_nanoseconds() {
+        let changes = parse(json!({"changes": [
+            {"email": "a@x.io", "name": "ns", "occurred_at": "2026-01-31T09:30:00.123456789Z"},
+            {"email": "a@x.io", "name": "us", "occurred_at": "2026-01-31T09:30:00.123456+01:00"},
+        ]}))
+        .unwrap();
+        assert_eq!(changes[0].occurred_at.timestamp_subsec_nanos(), 123_456_789);
+        assert_eq!(changes[1].occurred_at.timestamp_subsec_nanos(), 123_456_000);
     }
 
     #[test]

@@ -247,6 +247,7 @@ mod tests {
             occurred_at: at,
             priority: Priority::Normal,
             accepted_at: at,
+            position: 0,
         };
         ReceivedMessage {
             message_id: "m".into(),

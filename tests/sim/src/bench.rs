@@ -287,6 +287,7 @@ fn changes(users: Users, prefix: &str, n: usize, seed: u64) -> anyhow::Result<Ve
                 occurred_at: now + chrono::Duration::milliseconds(i as i64),
                 priority: Priority::Normal,
                 accepted_at: now,
+                position: 0,
             })
         })
         .collect()

@@ -122,6 +122,7 @@ impl GenChange {
             occurred_at: self.at,
             priority: Priority::Normal,
             accepted_at: self.at,
+            position: 0,
         };
         for &(field, id) in &self.fields {
             let value = field.value(id);
