@@ -277,6 +277,21 @@ pub struct Precedence {
     pub position: u32,
 }
 
+impl Precedence {
+    /// The greatest precedence below this one: a change of exactly this precedence beats it, any older one
+    /// does not.
+    pub fn just_before(&self) -> Self {
+        match self.position.checked_sub(1) {
+            Some(position) => Self { position, ..*self },
+            None => Self {
+                accepted_at: self.accepted_at - chrono::Duration::nanoseconds(1),
+                position: u32::MAX,
+                ..*self
+            },
+        }
+    }
+}
+
 /// The queue message body: versioned, so a drain can read what an older or newer ingest wrote.
 ///
 /// A field that readers may do without (`#[serde(default)]`, e.g. `position`) is added to the current

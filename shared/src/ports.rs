@@ -257,7 +257,21 @@ pub trait SyncStateStore: Send + Sync {
         email: &Email,
         fields: &SyncedFields,
     ) -> impl Future<Output = PortResult<()>> + Send;
+    /// Fields a run was about to send, by precedence ([`InFlight`]), for these users.
+    fn in_flight(
+        &self,
+        emails: &[Email],
+    ) -> impl Future<Output = PortResult<HashMap<Email, InFlight>>> + Send;
+    /// Replaces these users' in-flight fields (the caller passes what it loaded plus what it is about to
+    /// send: single flight makes that the whole truth).
+    fn intend(&self, intents: &[(Email, InFlight)]) -> impl Future<Output = PortResult<()>> + Send;
 }
+
+/// The precedence of each field a run is about to send, written *before* the provider call. A run that
+/// dies (or loses its lease) after its call but before recording the sync state leaves this behind, so a
+/// later run never sends an older change of that field over a value the provider may already hold: the
+/// newer change is still on the queue and is sent again instead.
+pub type InFlight = BTreeMap<FieldKey, Precedence>;
 
 // ---------------------------------------------------------------------------------------------------------
 // Provider

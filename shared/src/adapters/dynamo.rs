@@ -4,6 +4,7 @@
 //! |--------------------------|---------------------------------------------------------|------------|
 //! | `quota#<kind>#<start>`   | `used` (N), `limit` (N), `expires_at`                   | reserve: conditional `ADD used :n` |
 //! | `user#<email>`           | `f.<field>` = `{v: S, k: S (precedence), t: N (ms)}` per delivered field | record: conditional per field |
+//! | `inflight#<email>`       | `f.<field>` = precedence key (S) per field a run was about to send, `expires_at` (+1 day) | BatchWriteItem (put) before the provider call |
 //! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put; renewed by a conditional update on `holder` |
 //! | `circuit#provider`       | `failures`, `open_until_ms` (absent when closed), `reason`, `expires_at` | put, when a run changed it |
 //! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change |
@@ -23,7 +24,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, WriteRequest,
 };
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -31,8 +33,8 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::sqs::classify;
 use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId};
 use crate::ports::{
-    CircuitState, Coordination, PortError, PortResult, QuotaKind, QuotaLedger, RequestTracker,
-    Reservation, Settled, SyncStateStore, SyncedField, SyncedFields, Window,
+    CircuitState, Coordination, InFlight, PortError, PortResult, QuotaKind, QuotaLedger,
+    RequestTracker, Reservation, Settled, SyncStateStore, SyncedField, SyncedFields, Window,
 };
 
 const LEASE_KEY: &str = "lease#drain";
@@ -63,6 +65,10 @@ pub fn quota_key(kind: QuotaKind, window: Window) -> String {
 
 pub fn user_key(email: &Email) -> String {
     format!("user#{}", email.as_str())
+}
+
+pub fn in_flight_key(email: &Email) -> String {
+    format!("inflight#{}", email.as_str())
 }
 
 pub fn request_key(id: &RequestId) -> String {
@@ -148,10 +154,21 @@ impl DynamoState {
 
     /// One BatchGetItem of up to 100 users, retrying unprocessed keys.
     async fn load_chunk(&self, chunk: Vec<Email>) -> PortResult<HashMap<Email, SyncedFields>> {
+        self.read_chunk(chunk, user_key, parse_fields).await
+    }
+
+    /// One BatchGetItem of up to 100 users' items (`key` names each user's item), retrying unprocessed
+    /// keys; `parse` reads each item found.
+    async fn read_chunk<T>(
+        &self,
+        chunk: Vec<Email>,
+        key: fn(&Email) -> String,
+        parse: fn(&HashMap<String, AttributeValue>) -> T,
+    ) -> PortResult<HashMap<Email, T>> {
         let mut found = HashMap::new();
         let keys: Vec<HashMap<String, AttributeValue>> = chunk
             .iter()
-            .map(|e| HashMap::from([("pk".to_string(), s(user_key(e)))]))
+            .map(|e| HashMap::from([("pk".to_string(), s(key(e)))]))
             .collect();
         let mut request = Some(
             KeysAndAttributes::builder()
@@ -160,7 +177,7 @@ impl DynamoState {
                 .build()
                 .map_err(|e| PortError::permanent("building a sync-state read", e))?,
         );
-        let by_key: HashMap<String, &Email> = chunk.iter().map(|e| (user_key(e), e)).collect();
+        let by_key: HashMap<String, &Email> = chunk.iter().map(|e| (key(e), e)).collect();
         let mut attempts = 0;
         while let Some(keys) = request.take() {
             attempts += 1;
@@ -182,7 +199,7 @@ impl DynamoState {
                     .and_then(|v| v.as_s().ok())
                     .and_then(|k| by_key.get(k))
                 {
-                    found.insert((*email).clone(), parse_fields(item));
+                    found.insert((*email).clone(), parse(item));
                 }
             }
             request = out
@@ -350,6 +367,15 @@ fn legacy_precedence(millis: i64) -> Option<Precedence> {
     })
 }
 
+fn parse_in_flight(item: &HashMap<String, AttributeValue>) -> InFlight {
+    item.iter()
+        .filter_map(|(name, value)| {
+            let key = FieldKey::from_storage_key(name.strip_prefix(FIELD_PREFIX)?)?;
+            Some((key, parse_precedence_key(value.as_s().ok()?)?))
+        })
+        .collect()
+}
+
 fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
     item.iter()
         .filter_map(|(name, value)| {
@@ -457,7 +483,85 @@ impl QuotaLedger for DynamoState {
     }
 }
 
+impl DynamoState {
+    /// One BatchWriteItem of up to 25 in-flight items, retrying unprocessed ones.
+    async fn write_in_flight(&self, chunk: Vec<WriteRequest>) -> PortResult<()> {
+        let mut pending = Some(chunk);
+        let mut attempts = 0;
+        while let Some(requests) = pending.take() {
+            attempts += 1;
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| classify("recording in-flight fields", e))?;
+            pending = out
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .filter(|r| !r.is_empty())
+                .cloned();
+            if pending.is_some() {
+                if attempts >= 8 {
+                    return Err(PortError::transient(
+                        "recording in-flight fields",
+                        anyhow::anyhow!("unprocessed items after {attempts} attempts"),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SyncStateStore for DynamoState {
+    async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
+        let calls: Vec<_> = emails
+            .chunks(100)
+            .map(|c| self.read_chunk(c.to_vec(), in_flight_key, parse_in_flight))
+            .collect();
+        let chunks: Vec<HashMap<Email, InFlight>> = stream::iter(calls)
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
+        // A day is far longer than any message of the change can stay unsettled without the drain
+        // settling it (visibility timeout, backoff); by then the sync state guards the field.
+        let expires = n(Utc::now().timestamp() + 86_400);
+        let mut requests = Vec::with_capacity(intents.len());
+        for (email, fields) in intents.iter().filter(|(_, f)| !f.is_empty()) {
+            let mut item = HashMap::from([
+                ("pk".to_string(), s(in_flight_key(email))),
+                ("expires_at".to_string(), expires.clone()),
+            ]);
+            for (key, precedence) in fields {
+                item.insert(
+                    format!("{FIELD_PREFIX}{}", key.storage_key()),
+                    s(precedence_key(precedence)),
+                );
+            }
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| PortError::permanent("building an in-flight item", e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        let calls: Vec<_> = requests
+            .chunks(25)
+            .map(|c| self.write_in_flight(c.to_vec()))
+            .collect();
+        stream::iter(calls)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
     async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
         let calls: Vec<_> = emails
             .chunks(100)

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{ChangeId, Email, RequestId, Subscriber};
 use crate::ports::{
-    Backlog, ChangeQueue, CircuitState, Clock, Coordination, DeadLetter, PortError, PortResult,
-    Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply,
+    Backlog, ChangeQueue, CircuitState, Clock, Coordination, DeadLetter, InFlight, PortError,
+    PortResult, Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply,
     RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore, SyncedFields, Window,
 };
 
@@ -519,6 +519,7 @@ struct RequestSets {
 pub struct MemoryStore {
     quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
+    in_flight: Arc<Mutex<HashMap<Email, InFlight>>>,
     lease: Arc<Mutex<Option<Lease>>>,
     circuit: Arc<Mutex<CircuitState>>,
     requests: Arc<Mutex<HashMap<RequestId, RequestSets>>>,
@@ -635,6 +636,24 @@ impl SyncStateStore for MemoryStore {
                     current.insert(k.clone(), f.clone());
                 }
             }
+        }
+        Ok(())
+    }
+
+    async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
+        self.faults.check(Op::SyncLoad).await?;
+        let f = lock(&self.in_flight);
+        Ok(emails
+            .iter()
+            .filter_map(|e| f.get(e).map(|i| (e.clone(), i.clone())))
+            .collect())
+    }
+
+    async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
+        self.faults.check(Op::SyncRecord).await?;
+        let mut f = lock(&self.in_flight);
+        for (email, fields) in intents {
+            f.insert(email.clone(), fields.clone());
         }
         Ok(())
     }

@@ -238,8 +238,9 @@ async fn retry_after_spends_every_window_up_to_it() {
 async fn a_run_that_lost_its_lease_writes_and_deletes_nothing() {
     let h = harness(Limits::default(), 1_000);
     let c = h.enqueue("a@x.io", 0, "A");
-    // The renewal before the call succeeds; the one before settling finds another holder.
-    h.store.lose_lease_after(1);
+    // The renewals before the in-flight note and the call succeed; the one before settling finds
+    // another holder.
+    h.store.lose_lease_after(2);
     let r = h.tick().await;
     assert!(r.lease_lost);
     assert_eq!(r.delivered_records(), 1);

@@ -31,8 +31,9 @@ use tracing::{info, warn};
 use crate::config::{Config, Limits, RUN_OVERHEAD};
 use crate::domain::{ChangeId, ChangeMessage, Email, RequestId};
 use crate::ports::{
-    ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, PortError, Provider, QuotaKind,
-    QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore, Window,
+    ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, InFlight, PortError, Provider,
+    QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore, SyncedFields,
+    Window,
 };
 use circuit::{CircuitPolicy, Phase};
 use coalesce::{Decoded, coalesce};
@@ -248,7 +249,10 @@ impl<P: DrainPorts> Drain<P> {
             set
         };
         self.check_time(run, self.settings.settle_margin)?;
-        let synced = self.ports.sync_state().load(&emails).await?;
+        let sync = self.ports.sync_state();
+        let (mut synced, in_flight) =
+            futures::try_join!(sync.load(&emails), sync.in_flight(&emails))?;
+        guard_in_flight(&mut synced, &in_flight);
         let coalesced = coalesce(&decoded, &synced);
         run.report.coalesced = coalesced.merged_messages;
         run.report.skipped_unchanged = coalesced.skipped_unchanged;
@@ -258,13 +262,52 @@ impl<P: DrainPorts> Drain<P> {
             fates[i] = Some(Outcome::Absorbed);
         }
 
-        let outcomes = self.send_all(run, &coalesced.records, plan).await?;
+        let outcomes = if self
+            .note_in_flight(run, &coalesced.records, in_flight)
+            .await?
+        {
+            self.send_all(run, &coalesced.records, plan).await?
+        } else {
+            // The lease is lost: nothing is sent; the records are handed back untried.
+            let next_run = Duration::from_secs(u64::from(self.settings.interval_seconds));
+            vec![Outcome::Held(next_run); coalesced.records.len()]
+        };
         for (record, outcome) in coalesced.records.iter().zip(&outcomes) {
             for &i in &record.messages {
                 fates[i] = Some(outcome.clone());
             }
         }
         self.settle(run, fates, &coalesced, &outcomes).await
+    }
+
+    /// Writes, before any provider call, the precedence of every field this run may send (merged with what
+    /// was in flight already). `false` when the lease is lost: the run sends nothing.
+    async fn note_in_flight(
+        &self,
+        run: &mut Run,
+        records: &[coalesce::PendingRecord],
+        mut in_flight: HashMap<Email, InFlight>,
+    ) -> Result<bool, DrainError> {
+        if records.is_empty() {
+            return Ok(true);
+        }
+        if !self.fence(run).await? {
+            return Ok(false);
+        }
+        let intents: Vec<(Email, InFlight)> = records
+            .iter()
+            .map(|r| {
+                let mut fields = in_flight.remove(&r.email).unwrap_or_default();
+                for (key, winner) in &r.fields {
+                    let p = fields.entry(key.clone()).or_insert(winner.precedence);
+                    *p = (*p).max(winner.precedence);
+                }
+                (r.email.clone(), fields)
+            })
+            .collect();
+        self.check_time(run, self.settings.settle_margin)?;
+        self.ports.sync_state().intend(&intents).await?;
+        Ok(true)
     }
 
     /// Reads quota and depth and plans the run; `None` when the run has nothing to do (reported idle).
@@ -535,6 +578,34 @@ impl<P: DrainPorts> Drain<P> {
         Ok(())
     }
 }
+
+/// Folds in-flight fields into the synced view for the stale check: a field some run was about to send at
+/// precedence `p` (and never recorded as delivered) stands as synced *just before* `p`, with a value no
+/// change can equal. So a change older than `p` is stale — the provider may hold the newer value, whose
+/// change is still queued — while the change of precedence `p` itself (or a newer one) is sent.
+fn guard_in_flight(
+    synced: &mut HashMap<Email, SyncedFields>,
+    in_flight: &HashMap<Email, InFlight>,
+) {
+    for (email, fields) in in_flight {
+        let user = synced.entry(email.clone()).or_default();
+        for (key, p) in fields {
+            let newer = user.get(key).is_none_or(|s| s.precedence < *p);
+            if newer {
+                user.insert(
+                    key.clone(),
+                    crate::ports::SyncedField {
+                        value: IN_FLIGHT_VALUE.to_string(),
+                        precedence: p.just_before(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// A value no change can carry (ingest refuses control characters), standing for "unknown, maybe sent".
+const IN_FLIGHT_VALUE: &str = "\u{0}in flight";
 
 /// One structured line per provider call: what was sent, what came back, how long it took.
 fn log_call(kind: &'static str, records: usize, reply: &Reply, elapsed: Duration, attempt: u32) {

@@ -1,7 +1,7 @@
 //! The settle phase: carries out the one table ([`super::outcome::action`]) for every message, in the
 //! order that loses nothing:
-//! 1. the lease is renewed — a run that lost it writes and deletes nothing (its messages come back by
-//!    themselves after their visibility timeout);
+//! 1. the lease is renewed — a run that lost it writes no state and deletes nothing it tried (those
+//!    messages come back after their visibility timeout); it only hands back what it holds untried;
 //! 2. sync state: delivered fields and no-op timestamps (never backwards in time), before any delete, so
 //!    a crash in between resends the same values, never older ones;
 //! 3. request progress, once per change (idempotent), before any delete, so a failed progress write
@@ -41,11 +41,13 @@ impl<P: DrainPorts> Drain<P> {
         coalesced: &Coalesced,
         outcomes: &[Outcome],
     ) -> Result<(), DrainError> {
-        if !self.fence(run).await? {
-            return Ok(());
+        // A run that lost its lease writes no state and deletes nothing it tried; it only hands back
+        // what it holds (releases, and fresh copies of what it did not try), which no other run can hold.
+        let lease_held = self.fence(run).await?;
+        if lease_held {
+            self.check_time(run, self.settings.settle_margin)?;
+            self.record_sync_state(coalesced, outcomes).await?;
         }
-        self.check_time(run, self.settings.settle_margin)?;
-        self.record_sync_state(coalesced, outcomes).await?;
 
         let next_run = Duration::from_secs(u64::from(self.settings.interval_seconds));
         let mut actions = Actions::default();
@@ -64,6 +66,11 @@ impl<P: DrainPorts> Drain<P> {
             }
         }
 
+        if !lease_held {
+            actions.deletes.clear();
+            actions.dead_letters.clear();
+            return self.carry_out(run, actions).await;
+        }
         let settled = progress(run, &actions, &coalesced.records, outcomes);
         if !settled.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;

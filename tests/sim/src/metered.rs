@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
-    Backlog, ChangeQueue, CircuitState, Coordination, DeadLetter, PortResult, Provider, QuotaKind,
-    QuotaLedger, Receipt, ReceivedMessage, Reply, RequestTracker, Reservation, Settled,
+    Backlog, ChangeQueue, CircuitState, Coordination, DeadLetter, InFlight, PortResult, Provider,
+    QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply, RequestTracker, Reservation, Settled,
     SyncStateStore, SyncedFields, Window,
 };
 
@@ -36,6 +36,7 @@ pub enum Op {
     LedgerMarkSpent,
     SyncLoad,
     SyncRecord,
+    SyncIntend,
     LeaseAcquire,
     LeaseRenew,
     LeaseRelease,
@@ -68,6 +69,8 @@ impl Op {
             LedgerReserve | LedgerMarkSpent | SyncRecord | LeaseAcquire | LeaseRenew
             | LeaseRelease | CircuitOpen => (1, 0, 1),
             SyncLoad => (items.div_ceil(100), items, 0),
+            // BatchWriteItem of 25 puts of small items.
+            SyncIntend => (items.div_ceil(25), 0, items),
             RequestsAdd => (items, 0, items),
             _ => (0, 0, 0),
         }
@@ -288,6 +291,20 @@ impl<T: SyncStateStore> SyncStateStore for Metered<T> {
         let t = Instant::now();
         let r = self.inner.record(email, fields).await;
         self.meter.record(Op::SyncRecord, 1, t);
+        r
+    }
+
+    async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
+        let t = Instant::now();
+        let r = self.inner.in_flight(emails).await;
+        self.meter.record(Op::SyncLoad, emails.len() as u64, t);
+        r
+    }
+
+    async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.intend(intents).await;
+        self.meter.record(Op::SyncIntend, intents.len() as u64, t);
         r
     }
 }

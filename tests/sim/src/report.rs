@@ -240,7 +240,9 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 Op::LedgerMarkSpent => "UpdateItem",
                 Op::SyncLoad => "BatchGetItem ≤ 100 keys (consistent)",
                 Op::SyncRecord => "UpdateItem (conditional)",
+                Op::SyncIntend => "BatchWriteItem ≤ 25 puts (in-flight fields)",
                 Op::LeaseAcquire => "PutItem (conditional)",
+                Op::LeaseRenew => "UpdateItem (conditional)",
                 Op::LeaseRelease => "DeleteItem (conditional)",
                 Op::CircuitRead => "GetItem (consistent)",
                 Op::CircuitOpen => "PutItem",
@@ -251,6 +253,8 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 (st.calls, st.items, 0)
             } else if *op == Op::RequestsAdd {
                 (st.items, 0, st.items)
+            } else if *op == Op::SyncIntend {
+                (st.items.div_ceil(25).max(st.calls), 0, st.items)
             } else {
                 let (a, b, c) = op.dynamo_units(1);
                 (a * st.calls, b * st.calls, c * st.calls)
