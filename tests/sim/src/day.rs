@@ -89,7 +89,9 @@ impl PolicyKind {
 
 /// The drain's settings exactly as the Lambda derives them from its environment (production defaults).
 pub fn production_settings(max_messages: u32) -> anyhow::Result<DrainSettings> {
-    Ok(DrainSettings::from_config(&production_config(max_messages)?))
+    Ok(DrainSettings::from_config(&production_config(
+        max_messages,
+    )?))
 }
 
 /// The drain's configuration as the Lambda loads it from its environment (production defaults).
@@ -261,9 +263,9 @@ pub async fn simulate(
     let wall = Instant::now();
     let limits = Limits::default();
     // An outage day runs longer than the others so its backlog can drain.
-    let (hours, tail_hours) = scenario
-        .outage
-        .map_or((cfg.hours, cfg.tail_hours), |o| (o.traffic_hours, o.tail_hours));
+    let (hours, tail_hours) = scenario.outage.map_or((cfg.hours, cfg.tail_hours), |o| {
+        (o.traffic_hours, o.tail_hours)
+    });
     let outage = scenario.outage.map(|o| o.window(cfg.start));
     let clock = ManualClock::new(cfg.start);
     let queue = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
@@ -316,9 +318,7 @@ pub async fn simulate(
 
     let traffic_length = Duration::from_secs(u64::from(hours) * 3_600);
     let end = cfg.start
-        + chrono::Duration::from_std(Duration::from_secs(
-            u64::from(hours + tail_hours) * 3_600,
-        ))?;
+        + chrono::Duration::from_std(Duration::from_secs(u64::from(hours + tail_hours) * 3_600))?;
     let mut traffic = Traffic::new(scenario.clone(), cfg.start, traffic_length, cfg.seed)?;
     let mut tracker = Tracker::new(cfg.start);
     if let Some(o) = outage {

@@ -165,3 +165,129 @@ impl Provider for FaultyProvider {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use futures::stream::{self, StreamExt as _};
+
+    use crate::traffic::{OutagePlan, outage_scenarios};
+
+    fn start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+    }
+
+    fn plan() -> OutagePlan {
+        OutagePlan {
+            start_hour: 9,
+            hours: 6,
+            traffic_hours: 36,
+            tail_hours: 12,
+            provider_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn subscriber(i: usize) -> Subscriber {
+        Subscriber {
+            email: format!("u{i}@example.com"),
+            name: Some(format!("n{i}")),
+            ..Subscriber::default()
+        }
+    }
+
+    /// The provider behind the outage, with limits that never answer 429 (only the fault is under test).
+    fn provider(window: OutageWindow) -> (ManualClock, FaultyProvider) {
+        let clock = ManualClock::new(start());
+        let inner = MemoryProvider::new(clock.clone(), u32::MAX, u32::MAX, 3_600);
+        (
+            clock.clone(),
+            FaultyProvider::new(inner, clock, Some(window)),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_outage_fails_every_call_inside_its_window_and_none_outside() {
+        for scenario in outage_scenarios(plan()) {
+            let window = scenario.outage.unwrap().window(start());
+            assert_eq!(window.from, start() + chrono::Duration::hours(9));
+            assert_eq!(window.until, start() + chrono::Duration::hours(15));
+            let (clock, p) = provider(window);
+            // Every 37 s over the outage day's 48 h, and both edges to the millisecond.
+            let ms = chrono::Duration::milliseconds;
+            let mut times: Vec<DateTime<Utc>> = (0..48 * 3_600 / 37)
+                .map(|k| start() + chrono::Duration::seconds(k * 37))
+                .collect();
+            times.extend([
+                window.from - ms(1),
+                window.from,
+                window.until - ms(1),
+                window.until,
+            ]);
+            let (mut inside, mut outside) = (0u64, 0u64);
+            for (k, &at) in times.iter().enumerate() {
+                clock.set(at);
+                let batch = p.send_batch(&[subscriber(k)]).await;
+                clock.set(at);
+                let individual = p.send_individual(&subscriber(k)).await;
+                if window.contains(at) {
+                    inside += 1;
+                    assert!(
+                        matches!(batch, Err(ProviderError::Transient(_))),
+                        "{} {at}",
+                        scenario.name
+                    );
+                    assert!(matches!(individual, Err(ProviderError::Transient(_))));
+                } else {
+                    outside += 1;
+                    assert!(
+                        batch.is_ok() && individual.is_ok(),
+                        "{} {at}",
+                        scenario.name
+                    );
+                }
+            }
+            assert!(inside > 500 && outside > 3 * inside, "{inside} / {outside}");
+            let c = p.counts();
+            assert_eq!((c.failed_batch, c.failed_individual), (inside, inside));
+            assert_eq!((c.passed_batch, c.passed_individual), (outside, outside));
+            // Nothing reached the provider while it was down; everything else did.
+            let delivered = p.inner().deliveries();
+            assert_eq!(delivered.len() as u64, 2 * outside);
+            assert!(delivered.iter().all(|d| !window.contains(d.at)));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_takes_the_provider_timeout_once_per_parallel_wave() {
+        let timeout = outage_scenarios(plan())
+            .into_iter()
+            .find(|s| s.name == "outage-timeout")
+            .unwrap()
+            .outage
+            .unwrap();
+        assert_eq!(timeout.fault, Fault::Timeout(Duration::from_secs(10)));
+        let window = timeout.window(start());
+        let (clock, p) = provider(window);
+        let at = window.from + chrono::Duration::minutes(1);
+        clock.set(at);
+        // The drain's wave: ten individual requests in flight together.
+        let results: Vec<_> = stream::iter(0..10)
+            .map(|k| {
+                let p = &p;
+                async move { p.send_individual(&subscriber(k)).await }
+            })
+            .buffer_unordered(10)
+            .collect()
+            .await;
+        assert!(results.iter().all(|r| r.is_err()));
+        assert_eq!(clock.now(), at + chrono::Duration::seconds(10));
+        assert!(p.send_batch(&[subscriber(0)]).await.is_err());
+        assert_eq!(clock.now(), at + chrono::Duration::seconds(20));
+        // After the outage: at once, and delivered.
+        clock.set(window.until);
+        assert!(p.send_batch(&[subscriber(1)]).await.is_ok());
+        assert_eq!(clock.now(), window.until);
+    }
+}

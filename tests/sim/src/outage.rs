@@ -107,10 +107,12 @@ pub struct OutageFigures {
     pub normal_backlog: u64,
     /// Seconds from the end of the outage to the first run back at the normal backlog; None: not by the end.
     pub drained_after_s: Option<f64>,
-    /// Records delivered from the end of the outage until drained (or the end of the day).
+    /// Records delivered in the windows from the end of the outage to the one the backlog drained in (or
+    /// the last).
     pub records_after_recovery: u64,
-    /// Those records ÷ capacity over the same span.
+    /// Those records ÷ those windows' capacity.
     pub capacity_after_recovery: f64,
+    pub windows_after_recovery: u32,
     pub before: PhaseFreshness,
     pub during: PhaseFreshness,
     pub after: PhaseFreshness,
@@ -169,17 +171,22 @@ impl OutageFigures {
             .filter(|(t, ..)| *t >= outage.until)
             .collect();
         let drained = after.iter().position(|&&(_, depth, _)| depth <= normal);
-        let span_end = match drained {
+        // Quota is per window, so capacity is counted in whole windows: from the end of the outage to the
+        // end of the window the backlog drained in (or of the last run).
+        let last = match drained {
             Some(i) => after[i].0,
             None => after.last().map_or(outage.until, |r| r.0),
         };
+        let first_window = Window::containing(outage.until, limits.window_seconds);
+        let span_end = Window::containing(last, limits.window_seconds).end_time();
         let records_after: u64 = after
             .iter()
-            .take(drained.map_or(after.len(), |i| i + 1))
+            .filter(|(t, ..)| *t < span_end)
             .map(|&&(_, _, n)| n)
             .sum();
-        let span_h = (span_end - outage.until).num_seconds() as f64 / 3_600.0;
-        let capacity = limits.capacity_per_window() as f64 * 3_600.0 / f64::from(limits.window_seconds);
+        let windows =
+            (span_end.timestamp() - first_window.start) / i64::from(limits.window_seconds);
+        let capacity_span = (limits.capacity_per_window() as f64) * windows.max(1) as f64;
 
         let unsatisfied = tracker.unsatisfied_by_phase();
         let mut phases = std::mem::take(&mut tracker.phase_freshness_ms);
@@ -216,15 +223,18 @@ impl OutageFigures {
                 allowance(limits.individual_per_window),
             ),
             backlog_at_recovery: timeline.recovery.map_or(0, |r| r.backlog),
-            peak_backlog: timeline.runs.iter().map(|r| r.1).max().unwrap_or(0),
+            peak_backlog: timeline
+                .runs
+                .iter()
+                .map(|r| r.1)
+                .chain(timeline.recovery.map(|r| r.backlog))
+                .max()
+                .unwrap_or(0),
             normal_backlog: normal,
             drained_after_s: drained.map(|i| (after[i].0 - outage.until).num_seconds() as f64),
             records_after_recovery: records_after,
-            capacity_after_recovery: if span_h > 0.0 {
-                records_after as f64 / (capacity * span_h)
-            } else {
-                0.0
-            },
+            capacity_after_recovery: records_after as f64 / capacity_span,
+            windows_after_recovery: windows.max(1) as u32,
             before,
             during,
             after: after_phase,
@@ -346,7 +356,11 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
     for d in days {
         let Some(f) = &d.outage else { continue };
         let share = |used: u64, allowed: u64| {
-            format!("{} ({})", int(used), pct(used as f64 / allowed.max(1) as f64))
+            format!(
+                "{} ({})",
+                int(used),
+                pct(used as f64 / allowed.max(1) as f64)
+            )
         };
         let _ = writeln!(
             s,
@@ -369,7 +383,8 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
         s,
         "Drained = the first run after which the queue holds no more messages than after any run in the {NORMAL_HOURS} h \
          before the outage (the policy's normal level, in parentheses). Capacity used after recovery = records \
-         delivered from the end of the outage until drained ÷ (53,600/h × that time). Freshness p50 / p99 of the \
+         delivered in the windows from the end of the outage through the one it drained in ÷ (53,600 × those \
+         windows, in parentheses). Freshness p50 / p99 of the \
          changes accepted in each phase; \"never delivered\" = traced changes whose value (or a newer one) never \
          reached the provider — dead-lettered, or still queued at the end.\n"
     );
@@ -381,7 +396,7 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
         let Some(f) = &d.outage else { continue };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} / {} / {} |",
+            "| {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} / {} / {} |",
             f.fault,
             d.policy.label(),
             int(f.backlog_at_recovery),
@@ -389,6 +404,7 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
             drained_cell(f),
             int(f.normal_backlog),
             pct(f.capacity_after_recovery),
+            f.windows_after_recovery,
             phase_cell(&f.before),
             phase_cell(&f.during),
             phase_cell(&f.after),
@@ -417,4 +433,68 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone as _;
+
+    use crate::day::{DayConfig, PolicyKind, simulate};
+    use crate::fault::Fault;
+    use crate::traffic::{Outage, Rate, Scenario};
+
+    /// A small outage day end to end (the real drain, the baselines): the figures add up and every
+    /// policy drains again after the provider comes back.
+    #[tokio::test]
+    async fn a_small_outage_day_adds_up() {
+        let scenario = Scenario {
+            name: "outage-small",
+            summary: "test",
+            rate: Rate::Constant { per_hour: 600.0 },
+            spike: None,
+            outage: Some(Outage {
+                // Across an hour's end, so baseline (a)'s hourly sweep runs into it.
+                start: Duration::from_secs(5_400),
+                length: Duration::from_secs(3_600),
+                fault: Fault::Unavailable,
+                traffic_hours: 3,
+                tail_hours: 2,
+            }),
+        };
+        let cfg = DayConfig {
+            seed: 5,
+            hours: 24,
+            tail_hours: 1,
+            start: chrono::Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap(),
+        };
+        for policy in [
+            PolicyKind::Sluice {
+                max_messages: 1_000,
+            },
+            PolicyKind::ThresholdSweep,
+            PolicyKind::FixedSpacing,
+        ] {
+            let day = simulate(&scenario, policy, cfg).await.unwrap();
+            let f = day.outage.as_ref().unwrap();
+            let label = policy.label();
+            assert_eq!(day.hours, 3, "{label}");
+            assert_eq!(
+                f.dead_lettered,
+                f.dead_lettered_by_reason.values().sum::<usize>(),
+                "{label}"
+            );
+            assert!(f.dead_lettered_during <= f.dead_lettered, "{label}");
+            assert!(
+                f.calls_batch + f.calls_individual > 0,
+                "{label}: no call tried"
+            );
+            assert!(f.drained_after_s.is_some(), "{label}: never drained");
+            assert!(f.during.delivered > 0 && f.after.delivered > 0, "{label}");
+            assert_eq!(day.over_limit, 0, "{label}");
+            assert_eq!((f.from_h, f.until_h), (1.5, 2.5), "{label}");
+        }
+    }
 }

@@ -47,7 +47,9 @@ fn shade<'a, DB: DrawingBackend + 'a>(
             )))
             .map_err(err)?
             .label("provider down")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], red.mix(0.3).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 20, y + 5)], red.mix(0.3).filled())
+            });
     }
     Ok(())
 }
