@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sluice::adapters::memory::{ManualClock, MemoryProvider};
 use sluice::domain::Subscriber;
-use sluice::ports::{Clock, Provider, ProviderError, QuotaKind};
+use sluice::ports::{CallInfo, Clock, Provider, ProviderError, Reply};
 
 /// How the provider fails while it is down. Both are transient errors to the drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +37,20 @@ impl Fault {
         }
     }
 
-    fn error(&self) -> ProviderError {
-        match self {
-            Fault::Unavailable => ProviderError::Transient("503 Service Unavailable".into()),
-            Fault::Timeout(d) => {
-                ProviderError::Transient(format!("timed out after {} ms", d.as_millis()))
-            }
+    fn reply(&self) -> Reply {
+        let (detail, status) = match self {
+            Fault::Unavailable => ("503 Service Unavailable".to_string(), Some(503)),
+            Fault::Timeout(d) => (format!("timed out after {} ms", d.as_millis()), None),
+        };
+        Reply {
+            result: Err(ProviderError::Transient {
+                detail,
+                retry_after: None,
+            }),
+            info: CallInfo {
+                status,
+                ..CallInfo::default()
+            },
         }
     }
 }
@@ -66,14 +74,25 @@ impl OutageWindow {
 pub struct FaultCounts {
     pub failed_batch: u64,
     pub failed_individual: u64,
+    /// The circuit's half-open probes (a read; one unit of individual quota).
+    pub failed_probe: u64,
     pub passed_batch: u64,
     pub passed_individual: u64,
+    pub passed_probe: u64,
 }
 
 impl FaultCounts {
     pub fn failed(&self) -> u64 {
-        self.failed_batch + self.failed_individual
+        self.failed_batch + self.failed_individual + self.failed_probe
     }
+}
+
+/// Which endpoint a call went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Batch,
+    Individual,
+    Probe,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,19 +141,22 @@ impl FaultyProvider {
     }
 
     /// The fault for a call starting now, if the provider is down; counts the call either way.
-    fn fault_at(&self, kind: QuotaKind, now: DateTime<Utc>) -> Option<Fault> {
+    fn fault_at(&self, endpoint: Endpoint, now: DateTime<Utc>) -> Option<Fault> {
         let fault = self.outage.filter(|o| o.contains(now)).map(|o| o.fault);
         let mut c = lock(&self.counts);
-        match (kind, fault.is_some()) {
-            (QuotaKind::Batch, true) => c.failed_batch += 1,
-            (QuotaKind::Individual, true) => c.failed_individual += 1,
-            (QuotaKind::Batch, false) => c.passed_batch += 1,
-            (QuotaKind::Individual, false) => c.passed_individual += 1,
-        }
+        let n = match (endpoint, fault.is_some()) {
+            (Endpoint::Batch, true) => &mut c.failed_batch,
+            (Endpoint::Individual, true) => &mut c.failed_individual,
+            (Endpoint::Probe, true) => &mut c.failed_probe,
+            (Endpoint::Batch, false) => &mut c.passed_batch,
+            (Endpoint::Individual, false) => &mut c.passed_individual,
+            (Endpoint::Probe, false) => &mut c.passed_probe,
+        };
+        *n += 1;
         fault
     }
 
-    async fn fail(&self, fault: Fault, started: DateTime<Utc>) -> ProviderError {
+    async fn fail(&self, fault: Fault, started: DateTime<Utc>) -> Reply {
         if let Fault::Timeout(d) = fault {
             // Let the other calls of the same wave start first (they read the clock on their first poll),
             // then end this one at its own start + the timeout.
@@ -144,24 +166,32 @@ impl FaultyProvider {
                 self.clock.set(done);
             }
         }
-        fault.error()
+        fault.reply()
     }
 }
 
 impl Provider for FaultyProvider {
-    async fn send_batch(&self, records: &[Subscriber]) -> Result<(), ProviderError> {
+    async fn send_batch(&self, records: &[Subscriber]) -> Reply {
         let now = self.clock.now();
-        match self.fault_at(QuotaKind::Batch, now) {
-            Some(f) => Err(self.fail(f, now).await),
+        match self.fault_at(Endpoint::Batch, now) {
+            Some(f) => self.fail(f, now).await,
             None => self.inner.send_batch(records).await,
         }
     }
 
-    async fn send_individual(&self, record: &Subscriber) -> Result<(), ProviderError> {
+    async fn send_individual(&self, record: &Subscriber) -> Reply {
         let now = self.clock.now();
-        match self.fault_at(QuotaKind::Individual, now) {
-            Some(f) => Err(self.fail(f, now).await),
+        match self.fault_at(Endpoint::Individual, now) {
+            Some(f) => self.fail(f, now).await,
             None => self.inner.send_individual(record).await,
+        }
+    }
+
+    async fn probe(&self) -> Reply {
+        let now = self.clock.now();
+        match self.fault_at(Endpoint::Probe, now) {
+            Some(f) => self.fail(f, now).await,
+            None => self.inner.probe().await,
         }
     }
 }
@@ -228,21 +258,24 @@ mod tests {
             let (mut inside, mut outside) = (0u64, 0u64);
             for (k, &at) in times.iter().enumerate() {
                 clock.set(at);
-                let batch = p.send_batch(&[subscriber(k)]).await;
+                let batch = p.send_batch(&[subscriber(k)]).await.result;
                 clock.set(at);
-                let individual = p.send_individual(&subscriber(k)).await;
+                let individual = p.send_individual(&subscriber(k)).await.result;
+                clock.set(at);
+                let probe = p.probe().await.result;
                 if window.contains(at) {
                     inside += 1;
-                    assert!(
-                        matches!(batch, Err(ProviderError::Transient(_))),
-                        "{} {at}",
-                        scenario.name
-                    );
-                    assert!(matches!(individual, Err(ProviderError::Transient(_))));
+                    for r in [batch, individual, probe] {
+                        assert!(
+                            matches!(r, Err(ProviderError::Transient { .. })),
+                            "{} {at}",
+                            scenario.name
+                        );
+                    }
                 } else {
                     outside += 1;
                     assert!(
-                        batch.is_ok() && individual.is_ok(),
+                        batch.is_ok() && individual.is_ok() && probe.is_ok(),
                         "{} {at}",
                         scenario.name
                     );
@@ -250,8 +283,19 @@ mod tests {
             }
             assert!(inside > 500 && outside > 3 * inside, "{inside} / {outside}");
             let c = p.counts();
-            assert_eq!((c.failed_batch, c.failed_individual), (inside, inside));
-            assert_eq!((c.passed_batch, c.passed_individual), (outside, outside));
+            assert_eq!(
+                (c.failed_batch, c.failed_individual, c.failed_probe),
+                (inside, inside, inside)
+            );
+            assert_eq!(
+                (c.passed_batch, c.passed_individual, c.passed_probe),
+                (outside, outside, outside)
+            );
+            assert_eq!(
+                p.inner().probes(),
+                outside,
+                "a probe in the outage reached it"
+            );
             // Nothing reached the provider while it was down; everything else did.
             let delivered = p.inner().deliveries();
             assert_eq!(delivered.len() as u64, 2 * outside);
@@ -281,13 +325,13 @@ mod tests {
             .buffer_unordered(10)
             .collect()
             .await;
-        assert!(results.iter().all(|r| r.is_err()));
+        assert!(results.iter().all(|r| r.result.is_err()));
         assert_eq!(clock.now(), at + chrono::Duration::seconds(10));
-        assert!(p.send_batch(&[subscriber(0)]).await.is_err());
+        assert!(p.send_batch(&[subscriber(0)]).await.result.is_err());
         assert_eq!(clock.now(), at + chrono::Duration::seconds(20));
         // After the outage: at once, and delivered.
         clock.set(window.until);
-        assert!(p.send_batch(&[subscriber(1)]).await.is_ok());
+        assert!(p.send_batch(&[subscriber(1)]).await.result.is_ok());
         assert_eq!(clock.now(), window.until);
     }
 }

@@ -98,6 +98,8 @@ pub struct OutageFigures {
     pub dead_lettered_during: usize,
     pub calls_batch: u64,
     pub calls_individual: u64,
+    /// The circuit's half-open probes (a read that touches no subscriber).
+    pub calls_probe: u64,
     pub quota_batch: u64,
     pub quota_individual: u64,
     /// Quota the outage's hours allow: (batch, individual).
@@ -216,6 +218,7 @@ impl OutageFigures {
             dead_lettered_during: timeline.recovery.map_or(letters.len(), |r| r.dead_lettered),
             calls_batch: counts.failed_batch,
             calls_individual: counts.failed_individual,
+            calls_probe: counts.failed_probe,
             quota_batch,
             quota_individual,
             quota_allowance: (
@@ -350,7 +353,7 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
          outage's hours allow.\n\n",
     );
     s.push_str(
-        "| fault | policy | changes | dead-lettered | by reason | of them during the outage | provider calls during the outage: batch + individual | quota spent during the outage: batch | individual |\n\
+        "| fault | policy | changes | dead-lettered | by reason | of them during the outage | provider calls during the outage: batch + individual + probes | quota spent during the outage: batch | individual |\n\
          |---|---|---:|---:|---|---:|---|---:|---:|\n",
     );
     for d in days {
@@ -364,7 +367,7 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} + {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} + {} + {} | {} | {} |",
             f.fault,
             d.policy.label(),
             int(d.changes),
@@ -373,6 +376,7 @@ pub fn outage_section(meta: &OutageMeta, days: &[&DayResult]) -> String {
             int(f.dead_lettered_during as u64),
             int(f.calls_batch),
             int(f.calls_individual),
+            int(f.calls_probe),
             share(f.quota_batch, f.quota_allowance.0),
             share(f.quota_individual, f.quota_allowance.1),
         );
