@@ -12,18 +12,25 @@
 //! so no no-op dropping and no stale-overwrite guard, and no coalescing across requests. The provider
 //! refuses a request that names one user twice, so within **one request** changes to the same email are
 //! merged (newest `occurred_at` wins per field), which is the least any client must do.
+//!
+//! Like Sluice's drain (and any Lambda), a run stops starting provider calls at its deadline
+//! ([`RUN_DEADLINE`] after it starts). Only a provider that hangs (the outage day's timeouts) moves the
+//! clock during a run, so on the other days the deadline never bites.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sluice::adapters::memory::{ManualClock, MemoryProvider, MemoryQueue};
+use sluice::adapters::memory::{ManualClock, MemoryQueue};
 use sluice::config::Limits;
 use sluice::domain::{Change, ChangeMessage, FieldKey, Subscriber};
-use sluice::ports::{ChangeQueue, Provider, Receipt, ReceivedMessage, Window};
+use sluice::ports::{ChangeQueue, Clock as _, Provider, Receipt, ReceivedMessage, Window};
+
+use crate::day::RUN_DEADLINE;
+use crate::fault::FaultyProvider;
 
 type Queue = MemoryQueue<ManualClock>;
-type Prov = MemoryProvider<ManualClock>;
+type Prov = FaultyProvider;
 
 /// Quota a baseline has used in the current window, by its own count.
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +99,8 @@ struct Loop {
     provider: Prov,
     limits: Limits,
     quota: OwnQuota,
+    /// No provider call starts at or after this (set by each invocation).
+    deadline: DateTime<Utc>,
 }
 
 impl Loop {
@@ -108,7 +117,18 @@ impl Loop {
                 batch: 0,
                 individual: 0,
             },
+            deadline: DateTime::<Utc>::MIN_UTC,
         }
+    }
+
+    /// A new run at `now`: the quota count follows the window, the deadline the run.
+    fn start(&mut self, now: DateTime<Utc>) {
+        self.quota.at(now, self.limits.window_seconds);
+        self.deadline = now + chrono::Duration::from_std(RUN_DEADLINE).unwrap_or_default();
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.provider.clock().now() >= self.deadline
     }
 
     async fn visible(&self) -> anyhow::Result<u64> {
@@ -156,11 +176,16 @@ impl Loop {
             let records = merge_per_email(&messages);
             let mut failed = false;
             for r in &records {
+                if self.past_deadline() {
+                    failed = true;
+                    break;
+                }
                 self.quota.individual += 1;
                 failed |= self.provider.send_individual(r).await.result.is_err();
             }
             if failed {
-                // Not expected (own quota count); leave the messages to reappear after the timeout.
+                // A provider failure or the deadline (own quota count: never a 429); leave the messages
+                // to reappear after the visibility timeout.
                 return Ok(());
             }
             self.queue.delete(&receipts(&messages)).await?;
@@ -184,9 +209,9 @@ impl ThresholdSweep {
 
     pub async fn invoke(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
         let l = &mut self.inner;
-        l.quota.at(now, l.limits.window_seconds);
+        l.start(now);
         let sweep = now + chrono::Duration::from_std(self.period)? >= l.quota.window.end_time();
-        while l.quota.batch < l.limits.batch_per_window {
+        while l.quota.batch < l.limits.batch_per_window && !l.past_deadline() {
             let visible = l.visible().await?;
             let due = visible >= u64::from(l.limits.batch_size) || (sweep && visible > 0);
             if !due || l.one_batch().await? == 0 {
@@ -221,7 +246,7 @@ impl FixedSpacing {
 
     pub async fn invoke(&mut self, now: DateTime<Utc>) -> anyhow::Result<()> {
         let l = &mut self.inner;
-        l.quota.at(now, l.limits.window_seconds);
+        l.start(now);
         if l.quota.batch < l.limits.batch_per_window && l.visible().await? > 0 {
             l.one_batch().await?;
         }

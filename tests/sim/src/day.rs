@@ -5,7 +5,11 @@
 //! agree); then the clock is set to the invocation time and the policy runs — Sluice's real
 //! [`Drain::run`] with a deadline 50 s later, or a baseline loop. Provider calls of a run therefore happen
 //! at the run's start time: freshness leaves out the run's own duration (about a second against
-//! LocalStack, see the benchmarks). Deliveries are read after every run.
+//! LocalStack, see the benchmarks) — except while a provider hangs (the outage day's timeouts), when each
+//! call moves the clock by the provider timeout. Deliveries are read after every run.
+//!
+//! The provider sits behind [`FaultyProvider`], which passes every call through unless the scenario has an
+//! outage; an outage day also measures [`OutageFigures`].
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,18 +25,21 @@ use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
 use sluice::ports::PortSet;
 
 use crate::baseline::{FixedSpacing, ThresholdSweep};
+use crate::fault::FaultyProvider;
 use crate::metered::{DynamoUnits, Meter, Metered, Op, OpStats};
+use crate::outage::{OutageFigures, Timeline};
 use crate::tracker::{HourDeliveries, Percentiles, Tracker};
 use crate::traffic::{Scenario, Traffic};
 
-/// The template's queue settings: `VisibilityTimeout: 120`, `maxReceiveCount` 10.
+/// The template's queue settings: `VisibilityTimeout: 120`, `maxReceiveCount` 10 (the `MaxReceiveCount`
+/// parameter's default).
 pub const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_RECEIVE_COUNT: u32 = 10;
 /// Lambda's timeout for the drain is 60 s; the simulator gives each run a 50 s deadline.
 pub const RUN_DEADLINE: Duration = Duration::from_secs(50);
 
 type SimQueue = MemoryQueue<ManualClock>;
-type SimProvider = MemoryProvider<ManualClock>;
+type SimProvider = FaultyProvider;
 
 /// The drain's ports in the simulator: the in-memory adapters, each metered.
 pub type SimPorts = PortSet<
@@ -82,6 +89,13 @@ impl PolicyKind {
 
 /// The drain's settings exactly as the Lambda derives them from its environment (production defaults).
 pub fn production_settings(max_messages: u32) -> anyhow::Result<DrainSettings> {
+    Ok(DrainSettings::from_config(&production_config(
+        max_messages,
+    )?))
+}
+
+/// The drain's configuration as the Lambda loads it from its environment (production defaults).
+pub fn production_config(max_messages: u32) -> anyhow::Result<Config> {
     let max = max_messages.to_string();
     let env = [
         ("QUEUE_URL", "memory://changes"),
@@ -98,7 +112,7 @@ pub fn production_settings(max_messages: u32) -> anyhow::Result<DrainSettings> {
             .map(|(_, v)| (*v).to_string())
     })
     .context("building the simulator's configuration")?;
-    Ok(DrainSettings::from_config(&config))
+    Ok(config)
 }
 
 /// Sums of the drain's own reports over a day.
@@ -229,6 +243,8 @@ pub struct DayResult {
     pub engine: Option<EngineTotals>,
     pub invocations: u64,
     pub wall: Duration,
+    /// The outage day's figures (scenarios with an outage only).
+    pub outage: Option<OutageFigures>,
 }
 
 impl DayResult {
@@ -246,14 +262,23 @@ pub async fn simulate(
 ) -> anyhow::Result<DayResult> {
     let wall = Instant::now();
     let limits = Limits::default();
+    // An outage day runs longer than the others so its backlog can drain.
+    let (hours, tail_hours) = scenario.outage.map_or((cfg.hours, cfg.tail_hours), |o| {
+        (o.traffic_hours, o.tail_hours)
+    });
+    let outage = scenario.outage.map(|o| o.window(cfg.start));
     let clock = ManualClock::new(cfg.start);
     let queue = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
     let store = MemoryStore::default();
-    let provider = MemoryProvider::new(
+    let provider = FaultyProvider::new(
+        MemoryProvider::new(
+            clock.clone(),
+            limits.batch_per_window,
+            limits.individual_per_window,
+            limits.window_seconds,
+        ),
         clock.clone(),
-        limits.batch_per_window,
-        limits.individual_per_window,
-        limits.window_seconds,
+        outage,
     );
     let meter = Meter::default();
     let period = policy.period(&limits);
@@ -291,13 +316,15 @@ pub async fn simulate(
         }
     };
 
-    let traffic_length = Duration::from_secs(u64::from(cfg.hours) * 3_600);
+    let traffic_length = Duration::from_secs(u64::from(hours) * 3_600);
     let end = cfg.start
-        + chrono::Duration::from_std(Duration::from_secs(
-            u64::from(cfg.hours + cfg.tail_hours) * 3_600,
-        ))?;
+        + chrono::Duration::from_std(Duration::from_secs(u64::from(hours + tail_hours) * 3_600))?;
     let mut traffic = Traffic::new(scenario.clone(), cfg.start, traffic_length, cfg.seed)?;
     let mut tracker = Tracker::new(cfg.start);
+    if let Some(o) = outage {
+        tracker = tracker.with_phases(&[o.from, o.until]);
+    }
+    let mut timeline = Timeline::new(cfg.start);
     let mut backlog_series = Vec::new();
     let mut backlog_end: Vec<u64> = Vec::new();
     let step = chrono::Duration::from_std(period)?;
@@ -312,18 +339,23 @@ pub async fn simulate(
             tracker.generated(&c);
         }
         clock.set(t);
+        if outage.is_some_and(|o| t >= o.until) && timeline.recovery.is_none() {
+            timeline.recovered(t, queue.len() as u64, queue.dead_letter_count());
+        }
         runner
             .invoke(t)
             .await
             .with_context(|| format!("{} under {} at {t}", scenario.name, policy.label()))?;
         invocations += 1;
-        for d in provider.take_deliveries() {
-            tracker.delivered(&d);
+        let deliveries = provider.inner().take_deliveries();
+        for d in &deliveries {
+            tracker.delivered(d);
         }
-        let hours = (t - cfg.start).num_seconds() as f64 / 3_600.0;
         let depth = queue.len() as u64;
-        backlog_series.push((hours, depth));
-        let hour = hours as usize;
+        timeline.after_run(t, depth, deliveries.len() as u64);
+        let since_start_h = (t - cfg.start).num_seconds() as f64 / 3_600.0;
+        backlog_series.push((since_start_h, depth));
+        let hour = since_start_h as usize;
         if backlog_end.len() <= hour {
             backlog_end.resize(hour + 1, 0);
         }
@@ -331,7 +363,7 @@ pub async fn simulate(
         t += step;
     }
 
-    let total_hours = (cfg.hours + cfg.tail_hours) as usize;
+    let total_hours = (hours + tail_hours) as usize;
     let hourly: Vec<HourRow> = (0..total_hours)
         .map(|h| HourRow {
             generated: tracker.generated_hourly.get(h).copied().unwrap_or(0),
@@ -340,6 +372,22 @@ pub async fn simulate(
         })
         .collect();
     let (unsatisfied, oldest) = tracker.unsatisfied();
+    let outage_figures = match outage {
+        Some(o) => Some(
+            OutageFigures::measure(
+                o,
+                policy,
+                &limits,
+                &timeline,
+                &provider,
+                &queue,
+                &store,
+                &mut tracker,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let end_ms = end.timestamp_millis();
     let mut freshness_ms = std::mem::take(&mut tracker.freshness_ms);
     let freshness = Percentiles::of(&mut freshness_ms);
@@ -351,7 +399,7 @@ pub async fn simulate(
     Ok(DayResult {
         scenario: scenario.name,
         policy,
-        hours: cfg.hours,
+        hours,
         changes: tracker.changes,
         traced_changes: tracker.traced_changes,
         records: tracker.records,
@@ -369,15 +417,16 @@ pub async fn simulate(
         hourly,
         backlog_series,
         queue_calls: queue.api_calls(),
-        provider_calls: provider.calls(),
-        over_limit: provider.over_limit(),
-        users_twice: provider.users_twice_in_one_request(),
+        provider_calls: provider.inner().calls(),
+        over_limit: provider.inner().over_limit(),
+        users_twice: provider.inner().users_twice_in_one_request(),
         dead_lettered: queue.dead_letter_count(),
         dynamo: meter.dynamo(),
         ops: meter.stats(),
         engine,
         invocations,
         wall: wall.elapsed(),
+        outage: outage_figures,
     })
 }
 

@@ -3,8 +3,11 @@
 //! Results go to `BENCHMARKS.md` (see its "Reproduce" section).
 //!
 //! # Layout
-//! - [`traffic`]: the scenarios (steady, saturated, bursty, diurnal) and the seeded change generator.
+//! - [`traffic`]: the scenarios (steady, saturated, bursty, diurnal, and the outage days) and the seeded
+//!   change generator.
 //! - [`day`]: one simulated day of one scenario under one policy; what it measures.
+//! - [`fault`]: the provider down on a schedule (503s or timeouts on the virtual clock).
+//! - [`outage`]: what an outage costs each policy (dead letters, calls, recovery) and its report section.
 //! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
 //! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
 //! - [`metered`]: a port wrapper counting and timing every call (DynamoDB units; wall-time splits).
@@ -17,7 +20,9 @@ pub mod baseline;
 pub mod bench;
 pub mod cost;
 pub mod day;
+pub mod fault;
 pub mod metered;
+pub mod outage;
 pub mod plot;
 pub mod report;
 pub mod summary;

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::anyhow;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::day::{DayResult, PolicyKind};
@@ -22,6 +23,35 @@ fn colour(policy: PolicyKind) -> RGBColor {
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("plotting: {e}")
+}
+
+/// Hours (from, until) the provider was down on an outage day.
+fn outage_band(days: &[&DayResult]) -> Option<(f64, f64)> {
+    days.iter()
+        .find_map(|d| d.outage.as_ref())
+        .map(|o| (o.from_h, o.until_h))
+}
+
+/// Shades the hours the provider was down.
+fn shade<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    band: Option<(f64, f64)>,
+    y_max: f64,
+) -> anyhow::Result<()> {
+    if let Some((from, until)) = band {
+        let red = RGBColor(214, 39, 40);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(from, 0.0), (until, y_max)],
+                red.mix(0.12).filled(),
+            )))
+            .map_err(err)?
+            .label("provider down")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 20, y + 5)], red.mix(0.3).filled())
+            });
+    }
+    Ok(())
 }
 
 /// Messages on the queue over the day, one line per policy.
@@ -56,6 +86,7 @@ pub fn backlog(path: &Path, scenario: &str, days: &[&DayResult]) -> anyhow::Resu
         .y_label_formatter(&|v| compact(*v))
         .draw()
         .map_err(err)?;
+    shade(&mut chart, outage_band(days), y_max)?;
     for d in days {
         let c = colour(d.policy);
         chart
@@ -106,6 +137,7 @@ pub fn delivered(
         .y_label_formatter(&|v| compact(*v))
         .draw()
         .map_err(err)?;
+    shade(&mut chart, outage_band(days), y_max)?;
     let cap = capacity as f64;
     chart
         .draw_series(DashedLineSeries::new(

@@ -15,6 +15,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson, Zipf};
 use sluice::domain::{Change, ChangeId, Email, Priority, RequestId, TimeZone};
 
+use crate::fault::{Fault, OutageWindow};
+
 /// Users changes are drawn from.
 pub const USERS: u32 = 100_000;
 /// Exponent of the Zipf distribution of users (rank 1 is the busiest user).
@@ -177,13 +179,41 @@ pub struct Spike {
     pub changes: u64,
 }
 
-/// One traffic scenario of issue 6.
+/// The provider down for a while (issue 10's outage day): where in the day, how it fails, and how long the
+/// day runs so the backlog can drain after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    /// From the start of the day.
+    pub start: Duration,
+    pub length: Duration,
+    pub fault: Fault,
+    /// Hours of traffic (the steady day's first 24 h are the same changes: same seed, same generator).
+    pub traffic_hours: u32,
+    /// Hours the policy keeps running after traffic stops.
+    pub tail_hours: u32,
+}
+
+impl Outage {
+    /// The outage on the clock of a day starting at `start`.
+    pub fn window(&self, start: DateTime<Utc>) -> OutageWindow {
+        let from = start + chrono::Duration::from_std(self.start).unwrap_or_default();
+        OutageWindow {
+            from,
+            until: from + chrono::Duration::from_std(self.length).unwrap_or_default(),
+            fault: self.fault,
+        }
+    }
+}
+
+/// One traffic scenario of issue 6 (and issue 10's outage day).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
     pub name: &'static str,
     pub summary: &'static str,
     pub rate: Rate,
     pub spike: Option<Spike>,
+    /// The provider down for part of the day.
+    pub outage: Option<Outage>,
 }
 
 impl Scenario {
@@ -204,6 +234,7 @@ pub fn scenarios() -> Vec<Scenario> {
             summary: "40,000 changes/h all day",
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
+            outage: None,
         },
         Scenario {
             name: "saturated",
@@ -212,6 +243,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 per_hour: 200_000.0,
             },
             spike: None,
+            outage: None,
         },
         Scenario {
             name: "bursty",
@@ -222,6 +254,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 length: Duration::from_secs(300),
                 changes: 100_000,
             }),
+            outage: None,
         },
         Scenario {
             name: "diurnal",
@@ -232,6 +265,48 @@ pub fn scenarios() -> Vec<Scenario> {
                 peak_hour: 15.0,
             },
             spike: None,
+            outage: None,
+        },
+    ]
+}
+
+/// Where the outage days put their outage and how long they run (the `sluice-sim` flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutagePlan {
+    /// Hour of the day the provider goes down.
+    pub start_hour: u32,
+    pub hours: u32,
+    pub traffic_hours: u32,
+    pub tail_hours: u32,
+    /// `PROVIDER_TIMEOUT_MS` of the drain (what a timed-out call takes).
+    pub provider_timeout: Duration,
+}
+
+/// The steady day's load with the provider down for `plan.hours` from `plan.start_hour`: `outage` answers
+/// 503 at once, `outage-timeout` lets every call hang until the provider timeout.
+pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
+    let steady = Rate::Constant { per_hour: 40_000.0 };
+    let outage = |fault| Outage {
+        start: Duration::from_secs(u64::from(plan.start_hour) * 3_600),
+        length: Duration::from_secs(u64::from(plan.hours) * 3_600),
+        fault,
+        traffic_hours: plan.traffic_hours,
+        tail_hours: plan.tail_hours,
+    };
+    vec![
+        Scenario {
+            name: "outage",
+            summary: "the steady day's 40,000 changes/h; during the outage every provider call answers 503 at once",
+            rate: steady,
+            spike: None,
+            outage: Some(outage(Fault::Unavailable)),
+        },
+        Scenario {
+            name: "outage-timeout",
+            summary: "as `outage`, but every call hangs until the provider timeout",
+            rate: steady,
+            spike: None,
+            outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
         },
     ]
 }

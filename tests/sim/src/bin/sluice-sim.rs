@@ -3,6 +3,9 @@
 //! `BENCHMARKS.md`.
 //!
 //!   cargo run -p sluice-sim --release --bin sluice-sim -- --write
+//!
+//! The outage days (issue 10) run alone with `--only outage` (503s) or `--only outage,outage-timeout`;
+//! with `--write` that rewrites only their section, plots and `docs/bench/outage.json`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,15 +14,19 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::{TimeZone as _, Utc};
 use clap::Parser;
+use serde::Serialize;
 use sluice::config::Limits;
-use sluice_sim::day::{DayConfig, DayResult, PolicyKind, simulate};
+use sluice_sim::day::{DayConfig, DayResult, PolicyKind, production_config, simulate};
+use sluice_sim::outage::{OutageFigures, OutageMeta, current_commit, outage_section};
 use sluice_sim::report::{SimMeta, goals_section, sim_section};
 use sluice_sim::summary::{
     BENCH_DIR, CostInputs, DayRow, LOCALSTACK_JSON, LocalstackFigures, SIM_JSON, SimSummary,
     read_json, repo_root, update_report, write_json,
 };
-use sluice_sim::traffic::{Scenario, scenarios};
+use sluice_sim::traffic::{OutagePlan, Scenario, outage_scenarios, scenarios};
 use sluice_sim::{cost, plot};
+
+const OUTAGE_JSON: &str = "docs/bench/outage.json";
 
 /// glibc's malloc spent about 30 % of a saturated day in malloc/free/consolidate with millions of queued
 /// messages; mimalloc roughly halves that.
@@ -28,7 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Sluice's simulated day: the real drain engine and two baselines under four traffic scenarios"
+    about = "Sluice's simulated day: the real drain engine and two baselines under four traffic scenarios and two outage days"
 )]
 struct Args {
     /// RNG seed of the traffic (same seed, same changes).
@@ -43,9 +50,22 @@ struct Args {
     /// Days simulated in parallel.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
-    /// Only these scenarios (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    /// Only these scenarios (comma-separated): steady, saturated, bursty, diurnal, outage, outage-timeout.
+    #[arg(long, alias = "scenario", value_delimiter = ',')]
     only: Vec<String>,
+    /// Outage days: hour of the day the provider goes down.
+    #[arg(long, default_value_t = 9)]
+    outage_start_hour: u32,
+    /// Outage days: hours the provider stays down.
+    #[arg(long, default_value_t = 6)]
+    outage_hours: u32,
+    /// Outage days: hours of traffic (the first 24 are the steady day's; more keep the load on while the
+    /// backlog drains).
+    #[arg(long, default_value_t = 36)]
+    outage_traffic_hours: u32,
+    /// Outage days: hours the drain keeps running after their traffic stops.
+    #[arg(long, default_value_t = 12)]
+    outage_tail_hours: u32,
     /// Write plots, docs/bench/sim.json and the BENCHMARKS.md sections.
     #[arg(long)]
     write: bool,
@@ -53,8 +73,21 @@ struct Args {
 
 /// Sluice as configured by default, Sluice with the largest `DRAIN_MAX_MESSAGES` the configuration
 /// accepts (to show what the default leaves on the table), and the two baselines.
-fn policies() -> [PolicyKind; 4] {
-    [
+fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
+    if scenario.outage.is_some() {
+        // Sluice as deployed against the baselines, and with the largest receive (recovery is a backlog).
+        return vec![
+            PolicyKind::Sluice {
+                max_messages: 1_000,
+            },
+            PolicyKind::Sluice {
+                max_messages: 10_000,
+            },
+            PolicyKind::ThresholdSweep,
+            PolicyKind::FixedSpacing,
+        ];
+    }
+    vec![
         PolicyKind::Sluice {
             max_messages: 1_000,
         },
@@ -66,6 +99,16 @@ fn policies() -> [PolicyKind; 4] {
     ]
 }
 
+/// One outage day in `docs/bench/outage.json`.
+#[derive(Debug, Serialize)]
+struct OutageRow<'a> {
+    scenario: &'a str,
+    policy: String,
+    changes: u64,
+    #[serde(flatten)]
+    figures: &'a OutageFigures,
+}
+
 fn run_all(
     jobs: &[(Scenario, PolicyKind)],
     cfg: DayConfig,
@@ -75,7 +118,7 @@ fn run_all(
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| {
         let (s, p) = &jobs[i];
-        let heavy = s.name == "saturated";
+        let heavy = s.name == "saturated" || s.outage.is_some();
         let cost = match p {
             PolicyKind::Sluice { max_messages } if *max_messages > 1_000 => 0,
             PolicyKind::Sluice { .. } => 1,
@@ -161,13 +204,32 @@ fn main() -> anyhow::Result<()> {
         tail_hours: args.tail_hours,
         start,
     };
-    let chosen: Vec<Scenario> = scenarios()
+    let plan = OutagePlan {
+        start_hour: args.outage_start_hour,
+        hours: args.outage_hours,
+        traffic_hours: args.outage_traffic_hours,
+        tail_hours: args.outage_tail_hours,
+        provider_timeout: production_config(1_000)?.provider_timeout,
+    };
+    let known: Vec<Scenario> = scenarios()
+        .into_iter()
+        .chain(outage_scenarios(plan))
+        .collect();
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !known.iter().any(|s| s.name == o.as_str()))
+    {
+        let names: Vec<&str> = known.iter().map(|s| s.name).collect();
+        anyhow::bail!("no scenario `{unknown}` (known: {})", names.join(", "));
+    }
+    let chosen: Vec<Scenario> = known
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
         .collect();
     let jobs: Vec<(Scenario, PolicyKind)> = chosen
         .iter()
-        .flat_map(|s| policies().into_iter().map(|p| (s.clone(), p)))
+        .flat_map(|s| policies(s).into_iter().map(|p| (s.clone(), p)))
         .collect();
     eprintln!(
         "sluice-sim: seed {}, {} h + {} h tail, {} simulated days, {} in parallel",
@@ -178,7 +240,9 @@ fn main() -> anyhow::Result<()> {
         args.jobs
     );
     let wall = Instant::now();
-    let results = run_all(&jobs, cfg, args.jobs)?;
+    let all = run_all(&jobs, cfg, args.jobs)?;
+    let (outage_days, results): (Vec<DayResult>, Vec<DayResult>) =
+        all.into_iter().partition(|r| r.outage.is_some());
     let meta = SimMeta {
         seed: args.seed,
         start,
@@ -189,26 +253,45 @@ fn main() -> anyhow::Result<()> {
     };
 
     let capacity = Limits::default().capacity_per_window();
-    let summary = SimSummary {
-        seed: args.seed,
-        rows: results.iter().map(|r| DayRow::of(r, capacity)).collect(),
-        steady_cost: results
-            .iter()
-            .find(|r| r.scenario == "steady" && !r.policy.is_baseline())
-            .map(cost_inputs)
-            .unwrap_or_default(),
-    };
-    let localstack: Option<LocalstackFigures> = read_json(LOCALSTACK_JSON);
-    let sim_md = sim_section(&meta, &results, &summary);
-    let goals_md = goals_section(Some(&summary), localstack.as_ref());
-    let cost_md = cost::cost_section(Some(&summary), localstack.as_ref());
-    println!("{sim_md}\n### Goals\n\n{goals_md}\n### Cost\n\n{cost_md}");
-
+    let mut sections: Vec<(&str, String)> = Vec::new();
+    if !results.is_empty() {
+        days_report(&args, &meta, &results, capacity, &mut sections)?;
+    }
+    if !outage_days.is_empty() {
+        let meta = OutageMeta {
+            seed: args.seed,
+            start,
+            commit: current_commit(),
+            wall_s: outage_days.iter().map(|d| d.wall.as_secs_f64()).sum(),
+        };
+        let days: Vec<&DayResult> = outage_days.iter().collect();
+        let md = outage_section(&meta, &days);
+        println!("### Outage day\n\n{md}");
+        if args.write {
+            let rows: Vec<OutageRow<'_>> = outage_days
+                .iter()
+                .filter_map(|d| {
+                    Some(OutageRow {
+                        scenario: d.scenario,
+                        policy: d.policy.label(),
+                        changes: d.changes,
+                        figures: d.outage.as_ref()?,
+                    })
+                })
+                .collect();
+            write_json(OUTAGE_JSON, &rows)?;
+            sections.push(("outage", md));
+        }
+    }
     if args.write {
         let dir = repo_root().join(BENCH_DIR);
         std::fs::create_dir_all(&dir)?;
         for s in &chosen {
-            let days: Vec<&DayResult> = results.iter().filter(|r| r.scenario == s.name).collect();
+            let days: Vec<&DayResult> = results
+                .iter()
+                .chain(&outage_days)
+                .filter(|r| r.scenario == s.name)
+                .collect();
             plot::backlog(&dir.join(format!("backlog-{}.svg", s.name)), s.name, &days)?;
             plot::delivered(
                 &dir.join(format!("delivered-{}.svg", s.name)),
@@ -222,9 +305,45 @@ fn main() -> anyhow::Result<()> {
                 &days,
             )?;
         }
+        update_report(&sections)?;
+        eprintln!(
+            "wrote {BENCH_DIR}/*.svg, the JSON figures and BENCHMARKS.md ({})",
+            sections
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The four traffic days: their tables, goals and cost, printed; with `--write`, `docs/bench/sim.json`
+/// and their sections queued for `BENCHMARKS.md`.
+fn days_report(
+    args: &Args,
+    meta: &SimMeta,
+    results: &[DayResult],
+    capacity: u64,
+    sections: &mut Vec<(&'static str, String)>,
+) -> anyhow::Result<()> {
+    let summary = SimSummary {
+        seed: args.seed,
+        rows: results.iter().map(|r| DayRow::of(r, capacity)).collect(),
+        steady_cost: results
+            .iter()
+            .find(|r| r.scenario == "steady" && !r.policy.is_baseline())
+            .map(cost_inputs)
+            .unwrap_or_default(),
+    };
+    let localstack: Option<LocalstackFigures> = read_json(LOCALSTACK_JSON);
+    let sim_md = sim_section(meta, results, &summary);
+    let goals_md = goals_section(Some(&summary), localstack.as_ref());
+    let cost_md = cost::cost_section(Some(&summary), localstack.as_ref());
+    println!("{sim_md}\n### Goals\n\n{goals_md}\n### Cost\n\n{cost_md}");
+    if args.write {
         write_json(SIM_JSON, &summary)?;
-        update_report(&[("sim", sim_md), ("goals", goals_md), ("cost", cost_md)])?;
-        eprintln!("wrote {BENCH_DIR}/*.svg, {SIM_JSON} and BENCHMARKS.md");
+        sections.extend([("sim", sim_md), ("goals", goals_md), ("cost", cost_md)]);
     }
     Ok(())
 }
