@@ -245,7 +245,10 @@ async fn an_outage_of_many_cool_downs_dead_letters_nothing() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(opened, "the outage was detected");
-    assert_eq!(received_while_open, 0, "no receive while the circuit was open");
+    assert_eq!(
+        received_while_open, 0,
+        "no receive while the circuit was open"
+    );
     assert!(probes >= 3, "{probes} probes: several cool-downs passed");
     let failed_calls = emulator.stats().rejected_5xx_injected;
     assert!(
@@ -263,7 +266,9 @@ async fn an_outage_of_many_cool_downs_dead_letters_nothing() {
     for u in 0..100 {
         let last = (0..300).filter(|i| i % 100 == u).max().unwrap();
         assert_eq!(
-            latest.get(&format!("u{u}@x.io")).and_then(|s| s.name.clone()),
+            latest
+                .get(&format!("u{u}@x.io"))
+                .and_then(|s| s.name.clone()),
             Some(format!("v{last}"))
         );
     }

@@ -136,6 +136,37 @@ impl SqsChangeQueue {
         Ok(())
     }
 
+    /// One `SendMessageBatch` to `queue_url`; returns the receipts (of the messages the entries were made
+    /// from, in order) whose entry was sent, and the indexes of the entries that failed.
+    async fn send_batch(
+        &self,
+        queue_url: &str,
+        entries: Vec<SendMessageBatchRequestEntry>,
+        receipts: &[Receipt],
+        what: &'static str,
+    ) -> PortResult<(Vec<Receipt>, Vec<usize>)> {
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify(what, e))?;
+        let failed: Vec<usize> = out
+            .failed()
+            .iter()
+            .filter_map(|f| f.id().parse().ok())
+            .collect();
+        let sent = receipts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.contains(i))
+            .map(|(_, r)| r.clone())
+            .collect();
+        Ok((sent, failed))
+    }
+
     /// One `SendMessageBatch` of fresh copies, then one delete of the originals that were copied.
     async fn requeue_chunk(
         &self,
@@ -158,27 +189,17 @@ impl SqsChangeQueue {
                     .map_err(|e| PortError::permanent("building a requeue entry", e))?,
             );
         }
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify("re-queueing held messages", e))?;
+        let receipts: Vec<Receipt> = chunk.iter().map(|(m, _)| m.receipt.clone()).collect();
         // Delete only the originals whose copy is on the queue; the others stay, hidden until their
         // visibility timeout, and are received again.
-        let failed: Vec<usize> = out
-            .failed()
-            .iter()
-            .filter_map(|f| f.id().parse().ok())
-            .collect();
-        let copied: Vec<Receipt> = chunk
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !failed.contains(i))
-            .map(|(_, (m, _))| m.receipt.clone())
-            .collect();
+        let (copied, _) = self
+            .send_batch(
+                &self.queue_url,
+                entries,
+                &receipts,
+                "re-queueing held messages",
+            )
+            .await?;
         self.delete_chunk(copied).await
     }
 
@@ -346,26 +367,11 @@ impl ChangeQueue for SqsChangeQueue {
                     .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
                 entries.push(entry);
             }
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.dlq_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| classify("sending to the DLQ", e))?;
+            let receipts: Vec<Receipt> = chunk.iter().map(|l| l.message.receipt.clone()).collect();
             // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
-            let failed: Vec<usize> = out
-                .failed()
-                .iter()
-                .filter_map(|f| f.id().parse().ok())
-                .collect();
-            let sent: Vec<Receipt> = chunk
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !failed.contains(i))
-                .map(|(_, l)| l.message.receipt.clone())
-                .collect();
+            let (sent, failed) = self
+                .send_batch(&self.dlq_url, entries, &receipts, "sending to the DLQ")
+                .await?;
             self.delete(&sent).await?;
             if !failed.is_empty() {
                 return Err(PortError::transient(

@@ -473,7 +473,11 @@ async fn run_script(steps: Vec<Step>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 scripts per run (PROPTEST_CASES raises it for a longer search).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     /// Rules (points 1–4, 6): over random fault scripts — outages, 5xx runs, same-subscriber and account
     /// 429s, failed deletes/visibility changes/re-queues/DLQ sends/state writes, a crash at any step, a

@@ -52,7 +52,11 @@ impl<P: DrainPorts> Drain<P> {
         let next_run = Duration::from_secs(u64::from(self.settings.interval_seconds));
         let mut actions = Actions::default();
         for (i, fate) in fates.into_iter().enumerate() {
-            let outcome = fate.unwrap_or(Outcome::Held(next_run));
+            let mut outcome = fate.unwrap_or(Outcome::Held(next_run));
+            if !lease_held && !outcome.was_tried() {
+                // Without the lease nothing is deleted; what was not tried goes back as a fresh copy.
+                outcome = Outcome::Held(next_run);
+            }
             let m = &run.messages[i];
             match action(&outcome, m.attempts(), self.settings.max_attempts, |n| {
                 self.backoff(n)
