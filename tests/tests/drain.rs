@@ -14,7 +14,7 @@ use chrono::Utc;
 use lambda_runtime::{Context, LambdaEvent};
 use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::domain::{Change, ChangeId, Email, Priority, RequestId};
-use sluice::drain::{Drain, DrainReport, Idle};
+use sluice::drain::{Drain, DrainReport};
 use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle, Faults};
 
 use common::TestStack;
