@@ -140,7 +140,12 @@ pub struct LocalServeArgs {
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: std::net::SocketAddr,
     /// Run the drain every this many seconds, as the EventBridge schedule does; 0 = only when invoked.
-    #[arg(long, value_name = "SECONDS", env = "DRAIN_INTERVAL_SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "DRAIN_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
     pub drain_every: u32,
     /// Each drain run stops starting provider calls this long after it starts (the Lambda's timeout).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(5..=900))]
@@ -310,10 +315,16 @@ mod tests {
         };
         assert_eq!(args.listen.to_string(), "127.0.0.1:9000");
         assert_eq!((args.drain_every, args.deadline_seconds), (60, 60));
-        let Command::Local(LocalCommand::Serve(args)) =
-            parse(&["local", "serve", "--listen", "127.0.0.1:0", "--drain-every", "0"])
-                .unwrap()
-                .command
+        let Command::Local(LocalCommand::Serve(args)) = parse(&[
+            "local",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-every",
+            "0",
+        ])
+        .unwrap()
+        .command
         else {
             panic!("expected local serve");
         };

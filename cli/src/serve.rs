@@ -65,7 +65,11 @@ impl DrainWorker {
     /// Starts the drain on a thread of its own. The engine's future is not `Send` (the Lambda runtime
     /// never needs it to be), so it runs on a single-threaded runtime there; each invocation is its own
     /// local task, so a panic fails that invocation and the next one still runs.
-    async fn start(config: sluice::Config, sdk: SdkConfig, timeout: Duration) -> anyhow::Result<Self> {
+    async fn start(
+        config: sluice::Config,
+        sdk: SdkConfig,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -94,7 +98,8 @@ impl DrainWorker {
                     };
                     while let Some((event, reply)) = rx.recv().await {
                         let drain = drain.clone();
-                        let run = tokio::task::spawn_local(async move { drain.invoke(event).await });
+                        let run =
+                            tokio::task::spawn_local(async move { drain.invoke(event).await });
                         let result = run
                             .await
                             .unwrap_or_else(|panic| Err(format!("the drain panicked: {panic}")));
