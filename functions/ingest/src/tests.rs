@@ -520,8 +520,12 @@ fn openapi_limits_match_the_code() {
     use sluice::domain::{
         MAX_CUSTOM_FIELDS, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN,
     };
-    use sluice::ingest::MAX_CHANGES;
+    use sluice::ingest::{MAX_CHANGES, MAX_FUTURE_SKEW};
     for expected in [
+        format!(
+            "x-max-seconds-after-receipt: {}",
+            MAX_FUTURE_SKEW.num_seconds()
+        ),
         format!("maxLength: {MAX_EMAIL_LEN}"),
         format!("maxLength: {MAX_NAME_LEN}"),
         format!("maxProperties: {MAX_CUSTOM_FIELDS}"),
