@@ -129,6 +129,27 @@ pub enum LocalCommand {
     Deploy(LocalDeployArgs),
     /// Delete the stack.
     Destroy,
+    /// Run both functions locally and keep them up: ingest's router as a plain HTTP server, the drain on
+    /// a timer and on the Lambda Invoke API route (what `make up` starts).
+    Serve(LocalServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LocalServeArgs {
+    /// Where to listen (the URLs of `cargo lambda watch`: /lambda-url/ingest/..., /2015-03-31/functions/drain/invocations).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// Run the drain every this many seconds, as the EventBridge schedule does; 0 = only when invoked.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "DRAIN_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub drain_every: u32,
+    /// Each drain run stops starting provider calls this long after it starts (the Lambda's timeout).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(5..=900))]
+    pub deadline_seconds: u32,
 }
 
 #[derive(Debug, Args)]
@@ -284,6 +305,30 @@ mod tests {
         assert!(args.once && args.json);
         assert_eq!(args.deadline_seconds, 60);
         assert!(parse(&["drain", "--once", "--deadline-seconds", "1"]).is_err());
+    }
+
+    #[test]
+    fn local_serve_defaults_to_the_local_urls_and_a_minute() {
+        let Command::Local(LocalCommand::Serve(args)) = parse(&["local", "serve"]).unwrap().command
+        else {
+            panic!("expected local serve");
+        };
+        assert_eq!(args.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!((args.drain_every, args.deadline_seconds), (60, 60));
+        let Command::Local(LocalCommand::Serve(args)) = parse(&[
+            "local",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--drain-every",
+            "0",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("expected local serve");
+        };
+        assert_eq!((args.listen.port(), args.drain_every), (0, 0));
     }
 
     #[test]

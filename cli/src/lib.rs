@@ -9,7 +9,8 @@
 //! - [`status`]: `sluice status` (read-only: quota, backlog, DLQ depth, lease, circuit).
 //! - [`dlq`]: `sluice dlq list|show|redrive`.
 //! - [`drain`]: `sluice drain --once` (the Lambda's engine, run from here).
-//! - [`local`]: `sluice local deploy|destroy`.
+//! - [`local`]: `sluice local deploy|destroy|serve`.
+//! - [`serve`]: `sluice local serve` (both functions' code as one long-lived local server).
 //! - [`format`]: durations, tables, redacted emails.
 //!
 //! Adding a command: a variant in [`args::Command`], a module with its `run`, one arm in [`run`].
@@ -20,6 +21,7 @@ pub mod dlq;
 pub mod drain;
 pub mod format;
 pub mod local;
+pub mod serve;
 pub mod settings;
 pub mod stack;
 pub mod status;

@@ -1,4 +1,4 @@
-//! `sluice local …`: the stack on LocalStack.
+//! `sluice local …`: the stack on LocalStack, and the functions run locally against it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ pub async fn run(
     let cf = aws_sdk_cloudformation::Client::new(config);
     match command {
         LocalCommand::Deploy(args) => deploy(&cf, args, global, config).await,
+        LocalCommand::Serve(args) => crate::serve::run(args, global, config).await,
         LocalCommand::Destroy => {
             let spinner = spinner(format!("deleting stack {}", global.stack_name));
             let result = stack::delete_stack(&cf, &global.stack_name).await;

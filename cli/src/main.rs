@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,6 +12,8 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours on a terminal only: `sluice local serve` logs to a file under `make up`.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match sluice_cli::run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,27 +1,39 @@
-//! The ingest handler: turns an API Gateway (REST or HTTP API) or function-URL event into a call on
-//! [`IngestService`], and its result into a response — `202`/`200` JSON, or `application/problem+json`.
+//! The ingest API: `POST /v1/changes` and `GET /v1/requests/{request_id}` as one axum [`Router`]
+//! ([`Ingest::api`]). The same router answers in both places it runs: `lambda_http::run` serves it as the
+//! Lambda behind API Gateway or a function URL (`main.rs`), and `axum::serve` serves it as a plain local
+//! HTTP server (`sluice local serve`), so a local run has the deployed routes, handler code and answers.
 //! Business rules live in `sluice::ingest`; this file only routes, authenticates and renders.
 //!
-//! Routes (after any stage or `/lambda-url/<function>` prefix): `POST /v1/changes`,
-//! `GET /v1/requests/{request_id}`. Every answer is `Ok` to the Lambda runtime: a failure is an HTTP
-//! status, never a runtime error (which API Gateway would turn into an opaque 502).
+//! Routes, optionally behind one stage segment (`/live/v1/changes`, REST API) or `/lambda-url/<function>`
+//! (the local URL of `cargo lambda watch`, kept by `sluice local serve`). Every answer is an HTTP response,
+//! `202`/`200` JSON or `application/problem+json`: never a runtime error (which API Gateway would turn
+//! into an opaque 502), never a plain-text rejection from the framework.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use lambda_http::http::header::{
-    ALLOW, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER,
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Error, Request, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get, post};
 use serde::Serialize;
 use sluice::adapters::dynamo_ingest::DynamoIngestStore;
 use sluice::adapters::sqs_sink::SqsChangeSink;
 use sluice::config::IngestConfig;
 use sluice::ingest::{
     ApiKey, ChangeSink, ChangesRequest, IdempotencyStore, IngestError, IngestService,
-    PROBLEM_CONTENT_TYPE, RequestStore,
+    MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE, RequestStore,
 };
 use sluice::ports::{Clock, SystemClock};
+use tower::ServiceExt;
+use tower_http::normalize_path::NormalizePath;
 
 /// The `Idempotency-Key` request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -52,32 +64,19 @@ impl AwsIngest {
     }
 }
 
-/// Where a request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
-    Changes,
-    Request(&'a str),
-}
+/// The ingest API as one service: the [`Router`], with a trailing slash trimmed before routing
+/// (`/v1/changes/` is `/v1/changes`). `lambda_http::run` and `axum::serve` both take it as is.
+pub type Api = NormalizePath<Router>;
 
-impl<'a> Route<'a> {
-    /// Routes on the path's suffix, so `/v1/changes`, `/Prod/v1/changes` (REST API stage) and
-    /// `/lambda-url/ingest/v1/changes` (`cargo lambda watch`) are the same resource.
-    pub fn from_path(path: &'a str) -> Option<Self> {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        (0..=segments.len().min(2)).find_map(|skip| match segments[skip..] {
-            ["v1", "changes"] => Some(Route::Changes),
-            ["v1", "requests", id] => Some(Route::Request(id)),
-            _ => None,
-        })
-    }
-}
+/// The routes, relative to where the API is mounted.
+const ROUTES: &str = "POST /v1/changes and GET /v1/requests/{request_id}";
 
 impl<S, I, R, C> Ingest<S, I, R, C>
 where
-    S: ChangeSink,
-    I: IdempotencyStore,
-    R: RequestStore,
-    C: Clock,
+    S: ChangeSink + Clone + 'static,
+    I: IdempotencyStore + Clone + 'static,
+    R: RequestStore + Clone + 'static,
+    C: Clock + Clone + 'static,
 {
     pub fn new(service: IngestService<S, I, R, C>, api_key: Option<ApiKey>) -> Self {
         Self { service, api_key }
@@ -87,103 +86,228 @@ where
         &self.service
     }
 
-    /// The Lambda entry point. Never fails: every outcome is an HTTP response.
-    pub async fn handle(&self, req: Request) -> Result<Response<Body>, Error> {
-        Ok(self.respond(&req).await)
-    }
-
-    /// Answers one request, and logs one line about it.
-    pub async fn respond(&self, req: &Request) -> Response<Body> {
-        let started = Instant::now();
-        let route = Route::from_path(req.uri().path());
-        let response = match self.route(req, route).await {
-            Ok(response) => response,
-            Err(e) => {
-                if e.status() >= 500 {
-                    tracing::error!(status = e.status(), error = %chain(&e), "ingest request failed");
-                }
-                problem_response(&e)
-            }
-        };
-        tracing::info!(
-            method = %req.method(),
-            route = ?route,
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "ingest request"
-        );
-        response
-    }
-
-    async fn route(
-        &self,
-        req: &Request,
-        route: Option<Route<'_>>,
-    ) -> Result<Response<Body>, IngestError> {
-        if let Some(key) = &self.api_key {
-            key.verify(req.headers().get(API_KEY).map(HeaderValue::as_bytes))?;
-        }
-        match (route, req.method()) {
-            (Some(Route::Changes), &Method::POST) => self.post_changes(req).await,
-            (Some(Route::Request(id)), &Method::GET) => {
-                let status = self.service.request_status(id).await?;
-                Ok(json_response(StatusCode::OK, &status))
-            }
-            (Some(Route::Changes), _) => Err(IngestError::MethodNotAllowed { allow: "POST" }),
-            (Some(Route::Request(_)), _) => Err(IngestError::MethodNotAllowed { allow: "GET" }),
-            (None, _) => Err(IngestError::NotFound(format!(
-                "No resource at '{}'. The API has POST /v1/changes and GET /v1/requests/{{request_id}}.",
-                truncate(req.uri().path(), 100)
-            ))),
-        }
-    }
-
-    async fn post_changes(&self, req: &Request) -> Result<Response<Body>, IngestError> {
-        let headers = req.headers();
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("(not ASCII)"));
-        let mut keys = headers.get_all(IDEMPOTENCY_KEY).iter();
-        let idempotency_key = match (keys.next(), keys.next()) {
-            (None, _) => None,
-            (Some(key), None) => Some(key.to_str().map_err(|_| {
-                IngestError::BadIdempotencyKey(
-                    "Idempotency-Key must contain only printable ASCII characters.".into(),
-                )
-            })?),
-            (Some(_), Some(_)) => {
-                return Err(IngestError::BadIdempotencyKey(
-                    "Send Idempotency-Key once.".into(),
-                ));
-            }
-        };
-        let submitted = self
-            .service
-            .submit(ChangesRequest {
-                content_type,
-                body: req.body().as_ref(),
-                idempotency_key,
-            })
-            .await?;
-        let mut response = json_response(StatusCode::ACCEPTED, &submitted.answer);
-        if submitted.replayed {
-            response.headers_mut().insert(
-                HeaderName::from_static(IDEMPOTENT_REPLAYED),
-                HeaderValue::from_static("true"),
+    /// The API: the routes at the root, behind one stage segment (API Gateway REST stages, named HTTP
+    /// API stages) and behind `/lambda-url/<function>` (the local URL). The API key (when configured) is
+    /// checked before routing, so an unauthenticated caller learns nothing about the routes.
+    pub fn api(self) -> Api {
+        let v1 = Router::new()
+            .route(
+                "/v1/changes",
+                post(submit::<S, I, R, C>).fallback(method_not_allowed("POST")),
+            )
+            .route(
+                "/v1/requests/{request_id}",
+                get(request_status::<S, I, R, C>).fallback(method_not_allowed("GET")),
             );
-        }
-        Ok(response)
+        let state = Arc::new(self);
+        let router = Router::new()
+            .merge(v1.clone())
+            .nest("/lambda-url/{function}", v1.clone())
+            .nest("/{stage}", v1)
+            .fallback(not_found)
+            // One byte over the service's own limit: the service answers a body just over it (413 with
+            // the size); a larger one stops being read here, and is answered with the same problem.
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES + 1))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                authenticate::<S, I, R, C>,
+            ))
+            .layer(middleware::from_fn(log_request))
+            .with_state(state);
+        NormalizePath::trim_trailing_slash(router)
+    }
+
+    /// Answers one Lambda HTTP event exactly as the deployed function does: through [`Ingest::api`], then
+    /// `lambda_http`'s own response conversion (text bodies for JSON and problem+json). For tests and
+    /// benchmarks; `main.rs` hands the API to `lambda_http::run` instead.
+    pub async fn handle(
+        &self,
+        req: lambda_http::Request,
+    ) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
+        let response = self.clone().api().oneshot(req).await?;
+        Ok(lambda_http::IntoResponse::into_response(response).await)
     }
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+type Shared<S, I, R, C> = State<Arc<Ingest<S, I, R, C>>>;
+
+/// Checks `x-api-key` when the function has one configured (locally; API Gateway does it in AWS).
+async fn authenticate<S, I, R, C>(
+    State(ingest): Shared<S, I, R, C>,
+    req: Request,
+    next: Next,
+) -> Response
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+    C: Clock,
+{
+    if let Some(key) = &ingest.api_key
+        && let Err(e) = key.verify(req.headers().get(API_KEY).map(HeaderValue::as_bytes))
+    {
+        return problem_response(&e);
+    }
+    next.run(req).await
+}
+
+/// One log line per request, with the matched route, the status and the latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    tracing::info!(
+        %method,
+        route = route.as_deref().unwrap_or("(none)"),
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "ingest request"
+    );
+    response
+}
+
+/// `POST /v1/changes`.
+async fn submit<S, I, R, C>(
+    State(ingest): Shared<S, I, R, C>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+    C: Clock,
+{
+    let result = match body {
+        Ok(body) => post_changes(&ingest.service, &headers, &body).await,
+        Err(e) => Err(unreadable_body(&e, &headers)),
+    };
+    result.unwrap_or_else(|e| failure(&e))
+}
+
+/// The path's `{request_id}` (a stage or function segment in front of the route is ignored).
+#[derive(Debug, serde::Deserialize)]
+struct RequestPath {
+    request_id: String,
+}
+
+/// `GET /v1/requests/{request_id}`.
+async fn request_status<S, I, R, C>(
+    State(ingest): Shared<S, I, R, C>,
+    id: Result<Path<RequestPath>, PathRejection>,
+) -> Response
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+    C: Clock,
+{
+    // An id that does not even decode (percent-encoded bytes that are not UTF-8) names no request.
+    let Ok(Path(RequestPath { request_id: id })) = id else {
+        return failure(&IngestError::NotFound(
+            "No request with that id is known.".into(),
+        ));
+    };
+    match ingest.service.request_status(&id).await {
+        Ok(status) => json_response(StatusCode::OK, &status),
+        Err(e) => failure(&e),
+    }
+}
+
+async fn not_found(req: Request) -> Response {
+    failure(&IngestError::NotFound(format!(
+        "No resource at '{}'. The API has {ROUTES}.",
+        truncate(req.uri().path(), 100)
+    )))
+}
+
+/// A route's answer to any other method: 405 with `Allow`, as problem+json.
+fn method_not_allowed<St: Clone + Send + Sync + 'static>(allow: &'static str) -> MethodRouter<St> {
+    MethodRouter::new()
+        .fallback(move || async move { failure(&IngestError::MethodNotAllowed { allow }) })
+}
+
+async fn post_changes<S, I, R, C>(
+    service: &IngestService<S, I, R, C>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, IngestError>
+where
+    S: ChangeSink,
+    I: IdempotencyStore,
+    R: RequestStore,
+    C: Clock,
+{
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not ASCII)"));
+    let mut keys = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let idempotency_key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(key), None) => Some(key.to_str().map_err(|_| {
+            IngestError::BadIdempotencyKey(
+                "Idempotency-Key must contain only printable ASCII characters.".into(),
+            )
+        })?),
+        (Some(_), Some(_)) => {
+            return Err(IngestError::BadIdempotencyKey(
+                "Send Idempotency-Key once.".into(),
+            ));
+        }
+    };
+    let submitted = service
+        .submit(ChangesRequest {
+            content_type,
+            body,
+            idempotency_key,
+        })
+        .await?;
+    let mut response = json_response(StatusCode::ACCEPTED, &submitted.answer);
+    if submitted.replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static(IDEMPOTENT_REPLAYED),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
+}
+
+/// A body the server stopped reading: over the limit (413, as the service answers one), or cut off.
+fn unreadable_body(e: &BytesRejection, headers: &HeaderMap) -> IngestError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let got = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(MAX_BODY_BYTES + 1);
+        IngestError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+            got,
+        }
+    } else {
+        IngestError::Malformed(format!("The body could not be read: {e}."))
+    }
+}
+
+/// The problem answer for `e`, logged with its whole chain when it is the server's fault.
+fn failure(e: &IngestError) -> Response {
+    if e.status() >= 500 {
+        tracing::error!(status = e.status(), error = %chain(e), "ingest request failed");
+    }
+    problem_response(e)
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     // Plain data with string keys: serialising cannot fail.
     let json = serde_json::to_string(body).unwrap_or_default();
     response(status, "application/json", json)
 }
 
 /// The `application/problem+json` answer for an error, with `Allow` / `Retry-After` where they apply.
-pub fn problem_response(e: &IngestError) -> Response<Body> {
+pub fn problem_response(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let json = serde_json::to_string(&e.problem()).unwrap_or_default();
     let mut r = response(status, PROBLEM_CONTENT_TYPE, json);
@@ -197,8 +321,8 @@ pub fn problem_response(e: &IngestError) -> Response<Body> {
     r
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
-    let mut r = Response::new(Body::Text(body));
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut r = Response::new(body.into());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -1,6 +1,6 @@
 //! The ingest Lambda: `POST /v1/changes` and `GET /v1/requests/{id}`, behind API Gateway or a function URL.
 
-use lambda_http::{Error, run, service_fn};
+use lambda_http::{Error, run};
 use sluice::config::IngestConfig;
 use sluice::telemetry;
 
@@ -9,7 +9,6 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = IngestConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let ingest = ingest::AwsIngest::aws(&config, &aws);
-    let ingest = &ingest;
-    run(service_fn(move |req| ingest.handle(req))).await
+    // The same axum router `sluice local serve` runs with `axum::serve`.
+    run(ingest::AwsIngest::aws(&config, &aws).api()).await
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use base64::Engine;
+use lambda_http::{Body, Request, Response};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sluice::ingest::memory::{MemoryIdempotencyStore, MemoryRequestStore, MemorySink};
@@ -86,34 +87,45 @@ async fn problem(ingest: &MemoryIngest, req: Request, status: u16) -> Problem {
     p
 }
 
-#[test]
-fn routes_on_the_path_suffix() {
-    assert_eq!(Route::from_path("/v1/changes"), Some(Route::Changes));
-    assert_eq!(Route::from_path("/Prod/v1/changes"), Some(Route::Changes));
-    assert_eq!(
-        Route::from_path("/lambda-url/ingest/v1/changes"),
-        Some(Route::Changes)
-    );
-    assert_eq!(Route::from_path("/v1/changes/"), Some(Route::Changes));
-    assert_eq!(
-        Route::from_path("/v1/v1/changes"),
-        Some(Route::Changes),
-        "a stage named v1"
-    );
-    assert_eq!(
-        Route::from_path("/Prod/v1/requests/abc"),
-        Some(Route::Request("abc"))
-    );
-    for none in [
+#[tokio::test]
+async fn routes_at_the_root_behind_a_stage_and_behind_the_local_url() {
+    // The HTTP API (v2) event keeps the path as given; a REST event adds its stage (`/Prod`) first.
+    let ingest = ingest(None);
+    let one = r#"{"email":"a@x.io","name":"A"}"#;
+    for path in [
+        "/v1/changes",
+        "/Prod/v1/changes",
+        "/lambda-url/ingest/v1/changes",
+        "/v1/changes/",
+        "/v1/v1/changes", // a stage named v1
+    ] {
+        let req = event(HTTP_API_POST, "POST", path, Some(one.as_bytes()), &[JSON]);
+        let (status, body, _) = call(&ingest, req).await;
+        assert_eq!(status, 202, "{path}: {body}");
+    }
+    for path in [
+        "/v1/requests/abc",
+        "/Prod/v1/requests/abc",
+        "/lambda-url/ingest/v1/requests/abc",
+    ] {
+        // Routed to the request lookup: an unknown id is that route's 404, not the router's.
+        let p = problem(&ingest, event(HTTP_API_POST, "GET", path, None, &[]), 404).await;
+        assert!(p.detail.contains("No request 'abc'"), "{path}: {p:?}");
+    }
+    for path in [
         "/",
         "/v1",
         "/v2/changes",
         "/a/b/c/v1/changes",
+        "/a/b/v1/changes",
         "/v1/changes/x",
         "/v1/requests",
     ] {
-        assert_eq!(Route::from_path(none), None, "{none}");
+        let req = event(HTTP_API_POST, "POST", path, Some(one.as_bytes()), &[JSON]);
+        let p = problem(&ingest, req, 404).await;
+        assert!(p.detail.contains("No resource at"), "{path}: {p:?}");
     }
+    assert_eq!(ingest.service().sink().sent().len(), 5);
 }
 
 #[tokio::test]
@@ -508,8 +520,12 @@ fn openapi_limits_match_the_code() {
     use sluice::domain::{
         MAX_CUSTOM_FIELDS, MAX_EMAIL_LEN, MAX_FIELD_KEY_LEN, MAX_FIELD_VALUE_LEN, MAX_NAME_LEN,
     };
-    use sluice::ingest::MAX_CHANGES;
+    use sluice::ingest::{MAX_CHANGES, MAX_FUTURE_SKEW};
     for expected in [
+        format!(
+            "x-max-seconds-after-receipt: {}",
+            MAX_FUTURE_SKEW.num_seconds()
+        ),
         format!("maxLength: {MAX_EMAIL_LEN}"),
         format!("maxLength: {MAX_NAME_LEN}"),
         format!("maxProperties: {MAX_CUSTOM_FIELDS}"),
