@@ -59,7 +59,8 @@ impl RedriveFilter {
     }
 }
 
-/// The reason of a message SQS moved after `maxReceiveCount` receives: it carries no `sluice.reason`.
+/// The reason the drain writes when a record's attempts ran out; also what a message SQS moved after
+/// `maxReceiveCount` receives (it carries no `sluice.reason`) is listed as.
 pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 
 /// One dead-lettered message, read from SQS.
@@ -67,7 +68,8 @@ pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
 pub struct DlqMessage {
     /// The DLQ message id (what `sluice dlq show` takes).
     pub id: String,
-    /// `malformed`, `rejected` (the drain's `sluice.reason`) or `retries_exhausted` (moved by SQS).
+    /// `malformed`, `rejected`, `retries_exhausted` (the drain's `sluice.reason`; `retries_exhausted` also
+    /// when SQS moved it, with no reason of its own).
     pub reason: String,
     /// The drain's detail (`sluice.detail`): the provider's answer or the parse error.
     pub detail: Option<String>,

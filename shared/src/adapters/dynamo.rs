@@ -153,8 +153,22 @@ impl DynamoState {
     }
 
     /// One BatchGetItem of up to 100 users, retrying unprocessed keys.
-    async fn load_chunk(&self, chunk: Vec<Email>) -> PortResult<HashMap<Email, SyncedFields>> {
-        self.read_chunk(chunk, user_key, parse_fields).await
+    /// Every user's item (`key` names it), in BatchGetItems of 100 keys, 8 in flight.
+    async fn read_users<T>(
+        &self,
+        emails: &[Email],
+        key: fn(&Email) -> String,
+        parse: fn(&HashMap<String, AttributeValue>) -> T,
+    ) -> PortResult<HashMap<Email, T>> {
+        let calls: Vec<_> = emails
+            .chunks(100)
+            .map(|c| self.read_chunk(c.to_vec(), key, parse))
+            .collect();
+        let chunks: Vec<HashMap<Email, T>> = stream::iter(calls)
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     /// One BatchGetItem of up to 100 users' items (`key` names each user's item), retrying unprocessed
@@ -208,13 +222,7 @@ impl DynamoState {
                 .filter(|k| !k.keys().is_empty())
                 .cloned();
             if request.is_some() {
-                if attempts >= 8 {
-                    return Err(PortError::transient(
-                        "reading sync state",
-                        anyhow::anyhow!("unprocessed keys after {attempts} attempts"),
-                    ));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+                unprocessed_backoff(attempts, "reading sync state").await?;
             }
         }
         Ok::<_, PortError>(found)
@@ -367,6 +375,19 @@ fn legacy_precedence(millis: i64) -> Option<Precedence> {
     })
 }
 
+/// Between retries of a batch call's unprocessed keys or items (DynamoDB's answer to throttling inside a
+/// batch, which the SDK's own retries do not see): a short exponential wait, and an error after 8 tries.
+async fn unprocessed_backoff(attempts: u32, what: &'static str) -> PortResult<()> {
+    if attempts >= 8 {
+        return Err(PortError::transient(
+            what,
+            anyhow::anyhow!("unprocessed keys or items after {attempts} attempts"),
+        ));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+    Ok(())
+}
+
 fn parse_in_flight(item: &HashMap<String, AttributeValue>) -> InFlight {
     item.iter()
         .filter_map(|(name, value)| {
@@ -503,13 +524,7 @@ impl DynamoState {
                 .filter(|r| !r.is_empty())
                 .cloned();
             if pending.is_some() {
-                if attempts >= 8 {
-                    return Err(PortError::transient(
-                        "recording in-flight fields",
-                        anyhow::anyhow!("unprocessed items after {attempts} attempts"),
-                    ));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempts)).await;
+                unprocessed_backoff(attempts, "recording in-flight fields").await?;
             }
         }
         Ok(())
@@ -518,15 +533,8 @@ impl DynamoState {
 
 impl SyncStateStore for DynamoState {
     async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
-        let calls: Vec<_> = emails
-            .chunks(100)
-            .map(|c| self.read_chunk(c.to_vec(), in_flight_key, parse_in_flight))
-            .collect();
-        let chunks: Vec<HashMap<Email, InFlight>> = stream::iter(calls)
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(chunks.into_iter().flatten().collect())
+        self.read_users(emails, in_flight_key, parse_in_flight)
+            .await
     }
 
     async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
@@ -563,15 +571,7 @@ impl SyncStateStore for DynamoState {
     }
 
     async fn load(&self, emails: &[Email]) -> PortResult<HashMap<Email, SyncedFields>> {
-        let calls: Vec<_> = emails
-            .chunks(100)
-            .map(|c| self.load_chunk(c.to_vec()))
-            .collect();
-        let chunks: Vec<HashMap<Email, SyncedFields>> = stream::iter(calls)
-            .buffer_unordered(8)
-            .try_collect()
-            .await?;
-        Ok(chunks.into_iter().flatten().collect())
+        self.read_users(emails, user_key, parse_fields).await
     }
 
     async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {

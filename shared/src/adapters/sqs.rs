@@ -60,6 +60,16 @@ where
     }
 }
 
+/// Runs batch calls `PARALLEL_CALLS` at a time; the first error ends them.
+async fn in_parallel<T>(
+    calls: Vec<impl std::future::Future<Output = PortResult<T>>>,
+) -> PortResult<Vec<T>> {
+    stream::iter(calls)
+        .buffer_unordered(PARALLEL_CALLS)
+        .try_collect()
+        .await
+}
+
 /// The changes queue and its DLQ.
 #[derive(Debug, Clone)]
 pub struct SqsChangeQueue {
@@ -308,11 +318,7 @@ impl ChangeQueue for SqsChangeQueue {
             .chunks(10)
             .map(|c| self.delete_chunk(c.to_vec()))
             .collect();
-        let failed: Vec<Vec<Receipt>> = stream::iter(calls)
-            .buffer_unordered(PARALLEL_CALLS)
-            .try_collect()
-            .await?;
-        Ok(failed.into_iter().flatten().collect())
+        Ok(in_parallel(calls).await?.into_iter().flatten().collect())
     }
 
     async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
@@ -320,10 +326,7 @@ impl ChangeQueue for SqsChangeQueue {
             .chunks(10)
             .map(|c| self.release_chunk(c.to_vec()))
             .collect();
-        stream::iter(calls)
-            .buffer_unordered(PARALLEL_CALLS)
-            .try_collect::<Vec<()>>()
-            .await?;
+        in_parallel(calls).await?;
         Ok(())
     }
 
@@ -332,11 +335,7 @@ impl ChangeQueue for SqsChangeQueue {
             .chunks(10)
             .map(|c| self.requeue_chunk(c.to_vec()))
             .collect();
-        let failed: Vec<Vec<Receipt>> = stream::iter(calls)
-            .buffer_unordered(PARALLEL_CALLS)
-            .try_collect()
-            .await?;
-        Ok(failed.into_iter().flatten().collect())
+        Ok(in_parallel(calls).await?.into_iter().flatten().collect())
     }
 
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {

@@ -32,8 +32,8 @@ use crate::config::{Config, Limits, RUN_OVERHEAD};
 use crate::domain::{ChangeId, ChangeMessage, Email, RequestId};
 use crate::ports::{
     ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, InFlight, PortError, Provider,
-    QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore, SyncedFields,
-    Window,
+    ProviderError, QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore,
+    SyncedFields, Window,
 };
 use circuit::{CircuitPolicy, Phase};
 use coalesce::{Decoded, coalesce};
@@ -378,12 +378,9 @@ impl<P: DrainPorts> Drain<P> {
         log_call("probe", 0, &reply, started.elapsed(), 1);
         let now = self.now();
         match &reply.result {
-            Err(
-                e @ (crate::ports::ProviderError::Transient { .. }
-                | crate::ports::ProviderError::Misconfigured(_)),
-            ) => {
+            Err(e @ (ProviderError::Transient { .. } | ProviderError::Misconfigured(_))) => {
                 let retry_after = match e {
-                    crate::ports::ProviderError::Transient { retry_after, .. } => *retry_after,
+                    ProviderError::Transient { retry_after, .. } => *retry_after,
                     _ => None,
                 };
                 run.circuit.failures = run.circuit.failures.saturating_add(1);
@@ -397,7 +394,7 @@ impl<P: DrainPorts> Drain<P> {
                 Ok(false)
             }
             other => {
-                if let Err(crate::ports::ProviderError::RateLimited { retry_after }) = other {
+                if let Err(ProviderError::RateLimited { retry_after }) = other {
                     self.spend(run, kind, *retry_after).await?;
                 }
                 info!("provider probe answered; closing the circuit");
