@@ -59,6 +59,11 @@ impl Limits {
 /// and settling (sync state, progress, deletes). Each AWS call is bounded by the SDK's operation timeout.
 pub const RUN_OVERHEAD: Duration = Duration::from_secs(15);
 
+/// Default of `DRAIN_MAX_MESSAGES`: a safety cap on one run's receive, not a throttle. A run receives by
+/// distinct users until its plan's records are covered; under the simulated saturated day (repeat users,
+/// Zipf) that takes up to ~3,400 messages, after a long outage more, so the cap sits well above.
+pub const DEFAULT_DRAIN_MAX_MESSAGES: u32 = 20_000;
+
 /// Everything a Sluice function needs, loaded once.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -69,7 +74,7 @@ pub struct Config {
     pub provider_account_id: String,
     pub provider_key: ProviderKeySource,
     pub limits: Limits,
-    /// Most messages one drain run receives (`DRAIN_MAX_MESSAGES`, default 1,000).
+    /// Most messages one drain run receives (`DRAIN_MAX_MESSAGES`, default [`DEFAULT_DRAIN_MAX_MESSAGES`]).
     pub drain_max_messages: u32,
     /// How often the drain is scheduled (`DRAIN_INTERVAL_SECONDS`, default 60); the pacing policy plans per run.
     pub drain_interval_seconds: u32,
@@ -193,7 +198,12 @@ impl Config {
             provider_account_id: required("PROVIDER_ACCOUNT_ID")?,
             provider_key,
             limits,
-            drain_max_messages: number("DRAIN_MAX_MESSAGES", 1_000, 1, 10_000)?,
+            drain_max_messages: number(
+                "DRAIN_MAX_MESSAGES",
+                DEFAULT_DRAIN_MAX_MESSAGES,
+                1,
+                100_000,
+            )?,
             drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
             provider_timeout,
             drain_timeout,

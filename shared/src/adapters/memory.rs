@@ -182,6 +182,7 @@ struct QueueState {
     calls: QueueCalls,
     receives_by_body: HashMap<String, u32>,
     attempts_by_body: HashMap<String, u32>,
+    on_receive: Option<CallHook>,
 }
 
 impl QueueState {
@@ -298,6 +299,11 @@ impl<C: Clock + Clone> MemoryQueue<C> {
         self
     }
 
+    /// Runs `f` at the start of every receive (a slow queue on a virtual clock).
+    pub fn on_receive(&self, f: impl Fn() + Send + Sync + 'static) {
+        lock(&self.state).on_receive = Some(CallHook(Arc::new(f)));
+    }
+
     /// Receives of every message ever received, by body (copies of one change share a body), for
     /// invariant checks: receives on the changes queue, over all copies.
     pub fn receives_by_body(&self) -> HashMap<String, u32> {
@@ -373,6 +379,10 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
 
     async fn receive(&self, max: u32) -> PortResult<Vec<ReceivedMessage>> {
         self.faults.check(Op::Receive).await?;
+        let hook = lock(&self.state).on_receive.clone();
+        if let Some(CallHook(f)) = hook {
+            f();
+        }
         let now = self.clock.now();
         let hidden_until =
             now + chrono::Duration::from_std(self.visibility_timeout).unwrap_or_default();

@@ -129,6 +129,8 @@ struct Run {
     /// The circuit as last stored, to write it only when it changed.
     circuit_stored: CircuitState,
     lease_lost: bool,
+    /// When the lease was last taken or renewed.
+    lease_renewed: DateTime<Utc>,
 }
 
 impl<P: DrainPorts> Drain<P> {
@@ -170,6 +172,7 @@ impl<P: DrainPorts> Drain<P> {
             circuit_stored: circuit.clone(),
             circuit,
             lease_lost: false,
+            lease_renewed: now,
         };
         if let Phase::Open { .. } = circuit::phase(&run.circuit, now) {
             run.report.idle = Some(Idle::CircuitOpen);
@@ -220,7 +223,8 @@ impl<P: DrainPorts> Drain<P> {
             return Ok(());
         };
         let backlog = run.report.backlog;
-        run.messages = self.receive(plan, backlog).await?;
+        let receive_by = self.receive_by(run.deadline);
+        run.messages = self.receive(run, plan, backlog, receive_by).await?;
         run.report.received = u32::try_from(run.messages.len()).unwrap_or(u32::MAX);
 
         // Decode; malformed bodies go straight to the DLQ.
@@ -405,35 +409,54 @@ impl<P: DrainPorts> Drain<P> {
         }
     }
 
-    /// Receives what the plan can send. Copies of one user coalesce into one record, so while the distinct
-    /// users received stay below the plan's record capacity (and under `DRAIN_MAX_MESSAGES`), it tops up
-    /// with at most the missing number of records: every message received can still be sent this run.
-    async fn receive(&self, plan: Plan, visible: u64) -> Result<Vec<ReceivedMessage>, DrainError> {
+    /// Receives what the plan can send, by distinct users rather than by message count: copies of one user
+    /// coalesce into one record, so while the distinct users received stay below the plan's record
+    /// capacity it tops up with at most the missing number of records — every message received can still
+    /// be sent this run, whatever users it holds. It stops when the plan's records are covered, the queue
+    /// is drained, `DRAIN_MAX_MESSAGES` (a safety cap) is reached, or receiving has used its share of the
+    /// run: half the time left before sending must start (see [`Self::receive_by`]).
+    async fn receive(
+        &self,
+        run: &mut Run,
+        plan: Plan,
+        visible: u64,
+        receive_by: DateTime<Utc>,
+    ) -> Result<Vec<ReceivedMessage>, DrainError> {
         let capacity = plan.records(self.settings.limits.batch_size);
         let max = u64::from(self.settings.max_messages);
         let mut messages = self.ports.queue().receive(plan.receive).await?;
-        let mut asked = u64::from(plan.receive);
-        for _ in 0..8 {
-            if (messages.len() as u64) < asked || messages.len() as u64 >= visible {
+        let (mut asked, mut got) = (u64::from(plan.receive), messages.len() as u64);
+        let mut users = UserCount::default();
+        users.add(&messages);
+        loop {
+            if got < asked || messages.len() as u64 >= visible {
                 break; // the queue is drained (as far as its approximate depth tells)
             }
-            let distinct = distinct_users(&messages);
             let room = capacity
-                .saturating_sub(distinct)
+                .saturating_sub(users.distinct())
                 .min(max.saturating_sub(messages.len() as u64));
-            if room == 0 {
+            if room == 0 || self.now() >= receive_by {
+                break;
+            }
+            // A long receive keeps the lease: it must still hold when the sends start.
+            let since = self.now() - run.lease_renewed;
+            if since >= chrono_duration(self.settings.lease_length / 2) && !self.fence(run).await? {
                 break;
             }
             let more = self.ports.queue().receive(room as u32).await?;
-            asked = room;
-            let got = more.len() as u64;
+            (asked, got) = (room, more.len() as u64);
+            users.add(&more);
             messages.extend(more);
-            if got < asked {
-                break;
-            }
-            asked = got;
         }
         Ok(messages)
+    }
+
+    /// Until when a run may keep topping up its receive: half the time left before the send margin, so
+    /// receiving never crowds out the sends and settling it prepares.
+    fn receive_by(&self, deadline: DateTime<Utc>) -> DateTime<Utc> {
+        let now = self.now();
+        let send_from = deadline - chrono_duration(self.settings.send_margin);
+        now + (send_from - now) / 2
     }
 
     /// Renews the lease before a provider call or a write phase; `false` (and the run stops writing) when
@@ -449,7 +472,9 @@ impl<P: DrainPorts> Drain<P> {
             .coordination()
             .renew_lease(&run.holder, now, until)
             .await?;
-        if !held {
+        if held {
+            run.lease_renewed = now;
+        } else {
             warn!("the drain lease was lost; this run stops without writing or deleting anything");
             run.lease_lost = true;
             run.report.lease_lost = true;
@@ -640,19 +665,30 @@ fn window_guard(window: Window) -> chrono::Duration {
     chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000))
 }
 
-/// Distinct users among received messages (malformed bodies count as one each: they cost nothing to send).
-fn distinct_users(messages: &[ReceivedMessage]) -> u64 {
-    let mut emails: HashSet<String> = HashSet::new();
-    let mut malformed = 0;
-    for m in messages {
-        match ChangeMessage::from_body(&m.body) {
-            Ok(c) => {
-                emails.insert(c.into_change().email.as_str().to_string());
+/// Distinct users among received messages, counted as they arrive (malformed bodies count as one each:
+/// they cost nothing to send, but nothing says they don't hold a user).
+#[derive(Default)]
+struct UserCount {
+    emails: HashSet<String>,
+    malformed: u64,
+}
+
+impl UserCount {
+    fn add(&mut self, messages: &[ReceivedMessage]) {
+        for m in messages {
+            match ChangeMessage::from_body(&m.body) {
+                Ok(c) => {
+                    self.emails
+                        .insert(c.into_change().email.as_str().to_string());
+                }
+                Err(_) => self.malformed += 1,
             }
-            Err(_) => malformed += 1,
         }
     }
-    emails.len() as u64 + malformed
+
+    fn distinct(&self) -> u64 {
+        self.emails.len() as u64 + self.malformed
+    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,10 @@
 //!   not need stays for the runs without a batch slot.
 //! - A partial batch is sent only when a batch slot is due and the backlog is below `batch_size`: that means
 //!   demand is below capacity, so the unused part of the batch costs nothing later.
-//! - The run receives only what this plan can send, capped by `DRAIN_MAX_MESSAGES`, so a message is never
-//!   received (and its receive count raised toward the DLQ) just to be deferred for quota.
+//! - The run receives only what this plan can send, so a message is never received (and its receive
+//!   count raised toward the DLQ) just to be deferred for quota. The plan's `receive` is the first
+//!   round; the engine tops it up by distinct users (copies of one user share a record) until the plan's
+//!   records are covered — `DRAIN_MAX_MESSAGES` is only a safety cap on that.
 
 use crate::config::Limits;
 use crate::ports::Window;

@@ -404,3 +404,61 @@ async fn a_saturated_window_reaches_capacity() {
     assert!(delivered <= capacity);
     assert_eq!(h.provider.over_limit(), 0);
 }
+
+/// Rule: a run receives by distinct users, not by message count: under a backlog of repeat users it tops
+/// its receive up past 1,000 messages until its batch is full of distinct users, and holds nothing back.
+#[tokio::test]
+async fn a_backlog_of_repeat_users_fills_the_batch_with_distinct_users() {
+    let limits = Limits::default();
+    let h = harness(limits, crate::config::DEFAULT_DRAIN_MAX_MESSAGES);
+    // 5,000 users, four changes each in a row: 1,000 messages hold only 250 users.
+    for u in 0..5_000 {
+        for round in 0..4 {
+            h.enqueue(&format!("u{u}@x.io"), round, &format!("v{round}"));
+        }
+    }
+    let r = h.tick().await;
+    assert_eq!(r.requests.batch, 1, "{r:?}");
+    assert_eq!(
+        r.delivered.batch, 1_000,
+        "the batch is full of distinct users: {r:?}"
+    );
+    assert!(r.received >= 4_000, "received {}", r.received);
+    assert_eq!(
+        (r.deferred, r.retried, r.dead_lettered),
+        (0, 0, 0),
+        "every message received could be sent"
+    );
+    assert_eq!(h.provider.users_twice_in_one_request(), 0);
+    assert_eq!(h.provider.over_limit(), 0);
+}
+
+/// Rule: topping the receive up stops once it has used its share of the run (half the time before
+/// sending must start), on the virtual clock: a slow queue cannot crowd out the sends.
+#[tokio::test]
+async fn topping_up_stops_at_its_share_of_the_run() {
+    let h = harness(Limits::default(), crate::config::DEFAULT_DRAIN_MAX_MESSAGES);
+    for u in 0..1_000 {
+        for round in 0..20 {
+            h.enqueue(&format!("u{u}@x.io"), round, &format!("v{round}"));
+        }
+    }
+    let clock = h.clock.clone();
+    let receives = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = receives.clone();
+    h.queue.on_receive(move || {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        clock.advance(Duration::from_secs(10));
+    });
+    // Deadline 50 s away, send margin 5 s: receiving may top up until 22.5 s in, so the rounds that
+    // start at 0, 10 and 20 s are made, and none after.
+    let r = h.tick().await;
+    let rounds = receives.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(r.received > 0 && r.delivered_records() > 0, "{r:?}");
+    assert_eq!((r.deferred, r.lease_lost), (0, false), "{r:?}");
+    assert_eq!(rounds, 3, "receive rounds");
+    assert!(
+        r.delivered_records() < 1_000,
+        "three rounds of repeat users cannot fill the batch: {r:?}"
+    );
+}

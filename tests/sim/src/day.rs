@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::memory::{
     ManualClock, MemoryProvider, MemoryQueue, MemoryStore, ProviderCalls, QueueCalls,
 };
-use sluice::config::{Config, Limits};
+use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
 use sluice::ports::PortSet;
@@ -55,7 +55,8 @@ pub type SimPorts = PortSet<
 /// Which policy drains the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyKind {
-    /// Sluice's drain engine, configured as in production except `DRAIN_MAX_MESSAGES`.
+    /// Sluice's drain engine, configured as in production except `DRAIN_MAX_MESSAGES` (labelled plain
+    /// "Sluice" at its default).
     Sluice { max_messages: u32 },
     /// Baseline (a), re-implemented.
     ThresholdSweep,
@@ -66,7 +67,9 @@ pub enum PolicyKind {
 impl PolicyKind {
     pub fn label(&self) -> String {
         match self {
-            PolicyKind::Sluice { max_messages } if *max_messages == 1_000 => "Sluice".into(),
+            PolicyKind::Sluice { max_messages } if *max_messages == DEFAULT_DRAIN_MAX_MESSAGES => {
+                "Sluice".into()
+            }
             PolicyKind::Sluice { max_messages } => {
                 format!("Sluice, DRAIN_MAX_MESSAGES={max_messages}")
             }

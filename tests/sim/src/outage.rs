@@ -476,7 +476,7 @@ mod tests {
         };
         for policy in [
             PolicyKind::Sluice {
-                max_messages: 1_000,
+                max_messages: sluice::config::DEFAULT_DRAIN_MAX_MESSAGES,
             },
             PolicyKind::ThresholdSweep,
             PolicyKind::FixedSpacing,

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use chrono::{TimeZone as _, Utc};
 use clap::Parser;
 use serde::Serialize;
-use sluice::config::Limits;
+use sluice::config::{DEFAULT_DRAIN_MAX_MESSAGES, Limits};
 use sluice_sim::day::{DayConfig, DayResult, PolicyKind, production_config, simulate};
 use sluice_sim::outage::{OutageFigures, OutageMeta, current_commit, outage_section};
 use sluice_sim::report::{SimMeta, goals_section, sim_section};
@@ -71,17 +71,17 @@ struct Args {
     write: bool,
 }
 
-/// Sluice as configured by default, Sluice with the largest `DRAIN_MAX_MESSAGES` the configuration
-/// accepts (to show what the default leaves on the table), and the two baselines.
+/// Sluice as configured by default, Sluice with the old default `DRAIN_MAX_MESSAGES=1000` (a receive
+/// capped by message count, to show what receiving by distinct users gains), and the two baselines.
 fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
     if scenario.outage.is_some() {
         // Sluice as deployed against the baselines, and with the largest receive (recovery is a backlog).
         return vec![
             PolicyKind::Sluice {
-                max_messages: 1_000,
+                max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
             },
             PolicyKind::Sluice {
-                max_messages: 10_000,
+                max_messages: 1_000,
             },
             PolicyKind::ThresholdSweep,
             PolicyKind::FixedSpacing,
@@ -89,10 +89,10 @@ fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
     }
     vec![
         PolicyKind::Sluice {
-            max_messages: 1_000,
+            max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
         },
         PolicyKind::Sluice {
-            max_messages: 10_000,
+            max_messages: 1_000,
         },
         PolicyKind::ThresholdSweep,
         PolicyKind::FixedSpacing,
@@ -120,7 +120,7 @@ fn run_all(
         let (s, p) = &jobs[i];
         let heavy = s.name == "saturated" || s.outage.is_some();
         let cost = match p {
-            PolicyKind::Sluice { max_messages } if *max_messages > 1_000 => 0,
+            PolicyKind::Sluice { max_messages } if *max_messages > 1_000 => 0, // the default
             PolicyKind::Sluice { .. } => 1,
             _ => 2,
         };
@@ -209,7 +209,7 @@ fn main() -> anyhow::Result<()> {
         hours: args.outage_hours,
         traffic_hours: args.outage_traffic_hours,
         tail_hours: args.outage_tail_hours,
-        provider_timeout: production_config(1_000)?.provider_timeout,
+        provider_timeout: production_config(DEFAULT_DRAIN_MAX_MESSAGES)?.provider_timeout,
     };
     let known: Vec<Scenario> = scenarios()
         .into_iter()
