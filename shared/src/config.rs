@@ -222,8 +222,12 @@ impl Config {
 pub struct IngestConfig {
     pub queue_url: String,
     pub table_name: String,
-    /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
+    /// The `x-api-key` ingest requires, if any: `INGEST_API_KEY` (local runs), or the key read at cold
+    /// start from `INGEST_API_KEY_SECRET_ARN` (behind an HTTP API). Behind a REST API, or an HTTP API
+    /// with IAM auth, API Gateway authenticates and neither is set.
     pub ingest_api_key: Option<String>,
+    /// `INGEST_API_KEY_SECRET_ARN`: where the deployed key lives ([`crate::adapters::secrets`]).
+    pub ingest_api_key_secret_arn: Option<String>,
 }
 
 impl std::fmt::Debug for IngestConfig {
@@ -236,6 +240,7 @@ impl std::fmt::Debug for IngestConfig {
                 "ingest_api_key",
                 &self.ingest_api_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("ingest_api_key_secret_arn", &self.ingest_api_key_secret_arn)
             .finish()
     }
 }
@@ -257,6 +262,8 @@ impl IngestConfig {
             queue_url: required("QUEUE_URL")?,
             table_name: required("TABLE_NAME")?,
             ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
+            ingest_api_key_secret_arn: get("INGEST_API_KEY_SECRET_ARN")
+                .filter(|a| !a.trim().is_empty()),
         })
     }
 }

@@ -39,7 +39,8 @@ use tower_http::normalize_path::NormalizePath;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Set on a replayed answer (same `Idempotency-Key` and body as an earlier request).
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-/// The API key header (checked here only when `INGEST_API_KEY` is set; API Gateway checks it in AWS).
+/// The API key header, checked here when the function has a key (`INGEST_API_KEY`, or the secret behind
+/// `INGEST_API_KEY_SECRET_ARN` — the template's default HTTP API); behind the REST API, API Gateway checks it.
 pub const API_KEY: &str = "x-api-key";
 
 /// The ingest function on AWS (or LocalStack, through `AWS_ENDPOINT_URL`).
@@ -131,7 +132,8 @@ where
 
 type Shared<S, I, R, C> = State<Arc<Ingest<S, I, R, C>>>;
 
-/// Checks `x-api-key` when the function has one configured (locally; API Gateway does it in AWS).
+/// Checks `x-api-key` when the function has one configured (locally and behind the HTTP API; behind the
+/// REST API, API Gateway does it).
 async fn authenticate<S, I, R, C>(
     State(ingest): Shared<S, I, R, C>,
     req: Request,

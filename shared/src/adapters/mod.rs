@@ -5,6 +5,7 @@ pub mod dynamo;
 pub mod dynamo_ingest;
 pub mod memory;
 pub mod provider_http;
+pub mod secrets;
 pub mod sqs;
 pub mod sqs_sink;
 

@@ -215,32 +215,7 @@ pub async fn provider_api_key(
     match &config.provider_key {
         ProviderKeySource::Plain(key) => Ok(key.clone()),
         ProviderKeySource::SecretArn(arn) => {
-            let client = aws_sdk_secretsmanager::Client::new(aws);
-            let out = client
-                .get_secret_value()
-                .secret_id(arn)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "reading the provider API key from {arn}: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(e)
-                    )
-                })?;
-            let raw = out.secret_string().unwrap_or_default().trim().to_string();
-            let key = match serde_json::from_str::<serde_json::Value>(&raw) {
-                Ok(v) => v
-                    .get("api_key")
-                    .and_then(|k| k.as_str())
-                    .map(str::to_string)
-                    .unwrap_or(raw),
-                Err(_) => raw,
-            };
-            anyhow::ensure!(
-                !key.is_empty(),
-                "the secret {arn} holds no provider API key"
-            );
-            Ok(key)
+            super::secrets::read_api_key(aws, arn, "the provider API key").await
         }
     }
 }

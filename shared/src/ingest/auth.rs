@@ -1,4 +1,5 @@
-//! The shared-secret check for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key first.
+//! The shared-secret check: local runs (`INGEST_API_KEY`) and the HTTP API (`INGEST_API_KEY_SECRET_ARN`,
+//! read at cold start). Behind the REST API, API Gateway checks the usage plan's key instead.
 
 use std::fmt;
 
