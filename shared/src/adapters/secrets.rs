@@ -23,7 +23,7 @@ pub async fn read_api_key(
             )
         })?;
     let key = key_in(out.secret_string().unwrap_or_default());
-    anyhow::ensure!(!key.is_empty(), "the secret {arn} holds no {what}");
+    anyhow::ensure!(!key.is_empty(), "the secret {arn} holds no key ({what})");
     Ok(key)
 }
 
