@@ -145,10 +145,10 @@ struct MessageChange {
 
 impl MessageChange {
     fn of(change: &Change) -> Self {
-        let derived = (change.request_size == Some(1)).then(|| {
-            let fields = change.fields().into_iter().map(|(k, _)| k).collect();
-            (change.email.clone(), fields)
-        });
+        // As `TrackedChange::of` decides at ingest: one change that sets some field.
+        let fields: Vec<FieldKey> = change.fields().into_iter().map(|(k, _)| k).collect();
+        let derived = (change.request_size == Some(1) && !fields.is_empty())
+            .then(|| (change.email.clone(), fields));
         Self {
             change_id: change.change_id,
             request_id: change.request_id,

@@ -65,16 +65,18 @@ pub struct TrackedChange {
 }
 
 impl TrackedChange {
-    /// The change of a single-change request; `None` for a request of several (tracked by the drain's sets).
+    /// The change of a single-change request; `None` for a request of several (tracked by the drain's sets),
+    /// or for a change that sets no field (ingest refuses those; nothing could be derived for one).
     pub fn of(changes: &[Change]) -> Option<Self> {
-        match changes {
-            [one] => Some(Self {
-                email: one.email.clone(),
-                fields: one.fields().into_iter().map(|(k, _)| k).collect(),
-                precedence: one.precedence(),
-            }),
-            _ => None,
-        }
+        let [one] = changes else {
+            return None;
+        };
+        let fields: BTreeSet<FieldKey> = one.fields().into_iter().map(|(k, _)| k).collect();
+        (!fields.is_empty()).then(|| Self {
+            email: one.email.clone(),
+            fields,
+            precedence: one.precedence(),
+        })
     }
 }
 
@@ -96,7 +98,7 @@ pub fn single_change_counters(
         skipped,
         dead_lettered: 0,
     };
-    let recorded_any = recorded.delivered + recorded.skipped + recorded.dead_lettered > 0;
+    let recorded_any = recorded.delivered > 0 || recorded.skipped > 0 || recorded.dead_lettered > 0;
     if holds_all && !change.fields.is_empty() {
         one(1, 0)
     } else if recorded_any {
