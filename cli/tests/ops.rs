@@ -305,6 +305,7 @@ fn change(email: &str) -> Change {
         priority: Priority::Normal,
         accepted_at: now,
         position: 0,
+        request_size: None,
     }
 }
 

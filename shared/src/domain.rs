@@ -239,6 +239,12 @@ pub struct Change {
     /// request, a later change wins a tie. Messages written before this field existed read as 0.
     #[serde(default)]
     pub position: u32,
+    /// How many changes its request carried (set by ingest). The drain writes no progress for the
+    /// delivered or skipped change of a single-change request: its status is derived from the sync state
+    /// ([`crate::ingest::tracking`]). Messages written before this field existed read as `None`, tracked as a
+    /// multi-change request's are (by the drain's sets), which is right for either kind of request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_size: Option<u32>,
 }
 
 impl Change {
@@ -513,6 +519,7 @@ mod tests {
             priority: Priority::High,
             accepted_at: Utc::now(),
             position: 7,
+            request_size: Some(3),
         };
         let body = ChangeMessage::V1(change.clone()).to_body();
         assert!(body.starts_with(r#"{"v":"1""#), "{body}");
@@ -535,13 +542,18 @@ mod tests {
         assert_eq!(again.into_change(), change);
     }
 
-    /// Rule: messages already on a queue when `position` was added still decode (as position 0), and a
-    /// field added later is ignored, so ingest and drain deploy in either order.
+    /// Rule: messages already on a queue when `position` or `request_size` was added still decode (as
+    /// position 0, no request size), and a field added later is ignored, so ingest and drain deploy in
+    /// either order.
     #[test]
     fn old_and_newer_v1_messages_stay_decodable() {
         let old = r#"{"v":"1","change_id":"6f2c1c52-6a53-4a43-9d1f-0c8f3a4d1e01","request_id":"0b7e6f58-2f7a-4a57-9c3e-2f1d6f0e9a02","email":"Ann@Example.com","name":"Ann","occurred_at":"2025-03-01T10:00:00Z","priority":"normal","accepted_at":"2025-03-01T10:00:01Z"}"#;
         let change = ChangeMessage::from_body(old).unwrap().into_change();
         assert_eq!((change.position, change.name.as_deref()), (0, Some("Ann")));
+        assert_eq!(
+            change.request_size, None,
+            "an old message is tracked as multi-change"
+        );
         let newer = old.replace(r#""v":"1","#, r#""v":"1","some_later_field":[1,2],"#);
         assert_eq!(
             ChangeMessage::from_body(&newer).unwrap().into_change(),

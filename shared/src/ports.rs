@@ -448,7 +448,9 @@ pub struct RequestProgress {
 }
 
 /// Per-request progress, updated by the drain once per run. Recording is idempotent per change: a change
-/// received again (a redelivery, a copy) and settled again is counted once.
+/// received again (a redelivery, a copy) and settled again is counted once. A single-change request's
+/// delivered or skipped change is not recorded (its status is derived from the sync state,
+/// [`crate::ingest::tracking`]); its dead letter is.
 pub trait RequestTracker: Send + Sync {
     fn record(
         &self,

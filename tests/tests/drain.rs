@@ -34,6 +34,7 @@ fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
         priority: Priority::Normal,
         accepted_at: now,
         position: 0,
+        request_size: None,
     }
 }
 

@@ -11,16 +11,18 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use ingest::{AwsIngest, IDEMPOTENT_REPLAYED};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
+use sluice::adapters::aws_drain;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::config::IngestConfig;
 use sluice::domain::ChangeId;
 use sluice::domain::{Change, ChangeMessage, RequestId};
 use sluice::ingest::Problem;
 use sluice::ports::{RequestTracker, Settled};
+use sluice_tests::emulator::EmulatorConfig;
 
 use common::TestStack;
 
@@ -194,6 +196,9 @@ async fn a_change_reaches_the_queue_as_a_versioned_message_and_its_request_is_tr
         .await
         .unwrap();
     assert_eq!(number(&record, "accepted"), 1);
+    // A single-change request: the record holds its change, and the message says so.
+    assert_eq!(c.request_size, Some(1));
+    assert_eq!(record["email"].as_s().unwrap(), "ann@example.com");
     let created = DateTime::parse_from_rfc3339(record["created_at"].as_s().unwrap()).unwrap();
     assert_eq!(
         number(&record, "expires_at") - created.timestamp(),
@@ -258,6 +263,116 @@ async fn request_status_shows_what_the_drain_recorded() {
 
     expect_problem(&ingest, get_request(&RequestId::new().to_string()), 404).await;
     expect_problem(&ingest, get_request("not-a-uuid"), 404).await;
+    stack.destroy().await;
+}
+
+/// The drain's request sets on a request item.
+const SETS: [&str; 3] = ["delivered_ids", "skipped_ids", "dead_lettered_ids"];
+
+async fn status_of(ingest: &AwsIngest, id: &Value) -> (u64, u64, u64, u64, u64) {
+    let (status, v, _) = call(ingest, get_request(id.as_str().unwrap())).await;
+    assert_eq!(status, 200, "{v}");
+    let n = |k: &str| v[k].as_u64().unwrap();
+    (
+        n("accepted"),
+        n("delivered"),
+        n("skipped"),
+        n("dead_lettered"),
+        n("pending"),
+    )
+}
+
+/// Rules: a single-change request's record holds its change, and its status is derived from the sync
+/// state the drain writes anyway — pending, then delivered, with no drain write to the request item; a
+/// change older than what was synced reads as skipped. A multi-change request is tracked by the drain's
+/// sets, as before.
+#[tokio::test]
+async fn a_single_change_request_is_derived_from_the_sync_state_and_a_multi_change_one_tracked_by_sets()
+ {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig::default()).await;
+    let ingest = ingest_for(&stack, None, None);
+    let drain = aws_drain(&stack.config(&emulator, &[]), &stack.sdk)
+        .await
+        .unwrap();
+    let run = || drain.run(Utc::now() + chrono::Duration::seconds(50));
+
+    let single =
+        json!({"email": "solo@example.com", "name": "Solo", "custom_fields": {"plan": "pro"}});
+    let (status, one, _) = call(&ingest, post(&single.to_string(), &[JSON])).await;
+    assert_eq!(status, 202, "{one}");
+    let bulk = json!({"changes": [change_json(1), change_json(2)]});
+    let (status, two, _) = call(&ingest, post(&bulk.to_string(), &[JSON])).await;
+    assert_eq!(status, 202, "{two}");
+    assert_eq!(
+        status_of(&ingest, &one["request_id"]).await,
+        (1, 0, 0, 0, 1)
+    );
+    assert_eq!(
+        status_of(&ingest, &two["request_id"]).await,
+        (2, 0, 0, 0, 2)
+    );
+
+    let record = |answer: &Value| format!("request#{}", answer["request_id"].as_str().unwrap());
+    let item_one = item(&stack, &record(&one)).await.unwrap();
+    assert_eq!(item_one["email"].as_s().unwrap(), "solo@example.com");
+    let fields: BTreeSet<&str> = item_one["field_keys"]
+        .as_ss()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, BTreeSet::from(["name", "cf.plan"]));
+    assert_eq!(item_one["precedence"].as_s().unwrap().len(), 58);
+    assert!(
+        !item(&stack, &record(&two))
+            .await
+            .unwrap()
+            .contains_key("email")
+    );
+
+    let report = run().await.unwrap();
+    assert_eq!((report.received, report.deleted), (3, 3));
+    assert_eq!(emulator.received_for("solo@example.com").len(), 1);
+    assert_eq!(
+        status_of(&ingest, &one["request_id"]).await,
+        (1, 1, 0, 0, 0)
+    );
+    assert_eq!(
+        status_of(&ingest, &two["request_id"]).await,
+        (2, 2, 0, 0, 0)
+    );
+    let item_one = item(&stack, &record(&one)).await.unwrap();
+    for set in SETS {
+        assert!(
+            !item_one.contains_key(set),
+            "the drain wrote {set}: {item_one:?}"
+        );
+    }
+    let item_two = item(&stack, &record(&two)).await.unwrap();
+    assert_eq!(item_two["delivered_ids"].as_ss().unwrap().len(), 2);
+
+    // A change older than what the provider has: skipped as soon as it is accepted, and still after the
+    // drain dropped it — again without a write to its request item.
+    let stale = json!({"email": "solo@example.com", "name": "Older", "occurred_at": "2020-01-01T00:00:00Z"});
+    let (status, old, _) = call(&ingest, post(&stale.to_string(), &[JSON])).await;
+    assert_eq!(status, 202, "{old}");
+    assert_eq!(
+        status_of(&ingest, &old["request_id"]).await,
+        (1, 0, 1, 0, 0)
+    );
+    let report = run().await.unwrap();
+    assert_eq!((report.received, report.delivered_records()), (1, 0));
+    assert_eq!(
+        status_of(&ingest, &old["request_id"]).await,
+        (1, 0, 1, 0, 0)
+    );
+    let item_old = item(&stack, &record(&old)).await.unwrap();
+    assert!(
+        SETS.iter().all(|set| !item_old.contains_key(*set)),
+        "{item_old:?}"
+    );
+    assert_eq!(emulator.received_for("solo@example.com").len(), 1);
     stack.destroy().await;
 }
 

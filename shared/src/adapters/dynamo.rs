@@ -7,7 +7,7 @@
 //! | `inflight#<email>`       | `f.<field>` = precedence key (S) per field a run was about to send, `expires_at` (+1 day) | BatchWriteItem (put) before the provider call |
 //! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put; renewed by a conditional update on `holder` |
 //! | `circuit#provider`       | `failures`, `open_until_ms` (absent when closed), `reason`, `expires_at` | put, when a run changed it |
-//! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change |
+//! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change. A single-change request's item (ingest also put its change's `email`, `field_keys`, `precedence` in it) gets only its dead letters: its status is derived from `user#<email>` (`ingest::tracking`) |
 //!
 //! A synced field's `k` is the [`Precedence`] of the change that set it, at full precision, as a string that
 //! sorts as the precedence does: `<occurred_at>.<accepted_at>.<position>`, the two times as nanoseconds since
@@ -343,7 +343,7 @@ fn from_nanos(ns: i128) -> Option<DateTime<Utc>> {
 
 /// The stored form of a precedence (see the module doc): fixed-width digits, so DynamoDB's string order
 /// (by bytes) is the precedence order.
-fn precedence_key(p: &Precedence) -> String {
+pub(crate) fn precedence_key(p: &Precedence) -> String {
     format!(
         "{:023}.{:023}.{:010}",
         nanos(p.occurred_at) + NS_OFFSET,
@@ -352,7 +352,7 @@ fn precedence_key(p: &Precedence) -> String {
     )
 }
 
-fn parse_precedence_key(k: &str) -> Option<Precedence> {
+pub(crate) fn parse_precedence_key(k: &str) -> Option<Precedence> {
     let mut parts = k.split('.');
     let mut time = || from_nanos(parts.next()?.parse::<i128>().ok()? - NS_OFFSET);
     let (occurred_at, accepted_at) = (time()?, time()?);
@@ -397,7 +397,9 @@ fn parse_in_flight(item: &HashMap<String, AttributeValue>) -> InFlight {
         .collect()
 }
 
-fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
+/// A user's synced fields from their `user#<email>` item (also read by ingest, to derive a single-change
+/// request's status).
+pub(crate) fn parse_fields(item: &HashMap<String, AttributeValue>) -> SyncedFields {
     item.iter()
         .filter_map(|(name, value)| {
             let key = FieldKey::from_storage_key(name.strip_prefix(FIELD_PREFIX)?)?;

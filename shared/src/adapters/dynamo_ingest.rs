@@ -1,18 +1,20 @@
 //! DynamoDB adapters for ingest: idempotency records and request status, in the one Sluice table
 //! (single key `pk` (S), TTL attribute `expires_at` (N, epoch seconds)).
 //!
-//! - `idem#<sha256 of key>`: `body_sha256` (S), `status` (S: `in_progress` | `completed`), `owner` (S, the
-//!   request id of the first request), `lease_until` (N, while in progress), `response` (S, the first answer
-//!   as JSON, once completed), `created_at` (S), `expires_at` (N, +24 h).
-//! - `request#<uuid>`: `accepted` (N), `created_at` (S, RFC 3339), `expires_at` (N, +7 days); the drain ADDs
-//!   the ids of settled changes to `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS), so each change
-//!   counts once however often it is settled (a change in two sets counts as delivered before
-//!   dead-lettered before skipped). Items from before the sets carry `delivered`, `skipped`,
-//!   `dead_lettered` (N), which are added.
+//! | item | attributes | written by |
+//! |------|------------|------------|
+//! | `idem#<sha256 of key>` | `body_sha256` (S), `status` (S: `in_progress` \| `completed`), `owner` (S, the request id of the first request), `lease_until` (N, while in progress), `response` (S, the first answer as JSON, once completed), `created_at` (S), `expires_at` (N, +24 h) | ingest: conditional put, update, delete |
+//! | `request#<uuid>`, multi-change | `accepted` (N), `created_at` (S, RFC 3339), `expires_at` (N, +7 days); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | ingest: one put; the drain: `ADD` of the sets, once per request per run |
+//! | `request#<uuid>`, single-change | as above, plus its change: `email` (S), `field_keys` (SS, storage keys: `name`, `time_zone`, `cf.<key>`), `precedence` (S, the sync state's encoding); usually no sets | ingest: one put; the drain: `ADD` only of a dead letter (or a settlement the sync state cannot show) |
+//!
+//! Each change counts once however often it is settled (a change in two sets counts as delivered before
+//! dead-lettered before skipped). Items from before the sets carry `delivered`, `skipped`, `dead_lettered`
+//! (N), which are added. A single-change request's status is derived when read, from its user's
+//! `user#<email>` item (a consistent GetItem): see [`crate::ingest::tracking`].
 //!
 //! DynamoDB's TTL sweep lags, so expiry is also checked on read and in the claim's condition.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, anyhow};
 use aws_sdk_dynamodb::Client;
@@ -21,15 +23,21 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::domain::RequestId;
+use super::dynamo::{parse_fields, parse_precedence_key, precedence_key, user_key};
+use crate::domain::{Email, FieldKey, RequestId};
+use crate::ingest::tracking::single_change_counters;
 use crate::ingest::{
     Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
-    NewClaim, RequestCounters, RequestStore,
+    NewClaim, NewRequest, RequestCounters, RequestStore, TrackedChange,
 };
 use crate::ports::{ErrorKind, PortError, PortResult};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
+/// A single-change request's change, in its request item.
+const EMAIL: &str = "email";
+const FIELD_KEYS: &str = "field_keys";
+const PRECEDENCE: &str = "precedence";
 
 /// Idempotency records and request status in the Sluice table. Cheap to clone (the client is shared).
 #[derive(Debug, Clone)]
@@ -274,22 +282,27 @@ impl IdempotencyStore for DynamoIngestStore {
 }
 
 impl RequestStore for DynamoIngestStore {
-    async fn create(
-        &self,
-        id: RequestId,
-        accepted: u32,
-        created_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> PortResult<()> {
-        self.client
+    async fn create(&self, request: &NewRequest) -> PortResult<()> {
+        let mut put = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(request_pk(id)))
-            .item("accepted", n(accepted))
-            .item("created_at", s(created_at.to_rfc3339()))
-            .item("expires_at", n(expires_at.timestamp()))
-            // Request ids are fresh UUIDs: an existing item would be a bug, never overwrite one.
-            .condition_expression("attribute_not_exists(pk)")
+            .item("pk", s(request_pk(request.id)))
+            .item("accepted", n(request.accepted))
+            .item("created_at", s(request.created_at.to_rfc3339()))
+            .item("expires_at", n(request.expires_at.timestamp()));
+        if let Some(change) = &request.single {
+            // Its status is derived from the user's sync item (`ingest::tracking`): the drain writes nothing here.
+            put = put
+                .item(EMAIL, s(change.email.as_str()))
+                .item(
+                    FIELD_KEYS,
+                    AttributeValue::Ss(change.fields.iter().map(FieldKey::storage_key).collect()),
+                )
+                .item(PRECEDENCE, s(precedence_key(&change.precedence)));
+        }
+        // Request ids are fresh UUIDs: an existing item would be a bug, never overwrite one.
+        put.condition_expression("attribute_not_exists(pk)")
             .send()
             .await
             .map_err(|e| port_error("create request record", e))?;
@@ -305,29 +318,70 @@ impl RequestStore for DynamoIngestStore {
             .send()
             .await
             .map_err(|e| port_error("read request record", e))?;
-        Ok(out.item().map(|item| {
-            let set = |name: &str| -> std::collections::HashSet<&str> {
-                item.get(name)
-                    .and_then(|v| v.as_ss().ok())
-                    .map(|ids| ids.iter().map(String::as_str).collect())
-                    .unwrap_or_default()
-            };
-            let delivered = set("delivered_ids");
-            let dead: std::collections::HashSet<&str> = set("dead_lettered_ids")
-                .into_iter()
-                .filter(|c| !delivered.contains(c))
-                .collect();
-            let skipped = set("skipped_ids")
-                .into_iter()
-                .filter(|c| !delivered.contains(c) && !dead.contains(c))
-                .count();
-            let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-            RequestCounters {
-                accepted: counter(item, "accepted"),
-                delivered: counter(item, "delivered").saturating_add(size(delivered.len())),
-                skipped: counter(item, "skipped").saturating_add(size(skipped)),
-                dead_lettered: counter(item, "dead_lettered").saturating_add(size(dead.len())),
-            }
-        }))
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let recorded = recorded_counters(item);
+        let Some(change) = tracked_change(item) else {
+            return Ok(Some(recorded));
+        };
+        // Consistent: a change the drain has just recorded reads as settled.
+        let user = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(user_key(&change.email)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error("read sync state", e))?;
+        let synced = user.item().map(parse_fields).unwrap_or_default();
+        Ok(Some(single_change_counters(&change, &synced, recorded)))
+    }
+}
+
+/// The change a single-change request's item keeps; `None` for a multi-change request (or an item from
+/// before single-change requests were derived).
+fn tracked_change(item: &HashMap<String, AttributeValue>) -> Option<TrackedChange> {
+    let email = Email::parse(get_s(item, EMAIL)?).ok()?;
+    let fields = item
+        .get(FIELD_KEYS)?
+        .as_ss()
+        .ok()?
+        .iter()
+        .map(|k| FieldKey::from_storage_key(k))
+        .collect::<Option<_>>()?;
+    let precedence = parse_precedence_key(get_s(item, PRECEDENCE)?)?;
+    Some(TrackedChange {
+        email,
+        fields,
+        precedence,
+    })
+}
+
+/// What the drain wrote to the request's sets, each change counted once (delivered before dead-lettered
+/// before skipped), plus the counters of items from before the sets.
+fn recorded_counters(item: &HashMap<String, AttributeValue>) -> RequestCounters {
+    let set = |name: &str| -> HashSet<&str> {
+        item.get(name)
+            .and_then(|v| v.as_ss().ok())
+            .map(|ids| ids.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    };
+    let delivered = set("delivered_ids");
+    let dead: HashSet<&str> = set("dead_lettered_ids")
+        .into_iter()
+        .filter(|c| !delivered.contains(c))
+        .collect();
+    let skipped = set("skipped_ids")
+        .into_iter()
+        .filter(|c| !delivered.contains(c) && !dead.contains(c))
+        .count();
+    let size = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    RequestCounters {
+        accepted: counter(item, "accepted"),
+        delivered: counter(item, "delivered").saturating_add(size(delivered.len())),
+        skipped: counter(item, "skipped").saturating_add(size(skipped)),
+        dead_lettered: counter(item, "dead_lettered").saturating_add(size(dead.len())),
     }
 }

@@ -549,8 +549,10 @@ impl MemoryStore {
         lock(&self.sync).get(email).cloned()
     }
 
-    /// A request's progress, each change counted once (delivered over dead-lettered over skipped), as
-    /// `GET /v1/requests/{id}` shows it.
+    /// What the drain recorded in a request's sets, each change counted once (delivered over dead-lettered
+    /// over skipped): a multi-change request's progress as `GET /v1/requests/{id}` shows it. A single-change
+    /// request's status is derived from the sync state instead (`ingest::memory::MemoryRequestStore`), and
+    /// the drain records only its dead letter here (`None` when it recorded nothing).
     pub fn progress(&self, id: &RequestId) -> Option<RequestProgress> {
         lock(&self.requests).get(id).map(|sets| {
             let dead: BTreeSet<&ChangeId> = sets

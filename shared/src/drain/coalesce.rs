@@ -205,6 +205,7 @@ mod tests {
             priority: Priority::Normal,
             accepted_at: at(t),
             position: 0,
+            request_size: None,
         }
     }
 

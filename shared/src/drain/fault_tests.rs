@@ -299,7 +299,7 @@ async fn request_progress_counts_each_change_once() {
     h.clock.advance(Duration::from_secs(121));
     run_until_empty(&h, 5).await;
     for c in [&a, &b] {
-        let p = h.store.progress(&c.request_id).unwrap();
+        let p = h.status(c).await;
         assert_eq!((p.delivered, p.skipped, p.dead_lettered), (1, 0, 0));
     }
 
@@ -316,8 +316,13 @@ async fn request_progress_counts_each_change_once() {
         Some(10),
         "exactly MAX_RECEIVE_COUNT real attempts"
     );
-    let p = h.store.progress(&bad.request_id).unwrap();
+    let p = h.status(&bad).await;
     assert_eq!(p.dead_lettered, 1);
+    assert_eq!(
+        h.store.progress(&bad.request_id).unwrap().dead_lettered,
+        1,
+        "a dead letter is written"
+    );
 }
 
 /// Rule (point 7): a backlog beyond what the window can still carry is reported (`Overloaded`).

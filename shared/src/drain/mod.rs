@@ -21,7 +21,7 @@ pub mod report;
 mod send;
 mod settle;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -29,7 +29,7 @@ use rand::Rng;
 use tracing::{info, warn};
 
 use crate::config::{Config, Limits, RUN_OVERHEAD};
-use crate::domain::{ChangeId, ChangeMessage, Email, RequestId};
+use crate::domain::{Change, ChangeId, ChangeMessage, Email, FieldKey, RequestId};
 use crate::ports::{
     ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, InFlight, PortError, Provider,
     ProviderError, QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore,
@@ -122,7 +122,9 @@ struct Run {
     report: DrainReport,
     messages: Vec<ReceivedMessage>,
     /// Change and request of each decoded message, by message index.
-    changes: HashMap<usize, (ChangeId, RequestId)>,
+    changes: HashMap<usize, MessageChange>,
+    /// Fields whose synced view in this run is another run's value in flight, not the sync item.
+    guarded: HashMap<Email, BTreeSet<FieldKey>>,
     /// Messages whose queue action is done (deleted, dead-lettered, released or re-queued).
     done: HashSet<usize>,
     circuit: CircuitState,
@@ -131,6 +133,30 @@ struct Run {
     lease_lost: bool,
     /// When the lease was last taken or renewed.
     lease_renewed: DateTime<Utc>,
+}
+
+/// What settling one message reports to its request's progress.
+struct MessageChange {
+    change_id: ChangeId,
+    request_id: RequestId,
+    /// A single-change request's change (its email and fields): its status is derived from the sync
+    /// state ([`crate::ingest::tracking`]), so its delivery or skip is not written. `None` for a change
+    /// of a multi-change request, or from a message without `request_size` (tracked by the sets).
+    derived: Option<(Email, Vec<FieldKey>)>,
+}
+
+impl MessageChange {
+    fn of(change: &Change) -> Self {
+        // As `TrackedChange::of` decides at ingest: one change that sets some field.
+        let fields: Vec<FieldKey> = change.fields().into_iter().map(|(k, _)| k).collect();
+        let derived = (change.request_size == Some(1) && !fields.is_empty())
+            .then(|| (change.email.clone(), fields));
+        Self {
+            change_id: change.change_id,
+            request_id: change.request_id,
+            derived,
+        }
+    }
 }
 
 impl<P: DrainPorts> Drain<P> {
@@ -168,6 +194,7 @@ impl<P: DrainPorts> Drain<P> {
             },
             messages: Vec::new(),
             changes: HashMap::new(),
+            guarded: HashMap::new(),
             done: HashSet::new(),
             circuit_stored: circuit.clone(),
             circuit,
@@ -234,8 +261,7 @@ impl<P: DrainPorts> Drain<P> {
             match ChangeMessage::from_body(&m.body) {
                 Ok(msg) => {
                     let change = msg.into_change();
-                    run.changes
-                        .insert(index, (change.change_id, change.request_id));
+                    run.changes.insert(index, MessageChange::of(&change));
                     decoded.push(Decoded { index, change });
                 }
                 Err(e) => {
@@ -256,7 +282,7 @@ impl<P: DrainPorts> Drain<P> {
         let sync = self.ports.sync_state();
         let (mut synced, in_flight) =
             futures::try_join!(sync.load(&emails), sync.in_flight(&emails))?;
-        guard_in_flight(&mut synced, &in_flight);
+        run.guarded = guard_in_flight(&mut synced, &in_flight);
         let coalesced = coalesce(&decoded, &synced);
         run.report.coalesced = coalesced.merged_messages;
         run.report.skipped_unchanged = coalesced.skipped_unchanged;
@@ -605,15 +631,21 @@ impl<P: DrainPorts> Drain<P> {
 /// precedence `p` (and never recorded as delivered) stands as synced *just before* `p`, with a value no
 /// change can equal. So a change older than `p` is stale — the provider may hold the newer value, whose
 /// change is still queued — while the change of precedence `p` itself (or a newer one) is sent.
+/// Returns the fields it raised.
 fn guard_in_flight(
     synced: &mut HashMap<Email, SyncedFields>,
     in_flight: &HashMap<Email, InFlight>,
-) {
+) -> HashMap<Email, BTreeSet<FieldKey>> {
+    let mut guarded: HashMap<Email, BTreeSet<FieldKey>> = HashMap::new();
     for (email, fields) in in_flight {
         let user = synced.entry(email.clone()).or_default();
         for (key, p) in fields {
             let newer = user.get(key).is_none_or(|s| s.precedence < *p);
             if newer {
+                guarded
+                    .entry(email.clone())
+                    .or_default()
+                    .insert(key.clone());
                 user.insert(
                     key.clone(),
                     crate::ports::SyncedField {
@@ -624,6 +656,7 @@ fn guard_in_flight(
             }
         }
     }
+    guarded
 }
 
 /// A value no change can carry (ingest refuses control characters), standing for "unknown, maybe sent".
@@ -695,3 +728,5 @@ impl UserCount {
 mod fault_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tracking_tests;

@@ -5,7 +5,8 @@
 //! 2. sync state: delivered fields and no-op timestamps (never backwards in time), before any delete, so
 //!    a crash in between resends the same values, never older ones;
 //! 3. request progress, once per change (idempotent), before any delete, so a failed progress write
-//!    leaves the messages to come back and be counted then;
+//!    leaves the messages to come back and be counted then (a single-change request's delivered or
+//!    skipped change is not written: step 2 shows it, see [`progress`]);
 //! 4. the queue: deletes, dead letters, releases (tried messages, with backoff) and re-queued copies
 //!    (held messages, whose receive count is not spent).
 
@@ -18,7 +19,7 @@ use tracing::warn;
 use super::coalesce::{Coalesced, PendingRecord};
 use super::outcome::{QueueAction, action};
 use super::{Drain, DrainError, Outcome, Run};
-use crate::domain::{ChangeId, Email, RequestId};
+use crate::domain::{ChangeId, Email, FieldKey, RequestId};
 use crate::ports::{
     ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, Receipt, ReceivedMessage,
     RequestTracker, Settled, SyncStateStore, SyncedFields,
@@ -75,7 +76,7 @@ impl<P: DrainPorts> Drain<P> {
             actions.dead_letters.clear();
             return self.carry_out(run, actions).await;
         }
-        let settled = progress(run, &actions, &coalesced.records, outcomes);
+        let settled = progress(run, &actions, coalesced, outcomes);
         if !settled.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
             self.ports.requests().record(&settled).await?;
@@ -185,33 +186,66 @@ impl<P: DrainPorts> Drain<P> {
 
 /// How each change that leaves the queue in this run settled, for its request's progress: a change that
 /// supplied a sent value is delivered, one superseded or equal to what the provider had is skipped.
+///
+/// A single-change request's delivered or skipped change is left out: the sync state written in this run
+/// (or before) shows how it settled, and its status is derived from that ([`crate::ingest::tracking`]).
+/// Unless one of its fields was judged against another run's value in flight and is not recorded in this
+/// run: the sync item may never reach it (that value's change may yet be dead-lettered), so it is written
+/// as any other. Dead letters are always written.
 fn progress(
     run: &Run,
     actions: &Actions,
-    records: &[PendingRecord],
+    coalesced: &Coalesced,
     outcomes: &[Outcome],
 ) -> Vec<(RequestId, ChangeId, Settled)> {
-    let winners: HashSet<ChangeId> = records
+    let delivered: Vec<&PendingRecord> = coalesced
+        .records
         .iter()
         .zip(outcomes)
         .filter(|(_, o)| **o == Outcome::Delivered)
-        .flat_map(|(r, _)| r.fields.values().map(|w| w.change_id))
+        .map(|(r, _)| r)
         .collect();
-    let change = |i: usize| run.changes.get(&i).map(|&(c, r)| (r, c));
+    let winners: HashSet<ChangeId> = delivered
+        .iter()
+        .flat_map(|r| r.fields.values().map(|w| w.change_id))
+        .collect();
+    // Fields this run records in the sync state: delivered ones and touches.
+    let recorded: HashSet<(&Email, &FieldKey)> = delivered
+        .iter()
+        .flat_map(|r| r.fields.keys().map(|k| (&r.email, k)))
+        .chain(
+            coalesced
+                .touches
+                .iter()
+                .flat_map(|(email, fields)| fields.keys().map(move |k| (email, k))),
+        )
+        .collect();
+    let shown_by_sync_state = |email: &Email, fields: &[FieldKey]| {
+        let guarded = run.guarded.get(email);
+        fields
+            .iter()
+            .all(|k| guarded.is_none_or(|g| !g.contains(k)) || recorded.contains(&(email, k)))
+    };
     let mut out: Vec<(RequestId, ChangeId, Settled)> = Vec::new();
     for &i in &actions.deletes {
-        if let Some((request, change_id)) = change(i) {
-            let how = if winners.contains(&change_id) {
-                Settled::Delivered
-            } else {
-                Settled::Skipped
-            };
-            out.push((request, change_id, how));
+        let Some(m) = run.changes.get(&i) else {
+            continue;
+        };
+        if let Some((email, fields)) = &m.derived
+            && shown_by_sync_state(email, fields)
+        {
+            continue;
         }
+        let how = if winners.contains(&m.change_id) {
+            Settled::Delivered
+        } else {
+            Settled::Skipped
+        };
+        out.push((m.request_id, m.change_id, how));
     }
     for (i, _, _) in &actions.dead_letters {
-        if let Some((request, change_id)) = change(*i) {
-            out.push((request, change_id, Settled::DeadLettered));
+        if let Some(m) = run.changes.get(i) {
+            out.push((m.request_id, m.change_id, Settled::DeadLettered));
         }
     }
     out.sort_by_key(|(r, c, s)| (r.0, c.0, *s as u8));

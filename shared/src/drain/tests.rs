@@ -12,6 +12,8 @@ use crate::adapters::memory::{
     Fault, Faults, ManualClock, MemoryProvider, MemoryQueue, MemoryStore, Op,
 };
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
+use crate::ingest::memory::MemoryRequestStore;
+use crate::ingest::{NewRequest, RequestCounters, RequestStore, TrackedChange};
 use crate::ports::{PortSet, ProviderError};
 
 pub(super) type Ports = PortSet<
@@ -28,6 +30,8 @@ pub(super) struct Harness {
     pub(super) clock: ManualClock,
     pub(super) queue: MemoryQueue<ManualClock>,
     pub(super) store: MemoryStore,
+    /// Ingest's request records over `store`: what `GET /v1/requests/{id}` reads.
+    pub(super) requests: MemoryRequestStore,
     pub(super) provider: MemoryProvider<ManualClock>,
     pub(super) faults: Faults,
     pub(super) drain: Drain<Ports>,
@@ -84,6 +88,7 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
     Harness {
         clock,
         queue,
+        requests: MemoryRequestStore::over(store.clone()),
         store,
         provider,
         faults,
@@ -92,8 +97,60 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
 }
 
 impl Harness {
+    /// A single-change request, as ingest accepts one: its request record, then its message.
     pub(super) fn enqueue(&self, email: &str, occurred_offset_s: i64, name: &str) -> Change {
-        let change = Change {
+        let mut change = self.change(email, occurred_offset_s, name);
+        change.request_size = Some(1);
+        self.record_request(&[change.clone()]);
+        self.queue.send(ChangeMessage::V1(change.clone()).to_body());
+        change
+    }
+
+    /// A change as ingest wrote it before messages carried `request_size` (tracked by the drain's sets).
+    pub(super) fn enqueue_without_request_size(
+        &self,
+        email: &str,
+        occurred_offset_s: i64,
+        name: &str,
+    ) -> Change {
+        let change = self.change(email, occurred_offset_s, name);
+        self.create_request(change.request_id, 1, None);
+        self.queue.send(ChangeMessage::V1(change.clone()).to_body());
+        change
+    }
+
+    /// Ingest's record of a request of these changes (one request id: the first change's).
+    pub(super) fn record_request(&self, changes: &[Change]) {
+        if let Some(first) = changes.first() {
+            let accepted = u32::try_from(changes.len()).unwrap();
+            self.create_request(first.request_id, accepted, TrackedChange::of(changes));
+        }
+    }
+
+    fn create_request(&self, id: RequestId, accepted: u32, single: Option<TrackedChange>) {
+        let now = self.clock.now();
+        let request = NewRequest {
+            id,
+            accepted,
+            created_at: now,
+            expires_at: now + chrono::Duration::days(7),
+            single,
+        };
+        futures::executor::block_on(self.requests.create(&request)).unwrap();
+    }
+
+    /// The request's counters as `GET /v1/requests/{id}` shows them.
+    pub(super) async fn status(&self, change: &Change) -> RequestCounters {
+        self.requests
+            .counters(change.request_id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A change of its own request, not enqueued (no `request_size`: set it for a new message).
+    pub(super) fn change(&self, email: &str, occurred_offset_s: i64, name: &str) -> Change {
+        Change {
             change_id: ChangeId::new(),
             request_id: RequestId::new(),
             email: Email::parse(email).unwrap(),
@@ -104,9 +161,8 @@ impl Harness {
             priority: Priority::Normal,
             accepted_at: self.clock.now(),
             position: 0,
-        };
-        self.queue.send(ChangeMessage::V1(change.clone()).to_body());
-        change
+            request_size: None,
+        }
     }
 
     /// One scheduled run (deadline 50 s away), then a minute passes.
@@ -148,7 +204,11 @@ async fn light_load_is_delivered_individually_in_one_run() {
     assert_eq!(r.requests.individual, 2);
     assert!(h.queue.is_empty());
     assert_eq!(h.provider_name("a@x.io").as_deref(), Some("Ann"));
-    assert_eq!(h.store.progress(&a.request_id).unwrap().delivered, 1);
+    assert_eq!(h.status(&a).await.delivered, 1);
+    assert!(
+        h.store.progress(&a.request_id).is_none(),
+        "derived: no progress written"
+    );
     assert_eq!(
         (r.quota_individual.used, r.quota_individual.left),
         (2, 3_598)

@@ -9,14 +9,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
+use crate::adapters::memory::MemoryStore;
 use crate::adapters::sqs_sink::check_message_body;
 use crate::domain::{Change, ChangeMessage, RequestId};
-use crate::ports::{PortError, PortResult, RequestProgress};
+use crate::ports::{PortError, PortResult};
 
 use super::ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
-    IdempotencyStore, NewClaim, RequestCounters, RequestStore,
+    IdempotencyStore, NewClaim, NewRequest, RequestCounters, RequestStore,
 };
+use super::tracking::{TrackedChange, single_change_counters};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the others.
@@ -155,49 +157,73 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 }
 
-/// Request progress records.
+/// A request's record as ingest wrote it.
+#[derive(Debug, Clone)]
+struct StoredRequest {
+    accepted: u32,
+    single: Option<TrackedChange>,
+}
+
+/// Request progress records, over the drain's in-memory state (what the one DynamoDB table shares): a
+/// multi-change request reads the sets the drain's request tracker wrote, a single-change request is
+/// derived from the user's sync state, as [`crate::adapters::dynamo_ingest`] does.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryRequestStore {
-    requests: Arc<Mutex<HashMap<RequestId, RequestCounters>>>,
+    requests: Arc<Mutex<HashMap<RequestId, StoredRequest>>>,
+    drain: MemoryStore,
 }
 
 impl MemoryRequestStore {
-    /// What the drain's request tracker does: add progress to a request.
-    pub fn add(&self, id: RequestId, progress: RequestProgress) {
-        let mut requests = lock(&self.requests);
-        let c = requests.entry(id).or_default();
-        c.delivered += progress.delivered;
-        c.skipped += progress.skipped;
-        c.dead_lettered += progress.dead_lettered;
+    /// Request records beside `drain`'s sync state and request sets (share it with the drain under test).
+    pub fn over(drain: MemoryStore) -> Self {
+        Self {
+            requests: Arc::default(),
+            drain,
+        }
+    }
+
+    /// The drain's state this store reads.
+    pub fn drain_state(&self) -> &MemoryStore {
+        &self.drain
     }
 }
 
 impl RequestStore for MemoryRequestStore {
-    async fn create(
-        &self,
-        id: RequestId,
-        accepted: u32,
-        _created_at: DateTime<Utc>,
-        _expires_at: DateTime<Utc>,
-    ) -> PortResult<()> {
+    async fn create(&self, request: &NewRequest) -> PortResult<()> {
         let mut requests = lock(&self.requests);
-        if requests.contains_key(&id) {
+        if requests.contains_key(&request.id) {
             return Err(PortError::permanent(
                 "create request record",
-                anyhow!("request {id} exists"),
+                anyhow!("request {} exists", request.id),
             ));
         }
         requests.insert(
-            id,
-            RequestCounters {
-                accepted,
-                ..RequestCounters::default()
+            request.id,
+            StoredRequest {
+                accepted: request.accepted,
+                single: request.single.clone(),
             },
         );
         Ok(())
     }
 
     async fn counters(&self, id: RequestId) -> PortResult<Option<RequestCounters>> {
-        Ok(lock(&self.requests).get(&id).copied())
+        let Some(stored) = lock(&self.requests).get(&id).cloned() else {
+            return Ok(None);
+        };
+        let progress = self.drain.progress(&id).unwrap_or_default();
+        let recorded = RequestCounters {
+            accepted: stored.accepted,
+            delivered: progress.delivered,
+            skipped: progress.skipped,
+            dead_lettered: progress.dead_lettered,
+        };
+        Ok(Some(match &stored.single {
+            None => recorded,
+            Some(change) => {
+                let synced = self.drain.synced(&change.email).unwrap_or_default();
+                single_change_counters(change, &synced, recorded)
+            }
+        }))
     }
 }

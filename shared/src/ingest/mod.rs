@@ -5,6 +5,8 @@
 //!   problem by change index and field. Limits: [`MAX_BODY_BYTES`], [`MAX_CHANGES`], [`MAX_FUTURE_SKEW`].
 //! - [`problem`]: [`IngestError`], the one error type, and its `application/problem+json` rendering.
 //! - [`ports`]: [`ChangeSink`] (the queue), [`IdempotencyStore`], [`RequestStore`], in domain types.
+//! - [`tracking`]: what a request's progress record holds, and how a single-change request's status is
+//!   derived from the sync state instead of written by the drain.
 //! - [`service`]: [`IngestService`] — `submit` (`POST /v1/changes`) and `request_status`
 //!   (`GET /v1/requests/{id}`).
 //! - [`auth`]: [`ApiKey`], the constant-time `x-api-key` check for local runs.
@@ -18,12 +20,15 @@ pub mod parse;
 pub mod ports;
 pub mod problem;
 pub mod service;
+pub mod tracking;
 
 pub use auth::ApiKey;
 pub use parse::{MAX_BODY_BYTES, MAX_CHANGES, MAX_FUTURE_SKEW, ParseError, Receipt, parse_changes};
 pub use ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
-    IdempotencyStore, NewClaim, RequestCounters, RequestStatus, RequestStore, sha256_hex,
+    IdempotencyStore, NewClaim, NewRequest, RequestCounters, RequestStatus, RequestStore,
+    sha256_hex,
 };
 pub use problem::{FieldProblem, IngestError, PROBLEM_CONTENT_TYPE, Problem};
 pub use service::{ChangesRequest, IngestService, IngestSettings, Submitted};
+pub use tracking::TrackedChange;

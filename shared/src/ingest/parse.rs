@@ -63,7 +63,7 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
         )));
     };
     if !entries.iter().any(|(k, _)| k == "changes") {
-        return parse_change(Json::Object(entries), 0, receipt)
+        return parse_change(Json::Object(entries), 0, 1, receipt)
             .map(|c| vec![c])
             .map_err(ParseError::Invalid);
     }
@@ -119,8 +119,10 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
     }
 
     let mut changes = Vec::with_capacity(items.len());
+    // At most MAX_CHANGES, so this always fits.
+    let size = u32::try_from(items.len()).unwrap_or(u32::MAX);
     for (index, item) in items.into_iter().enumerate() {
-        match parse_change(item, index, receipt) {
+        match parse_change(item, index, size, receipt) {
             Ok(change) => changes.push(change),
             Err(mut p) => problems.append(&mut p),
         }
@@ -133,7 +135,13 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
 }
 
 /// One change, or its problems (at most [`MAX_PROBLEMS_PER_CHANGE`], plus a summary line).
-fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Vec<FieldProblem>> {
+/// `size` is the number of changes in the request (1 for a single-change body).
+fn parse_change(
+    item: Json,
+    index: usize,
+    size: u32,
+    receipt: Receipt,
+) -> Result<Change, Vec<FieldProblem>> {
     let Json::Object(entries) = item else {
         return Err(vec![FieldProblem::new(
             Some(index),
@@ -273,6 +281,7 @@ fn parse_change(item: Json, index: usize, receipt: Receipt) -> Result<Change, Ve
         accepted_at: receipt.received_at,
         // At most MAX_CHANGES, so this always fits.
         position: u32::try_from(index).unwrap_or(u32::MAX),
+        request_size: Some(size),
     })
 }
 
@@ -550,6 +559,27 @@ mod tests {
         assert!(changes[2].precedence() > changes[0].precedence());
         let single = parse_changes(br#"{"email":"a@x.io","name":"A"}"#, r).unwrap();
         assert_eq!(single[0].position, 0);
+    }
+
+    /// Rule: every change carries its request's size, so the drain knows which requests it tracks
+    /// (a `{"changes": [one]}` body is a single-change request too).
+    #[test]
+    fn changes_carry_their_request_size() {
+        let r = receipt();
+        let three = json!({"changes": [
+            {"email": "a@x.io", "name": "A"},
+            {"email": "b@x.io", "name": "B"},
+            {"email": "c@x.io", "name": "C"},
+        ]});
+        let changes = parse_changes(three.to_string().as_bytes(), r).unwrap();
+        assert!(changes.iter().all(|c| c.request_size == Some(3)));
+        for one in [
+            r#"{"email":"a@x.io","name":"A"}"#,
+            r#"{"changes":[{"email":"a@x.io","name":"A"}]}"#,
+        ] {
+            let single = parse_changes(one.as_bytes(), r).unwrap();
+            assert_eq!(single[0].request_size, Some(1), "{one}");
+        }
     }
 
     /// Rule: `occurred_at` keeps the precision it was sent with (µs or ns), so sub-millisecond order holds.

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::domain::{Change, ChangeId, Invalid, RequestId};
 use crate::ports::PortResult;
 
+use super::tracking::TrackedChange;
+
 /// The answer to an accepted `POST /v1/changes` (202), stored verbatim for idempotent replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
@@ -139,7 +141,8 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
-/// A request's counters as stored: `accepted` written by ingest, the rest added by the drain.
+/// A request's counters: `accepted` written by ingest, the rest added by the drain (multi-change requests)
+/// or derived from the sync state (single-change requests).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestCounters {
     pub accepted: u32,
@@ -178,15 +181,23 @@ impl RequestStatus {
     }
 }
 
+/// A request's progress record, as ingest creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub id: RequestId,
+    pub accepted: u32,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// A single-change request's change, whose status is derived from the sync state (no drain write);
+    /// `None` for a multi-change request, tracked by the drain's sets.
+    pub single: Option<TrackedChange>,
+}
+
 /// Per-request progress records (`request#<id>`), created by ingest before anything is enqueued.
 pub trait RequestStore: Send + Sync {
-    fn create(
-        &self,
-        id: RequestId,
-        accepted: u32,
-        created_at: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-    ) -> impl Future<Output = PortResult<()>> + Send;
+    fn create(&self, request: &NewRequest) -> impl Future<Output = PortResult<()>> + Send;
+    /// The request's counters: a multi-change request's from the drain's sets, a single-change request's
+    /// derived from its user's sync state ([`super::tracking`]). `None` for an unknown or expired request.
     fn counters(
         &self,
         id: RequestId,

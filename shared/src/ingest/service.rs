@@ -11,9 +11,10 @@ use crate::ports::{Clock, SystemClock};
 use super::parse::{MAX_BODY_BYTES, ParseError, Receipt, parse_changes};
 use super::ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyState, IdempotencyStore, NewClaim,
-    RequestStatus, RequestStore, sha256_hex,
+    NewRequest, RequestStatus, RequestStore, sha256_hex,
 };
 use super::problem::IngestError;
+use super::tracking::TrackedChange;
 
 /// Timings of the idempotency and request records.
 #[derive(Debug, Clone, Copy)]
@@ -146,12 +147,13 @@ where
         let accepted = u32::try_from(changes.len()).unwrap_or(u32::MAX);
         let now = receipt.received_at;
         self.requests
-            .create(
-                receipt.request_id,
+            .create(&NewRequest {
+                id: receipt.request_id,
                 accepted,
-                now,
-                now + self.settings.request_ttl,
-            )
+                created_at: now,
+                expires_at: now + self.settings.request_ttl,
+                single: TrackedChange::of(changes),
+            })
             .await?;
         // Whatever the cause, the client's move is the same: nothing can be assumed accepted, retry later.
         self.sink
@@ -280,7 +282,7 @@ fn check_content_type(raw: Option<&str>) -> Result<(), IngestError> {
 mod tests {
     use super::*;
     use crate::ingest::memory::{MemoryIdempotencyStore, MemoryRequestStore, MemorySink};
-    use crate::ports::RequestProgress;
+    use crate::ports::{RequestTracker, Settled, SyncStateStore, SyncedField, SyncedFields};
 
     type Service = IngestService<MemorySink, MemoryIdempotencyStore, MemoryRequestStore>;
 
@@ -445,18 +447,52 @@ mod tests {
         let svc = service();
         let s = svc.submit(post(ONE, None)).await.unwrap();
         let id = s.answer.request_id;
-        svc.requests.add(
-            id,
-            RequestProgress {
-                delivered: 1,
-                skipped: 0,
-                dead_lettered: 0,
-            },
-        );
+        // What the drain records when it delivers the change: its fields, at its precedence.
+        let change = svc.sink().sent().remove(0);
+        let fields: SyncedFields = change
+            .fields()
+            .into_iter()
+            .map(|(k, value)| {
+                let precedence = change.precedence();
+                (k, SyncedField { value, precedence })
+            })
+            .collect();
+        let drain = svc.requests.drain_state();
+        SyncStateStore::record(drain, &change.email, &fields)
+            .await
+            .unwrap();
         let status = svc.request_status(&id.to_string()).await.unwrap();
         assert_eq!((status.delivered, status.pending), (1, 0));
         for unknown in ["not-a-uuid", &RequestId::new().to_string()] {
             assert_eq!(svc.request_status(unknown).await.unwrap_err().status(), 404);
         }
+    }
+
+    /// Rule: a multi-change request is counted from the sets the drain writes, each change once.
+    #[tokio::test]
+    async fn a_multi_change_request_counts_what_the_drain_recorded() {
+        let svc = service();
+        let two = r#"{"changes":[{"email":"a@x.io","name":"A"},{"email":"b@x.io","name":"B"}]}"#;
+        let s = svc.submit(post(two, None)).await.unwrap();
+        let id = s.answer.request_id;
+        let (a, b) = (s.answer.change_ids[0], s.answer.change_ids[1]);
+        let drain = svc.requests.drain_state();
+        RequestTracker::record(drain, &[(id, a, Settled::Delivered)])
+            .await
+            .unwrap();
+        let status = svc.request_status(&id.to_string()).await.unwrap();
+        assert_eq!((status.delivered, status.pending), (1, 1));
+        let settled = [(id, a, Settled::Delivered), (id, b, Settled::Skipped)];
+        RequestTracker::record(drain, &settled).await.unwrap();
+        let status = svc.request_status(&id.to_string()).await.unwrap();
+        assert_eq!(
+            (
+                status.accepted,
+                status.delivered,
+                status.skipped,
+                status.pending
+            ),
+            (2, 1, 1, 0)
+        );
     }
 }

@@ -273,6 +273,7 @@ mod tests {
             priority: Priority::Normal,
             accepted_at: at,
             position: 0,
+            request_size: None,
         };
         ReceivedMessage {
             message_id: "m".into(),

@@ -288,6 +288,7 @@ fn changes(users: Users, prefix: &str, n: usize, seed: u64) -> anyhow::Result<Ve
                 priority: Priority::Normal,
                 accepted_at: now,
                 position: 0,
+                request_size: Some(1),
             })
         })
         .collect()

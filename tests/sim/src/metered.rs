@@ -360,7 +360,10 @@ impl<T: RequestTracker> RequestTracker for Metered<T> {
     async fn record(&self, settled: &[(RequestId, ChangeId, Settled)]) -> PortResult<()> {
         let t = Instant::now();
         let r = self.inner.record(settled).await;
-        // One UpdateItem per request id, as the DynamoDB adapter makes them.
+        // One UpdateItem per request id, as the DynamoDB adapter makes them. The drain passes only what it
+        // writes: multi-change requests (and messages without `request_size`), and a single-change
+        // request's dead letter — its delivery or skip is derived from the sync state when read, so the
+        // simulator's single-change POSTs cost no UpdateItem here unless dead-lettered.
         let requests: std::collections::HashSet<&RequestId> =
             settled.iter().map(|(r, _, _)| r).collect();
         self.meter.record(Op::RequestsAdd, requests.len() as u64, t);

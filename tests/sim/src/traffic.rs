@@ -125,6 +125,7 @@ impl GenChange {
             priority: Priority::Normal,
             accepted_at: self.at,
             position: 0,
+            request_size: Some(1),
         };
         for &(field, id) in &self.fields {
             let value = field.value(id);

@@ -1,0 +1,253 @@
+//! Request tracking (`GET /v1/requests/{id}`), and why a single-change request costs one write.
+//!
+//! # What is written when
+//! - **A multi-change request** (2..1,000 changes): ingest writes `request#<id>` with `accepted`; the drain
+//!   ADDs each settled change id to `delivered_ids`, `skipped_ids` or `dead_lettered_ids`, once per request
+//!   per run. The sets make each change count once however often it settles (a redelivery, a copy), and the
+//!   write is shared by every change of the request that settled in the run.
+//! - **A single-change request** (most traffic: one change per POST): ingest writes the same item, and in it
+//!   the change itself — `email`, `field_keys` (the storage keys of the fields it sets) and `precedence`
+//!   (the sync state's encoding). The drain writes nothing to it for a delivered or skipped change; only a
+//!   dead letter (rare) is still ADDed to `dead_lettered_ids`, and so is the rare settlement the sync state
+//!   cannot show (below). Its status is **derived** when read, from the user's sync item, which the drain
+//!   writes anyway: that halves the request-tracking writes of a single-change POST (2 WRU → 1).
+//!
+//! # Deriving a single change's status ([`single_change_counters`])
+//! The drain records every field it delivers, and every unchanged field it drops ("touches"), with the
+//! precedence of the change that set it, before it deletes that change's message; the record never moves
+//! backwards. So, with `s(f)` the synced precedence of field `f` and `p` the change's:
+//! 1. every `s(f) == p`: **delivered** — the provider holds every value of this change (sent, or equal
+//!    already). This wins over a dead letter, as in the sets ("delivered before dead-lettered"): the
+//!    change was delivered after all — redriven from the DLQ, or a duplicate of its message went to the
+//!    DLQ with another change's rejected record.
+//! 2. else, whatever the drain recorded in the sets (a dead letter; or a settlement below);
+//! 3. else every `s(f) >= p`: **delivered** if some `s(f) == p` (the provider holds that value), else
+//!    **skipped** (superseded by newer changes);
+//! 4. else **pending**.
+//!
+//! Why the guarantees hold:
+//! - *Counted once*: the status is a function of stored state, not a sum of writes; a change redelivered and
+//!   settled again changes nothing.
+//! - *Pending reaches 0*: a change leaves the queue only delivered (its fields recorded at `≥ p`), absorbed
+//!   as unchanged (touched at `p`) or as stale against the sync item (`≥ p` already), or dead-lettered
+//!   (recorded in the set). The one other way out is a change found stale against a field another run was
+//!   about to send (the drain's in-flight guard) and never recorded as delivered: the sync item may never
+//!   reach `p` (that other change may be dead-lettered), so for those the drain writes the set as it does
+//!   for a multi-change request (rule 2).
+//! - *No early claim*: the sync item reaches `p` for all fields only once the values are at the provider or
+//!   superseded there; the message may still be deleted a moment later, as the sets were also written
+//!   before the delete.
+//!
+//! # Differences from multi-change tracking (documented in the README)
+//! - An unchanged single change reads as **delivered** (the provider holds its value); the sets count it as
+//!   skipped. Likewise a change whose message went to the DLQ only with another change of the same user's
+//!   record, while all of its own values were equal already.
+//! - A change already stale when accepted (an older `occurred_at` than what was synced) reads as skipped
+//!   at once, before the drain has dropped it; and one superseded before the drain reached it reads as
+//!   skipped while its message waits. Both are what the drain will do.
+//! - A field recorded before the sync state kept full precision reads as the latest its millisecond could
+//!   hold (as the drain reads it), so a change in that millisecond reads as skipped rather than delivered.
+
+use std::collections::BTreeSet;
+
+use crate::domain::{Change, Email, FieldKey, Precedence};
+use crate::ports::SyncedFields;
+
+use super::ports::RequestCounters;
+
+/// What a single-change request's record keeps of its change, to derive its status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackedChange {
+    pub email: Email,
+    /// The fields the change sets (at least one: ingest refuses a change that sets nothing).
+    pub fields: BTreeSet<FieldKey>,
+    pub precedence: Precedence,
+}
+
+impl TrackedChange {
+    /// The change of a single-change request; `None` for a request of several (tracked by the drain's sets),
+    /// or for a change that sets no field (ingest refuses those; nothing could be derived for one).
+    pub fn of(changes: &[Change]) -> Option<Self> {
+        let [one] = changes else {
+            return None;
+        };
+        let fields: BTreeSet<FieldKey> = one.fields().into_iter().map(|(k, _)| k).collect();
+        (!fields.is_empty()).then(|| Self {
+            email: one.email.clone(),
+            fields,
+            precedence: one.precedence(),
+        })
+    }
+}
+
+/// The counters of a single-change request (see the module doc): derived from the user's synced fields,
+/// and `recorded`, what the drain wrote to the request's sets (usually nothing, or a dead letter).
+pub fn single_change_counters(
+    change: &TrackedChange,
+    synced: &SyncedFields,
+    recorded: RequestCounters,
+) -> RequestCounters {
+    let synced_at = |key: &FieldKey| synced.get(key).map(|f| f.precedence);
+    let p = change.precedence;
+    let holds_all = change.fields.iter().all(|k| synced_at(k) == Some(p));
+    let settled = change.fields.iter().all(|k| synced_at(k) >= Some(p));
+    let holds_some = change.fields.iter().any(|k| synced_at(k) == Some(p));
+    let one = |delivered, skipped| RequestCounters {
+        accepted: 1,
+        delivered,
+        skipped,
+        dead_lettered: 0,
+    };
+    let recorded_any = recorded.delivered > 0 || recorded.skipped > 0 || recorded.dead_lettered > 0;
+    if holds_all && !change.fields.is_empty() {
+        one(1, 0)
+    } else if recorded_any {
+        RequestCounters {
+            accepted: 1,
+            ..recorded
+        }
+    } else if settled && holds_some {
+        one(1, 0)
+    } else if settled && !change.fields.is_empty() {
+        one(0, 1)
+    } else {
+        one(0, 0)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::{DateTime, TimeDelta};
+
+    use super::*;
+    use crate::ports::SyncedField;
+
+    fn at(ns: i64) -> Precedence {
+        let t = DateTime::from_timestamp(1_800_000_000, 0).unwrap() + TimeDelta::nanoseconds(ns);
+        Precedence {
+            occurred_at: t,
+            accepted_at: t,
+            position: 0,
+        }
+    }
+
+    fn change(fields: &[FieldKey], p: Precedence) -> TrackedChange {
+        TrackedChange {
+            email: Email::parse("a@x.io").unwrap(),
+            fields: fields.iter().cloned().collect(),
+            precedence: p,
+        }
+    }
+
+    fn synced(fields: &[(FieldKey, Precedence)]) -> SyncedFields {
+        fields
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    SyncedField {
+                        value: "v".into(),
+                        precedence: *p,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn status(c: RequestCounters) -> (u32, u32, u32) {
+        (c.delivered, c.skipped, c.dead_lettered)
+    }
+
+    const NONE: RequestCounters = RequestCounters {
+        accepted: 1,
+        delivered: 0,
+        skipped: 0,
+        dead_lettered: 0,
+    };
+    const DEAD: RequestCounters = RequestCounters {
+        dead_lettered: 1,
+        ..NONE
+    };
+
+    /// Rule: pending until every field is synced at the change's precedence or later; delivered when the
+    /// provider holds one of its values, skipped when all are newer.
+    #[test]
+    fn a_single_change_reads_pending_delivered_or_skipped_from_the_sync_state() {
+        let plan = FieldKey::Custom("plan".into());
+        let c = change(&[FieldKey::Name, plan.clone()], at(10));
+        let get =
+            |s: &[(FieldKey, Precedence)]| status(single_change_counters(&c, &synced(s), NONE));
+        assert_eq!(get(&[]), (0, 0, 0));
+        assert_eq!(get(&[(FieldKey::Name, at(10))]), (0, 0, 0), "plan not yet");
+        assert_eq!(
+            get(&[(FieldKey::Name, at(10)), (plan.clone(), at(9))]),
+            (0, 0, 0)
+        );
+        assert_eq!(
+            get(&[(FieldKey::Name, at(10)), (plan.clone(), at(10))]),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            get(&[(FieldKey::Name, at(11)), (plan.clone(), at(10))]),
+            (1, 0, 0)
+        );
+        assert_eq!(
+            get(&[(FieldKey::Name, at(11)), (plan.clone(), at(12))]),
+            (0, 1, 0)
+        );
+        assert_eq!(single_change_counters(&c, &synced(&[]), NONE).accepted, 1);
+    }
+
+    /// Rule: a dead letter counts unless the provider holds every value of the change (a redriven copy was
+    /// delivered); what the drain recorded wins over a derived "superseded".
+    #[test]
+    fn a_recorded_dead_letter_counts_unless_every_value_was_delivered() {
+        let plan = FieldKey::Custom("plan".into());
+        let c = change(&[FieldKey::Name, plan.clone()], at(10));
+        let get =
+            |s: &[(FieldKey, Precedence)], r| status(single_change_counters(&c, &synced(s), r));
+        assert_eq!(get(&[], DEAD), (0, 0, 1));
+        // Its unchanged name was touched, its plan rejected; a later change set the plan.
+        assert_eq!(
+            get(&[(FieldKey::Name, at(10)), (plan.clone(), at(12))], DEAD),
+            (0, 0, 1)
+        );
+        assert_eq!(
+            get(&[(FieldKey::Name, at(11)), (plan.clone(), at(12))], DEAD),
+            (0, 0, 1)
+        );
+        assert_eq!(
+            get(&[(FieldKey::Name, at(10)), (plan.clone(), at(10))], DEAD),
+            (1, 0, 0)
+        );
+        // Skipped against a value in flight, recorded by the drain: counted although the sync state lags.
+        let skipped = RequestCounters { skipped: 1, ..NONE };
+        assert_eq!(get(&[(FieldKey::Name, at(5))], skipped), (0, 1, 0));
+    }
+
+    #[test]
+    fn only_a_request_of_one_change_is_derived() {
+        let change = |email: &str| Change {
+            change_id: crate::domain::ChangeId::new(),
+            request_id: crate::domain::RequestId::new(),
+            email: Email::parse(email).unwrap(),
+            name: Some("A".into()),
+            time_zone: None,
+            custom_fields: [("plan".to_string(), "pro".to_string())].into(),
+            occurred_at: at(0).occurred_at,
+            priority: crate::domain::Priority::Normal,
+            accepted_at: at(0).accepted_at,
+            position: 0,
+            request_size: Some(1),
+        };
+        let one = TrackedChange::of(&[change("a@x.io")]).unwrap();
+        assert_eq!(
+            one.fields,
+            BTreeSet::from([FieldKey::Name, FieldKey::Custom("plan".into())])
+        );
+        assert_eq!(one.precedence, at(0));
+        assert!(TrackedChange::of(&[change("a@x.io"), change("b@x.io")]).is_none());
+        assert!(TrackedChange::of(&[]).is_none());
+    }
+}
