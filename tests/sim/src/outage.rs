@@ -459,6 +459,7 @@ mod tests {
             summary: "test",
             rate: Rate::Constant { per_hour: 600.0 },
             spike: None,
+            changes_per_request: 1,
             outage: Some(Outage {
                 // Across an hour's end, so baseline (a)'s hourly sweep runs into it.
                 start: Duration::from_secs(5_400),

@@ -332,6 +332,7 @@ mod tests {
             at: t(at),
             fields: fields.to_vec(),
             ids: (u128::from(seq), 0),
+            per_request: 1,
         }
     }
 

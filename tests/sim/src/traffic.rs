@@ -108,15 +108,27 @@ pub struct GenChange {
     pub fields: Vec<(Field, u64)>,
     /// Random bits of the change and request ids (from the seeded RNG: no system randomness per change).
     pub ids: (u128, u128),
+    /// Changes per request ([`Scenario::changes_per_request`]).
+    pub per_request: u32,
 }
 
 impl GenChange {
+    /// The request id's bits: the change's own draw for a single-change request; in bulk, one id per
+    /// run of `per_request` consecutive changes (derived from the run's index, so the RNG stream — and
+    /// with it the traffic — is the same as the single-change day's).
+    fn request_bits(&self) -> u128 {
+        match self.per_request {
+            0 | 1 => self.ids.1,
+            k => (0xB0_u128 << 120) | u128::from(self.seq / u64::from(k)),
+        }
+    }
+
     /// The domain change ingest would enqueue for it.
     pub fn to_change(&self) -> anyhow::Result<Change> {
         let uuid = |bits: u128| uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
         let mut change = Change {
             change_id: ChangeId(uuid(self.ids.0)),
-            request_id: RequestId(uuid(self.ids.1)),
+            request_id: RequestId(uuid(self.request_bits())),
             email: Email::parse(&email(self.user))?,
             name: None,
             time_zone: None,
@@ -124,8 +136,8 @@ impl GenChange {
             occurred_at: self.at,
             priority: Priority::Normal,
             accepted_at: self.at,
-            position: 0,
-            request_size: Some(1),
+            position: u32::try_from(self.seq % u64::from(self.per_request.max(1))).unwrap_or(0),
+            request_size: Some(self.per_request.max(1)),
         };
         for &(field, id) in &self.fields {
             let value = field.value(id);
@@ -213,6 +225,9 @@ pub struct Scenario {
     pub summary: &'static str,
     pub rate: Rate,
     pub spike: Option<Spike>,
+    /// Changes per `POST`: 1, or a client posting consecutive changes in bulk requests of this size (the
+    /// changes themselves are the same; only their request ids, positions and request sizes differ).
+    pub changes_per_request: u32,
     /// The provider down for part of the day.
     pub outage: Option<Outage>,
 }
@@ -235,6 +250,15 @@ pub fn scenarios() -> Vec<Scenario> {
             summary: "40,000 changes/h all day",
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
+            changes_per_request: 1,
+            outage: None,
+        },
+        Scenario {
+            name: "steady-bulk",
+            summary: "the steady day's changes, posted in bulk requests of 100 (the cost estimate's second column)",
+            rate: Rate::Constant { per_hour: 40_000.0 },
+            spike: None,
+            changes_per_request: 100,
             outage: None,
         },
         Scenario {
@@ -244,6 +268,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 per_hour: 200_000.0,
             },
             spike: None,
+            changes_per_request: 1,
             outage: None,
         },
         Scenario {
@@ -255,6 +280,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 length: Duration::from_secs(300),
                 changes: 100_000,
             }),
+            changes_per_request: 1,
             outage: None,
         },
         Scenario {
@@ -266,6 +292,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 peak_hour: 15.0,
             },
             spike: None,
+            changes_per_request: 1,
             outage: None,
         },
     ]
@@ -300,6 +327,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             summary: "the steady day's 40,000 changes/h; during the outage every provider call answers 503 at once",
             rate: steady,
             spike: None,
+            changes_per_request: 1,
             outage: Some(outage(Fault::Unavailable)),
         },
         Scenario {
@@ -307,6 +335,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             summary: "as `outage`, but every call hangs until the provider timeout",
             rate: steady,
             spike: None,
+            changes_per_request: 1,
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
         },
     ]
@@ -422,6 +451,7 @@ impl Traffic {
                 at,
                 fields,
                 ids,
+                per_request: self.scenario.changes_per_request,
             });
         }
     }
