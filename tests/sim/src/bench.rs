@@ -364,7 +364,9 @@ async fn empty_queue(stack: &BenchStack, what: &str) -> anyhow::Result<()> {
 }
 
 /// Times `iterations` drain runs of a case (after one warm-up run), metered and not, and the case's
-/// SQS-only floor ([`sqs_floor`]) in each iteration, right after the metered run.
+/// SQS-only floor ([`sqs_floor`]) in each iteration, right after the metered run. Each run gets the
+/// deadline Lambda would give it (`DRAIN_TIMEOUT_SECONDS` from its start); a run that ends in an error is
+/// counted and reported, not fatal.
 pub async fn time_drain(
     stack: &BenchStack,
     emulator: &EmulatorHandle,
@@ -381,8 +383,11 @@ pub async fn time_drain(
     let metered = metered_drain(&config, &stack.sdk, &meter).await?;
     let plain: Drain<AwsDrainPorts> = aws_drain(&config, &stack.sdk).await?;
     let floor_queue = drain_queue(&config, &stack.sdk);
-    let mut rows: Vec<(DrainReport, [f64; 7], u64, u64)> = Vec::new();
-    let (mut unmetered, mut floors) = (Vec::new(), Vec::new());
+    let mut rows: Vec<(Option<DrainReport>, [f64; 7], u64, u64)> = Vec::new();
+    let (mut unmetered, mut floors, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    // The deadline Lambda gives an invocation: its start plus the function's timeout.
+    let deadline =
+        || Utc::now() + chrono::Duration::milliseconds(config.drain_timeout.as_millis() as i64);
     let tag = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..=iterations {
         let seed = u64::from(i) + 1;
@@ -392,10 +397,22 @@ pub async fn time_drain(
         meter.reset();
         let cpu = process_cpu();
         let t = Instant::now();
-        let report = metered
-            .run(Utc::now() + chrono::Duration::seconds(50))
-            .await?;
+        let report = metered.run(deadline()).await;
         let wall = t.elapsed();
+        let report = match report {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!(
+                    "  ({}: run {i} ended in an error after {:.0} ms: {e})",
+                    case.label,
+                    ms(wall)
+                );
+                if i > 0 {
+                    failures.push(e.to_string());
+                }
+                None
+            }
+        };
         let cpu = process_cpu().saturating_sub(cpu);
         empty_queue(stack, &case.label).await?;
         let provider = meter.covered(Some(Service::Provider));
@@ -463,9 +480,12 @@ pub async fn time_drain(
             )?)
             .await?;
         let t = Instant::now();
-        plain
-            .run(Utc::now() + chrono::Duration::seconds(50))
-            .await?;
+        if let Err(e) = plain.run(deadline()).await {
+            eprintln!(
+                "  ({}: unmetered run {i} ended in an error: {e})",
+                case.label
+            );
+        }
         if i > 0 {
             unmetered.push(ms(t.elapsed()));
         }
@@ -474,7 +494,11 @@ pub async fn time_drain(
         }
     }
     let col = |k: usize| median(rows.iter().map(|r| r.1[k]).collect());
-    let last = rows.last().map(|r| r.0.clone()).unwrap_or_default();
+    let last = rows
+        .iter()
+        .rev()
+        .find_map(|r| r.0.clone())
+        .unwrap_or_default();
     Ok(DrainTiming {
         id: case.id.to_string(),
         case: case.label.clone(),
@@ -494,6 +518,8 @@ pub async fn time_drain(
         sqs_calls: rows.last().map_or(0, |r| r.2),
         dynamo_calls: rows.last().map_or(0, |r| r.3),
         floor_ms: median(floors),
+        failed_runs: failures.len() as u32,
+        failure: failures.into_iter().next().unwrap_or_default(),
     })
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::day::DayResult;
 use crate::metered::Op;
-use crate::summary::{DayRow, LocalstackFigures, SimSummary};
+use crate::summary::{DayRow, DrainTiming, LocalstackFigures, SimSummary};
 
 /// 53600 → "53,600".
 pub fn int(n: u64) -> String {
@@ -384,6 +384,17 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
     s
 }
 
+/// ", **n of m runs ended in an error**: …" for a case whose runs did not all finish.
+fn failed_note(d: &DrainTiming) -> String {
+    if d.failed_runs == 0 {
+        return String::new();
+    }
+    format!(
+        " — **{} of {} runs ended in an error** (their wall time until then counts): {}",
+        d.failed_runs, d.iterations, d.failure
+    )
+}
+
 /// Issue 11's drain goals: the drain as a ratio to the SQS-only floor of the same run, and the top-up
 /// case's wall time.
 fn drain_goals(ls: Option<&LocalstackFigures>) -> String {
@@ -403,7 +414,10 @@ fn drain_goals(ls: Option<&LocalstackFigures>) -> String {
                 "| {goal} | {ratio:.1}× ({:.0} ms excl. provider ÷ {:.0} ms floor) | {}; {stretch} |",
                 d.wall_excluding_provider_ms,
                 d.floor_ms,
-                verdict(ratio <= 4.0, format!("by {:.1}×", ratio - 4.0)),
+                verdict(
+                    ratio <= 4.0 && d.failed_runs == 0,
+                    format!("by {:.1}×{}", ratio - 4.0, failed_note(d))
+                ),
             );
         }
         Some((_, None)) => {
@@ -428,8 +442,8 @@ fn drain_goals(ls: Option<&LocalstackFigures>) -> String {
                 d.batches,
                 d.case,
                 verdict(
-                    d.wall_ms <= 15_000.0,
-                    format!("by {}", secs(d.wall_ms / 1_000.0 - 15.0))
+                    d.wall_ms <= 15_000.0 && d.failed_runs == 0,
+                    format!("by {}{}", secs(d.wall_ms / 1_000.0 - 15.0), failed_note(d))
                 ),
             );
         }
@@ -468,8 +482,9 @@ pub fn localstack_section(ls: &LocalstackFigures) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} + {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {floor} | {ratio} | {:.0} ms | {:.0} ms | {} | {} |",
+            "| {}{} | {} | {} | {} | {} + {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {floor} | {ratio} | {:.0} ms | {:.0} ms | {} | {} |",
             d.case,
+            failed_note(d),
             d.iterations,
             d.received,
             d.records,
@@ -541,7 +556,6 @@ pub fn localstack_section(ls: &LocalstackFigures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::DrainTiming;
 
     #[test]
     fn numbers_read_well() {

@@ -154,6 +154,12 @@ pub struct DrainTiming {
     /// freshly enqueued messages of the same kind, and nothing else. 0 in figures from before it existed.
     #[serde(default)]
     pub floor_ms: f64,
+    /// Timed (metered) runs that ended in an error instead of a report, and the first such error; their
+    /// wall time (until the error) still counts in the medians.
+    #[serde(default)]
+    pub failed_runs: u32,
+    #[serde(default)]
+    pub failure: String,
 }
 
 impl DrainTiming {
