@@ -26,10 +26,10 @@ use sluice::Config;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::provider_http::HttpProvider;
 use sluice::adapters::sqs::SqsChangeQueue;
-use sluice::adapters::{AwsDrainPorts, aws_drain};
+use sluice::adapters::{AwsDrainPorts, aws_drain, drain_timeouts};
 use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use sluice::drain::{Drain, DrainReport, DrainSettings};
-use sluice::ports::{PortSet, SystemClock};
+use sluice::ports::{ChangeQueue, PortSet, SystemClock};
 use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
 use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use tokio::io::AsyncReadExt;
@@ -213,23 +213,31 @@ impl BenchStack {
     }
 }
 
+/// The drain's SQS adapter with its client configured as [`aws_drain`] configures it.
+pub fn drain_queue(config: &Config, sdk: &SdkConfig) -> SqsChangeQueue {
+    let client = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(sdk)
+            .timeout_config(drain_timeouts())
+            .build(),
+    );
+    SqsChangeQueue::new(client, &config.queue_url, &config.dlq_url)
+}
+
 /// The drain over metered AWS adapters: the same construction as [`aws_drain`], each port wrapped.
 pub async fn metered_drain(
     config: &Config,
     sdk: &SdkConfig,
     meter: &Meter,
 ) -> anyhow::Result<Drain<MeteredAwsPorts>> {
-    let state = DynamoState::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(drain_timeouts())
+            .build(),
+    );
+    let state = DynamoState::new(dynamo, &config.table_name);
     let m = |x: DynamoState| Metered::new(x, meter.clone());
     let ports = PortSet {
-        queue: Metered::new(
-            SqsChangeQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                &config.queue_url,
-                &config.dlq_url,
-            ),
-            meter.clone(),
-        ),
+        queue: Metered::new(drain_queue(config, sdk), meter.clone()),
         ledger: m(state.clone()),
         sync_state: m(state.clone()),
         provider: Metered::new(HttpProvider::from_config(config, sdk).await?, meter.clone()),
@@ -306,23 +314,81 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-/// Times `iterations` drain runs of `messages` queued messages (after one warm-up run), metered and not.
-#[allow(clippy::too_many_arguments)]
+/// One drain case: what is enqueued, and the settings the case must change from `Config`'s defaults.
+#[derive(Debug, Clone)]
+pub struct DrainCase {
+    /// Short stable name ([`DrainTiming::id`]).
+    pub id: &'static str,
+    /// The label in the report, written from the settings the case runs with.
+    pub label: String,
+    pub users: Users,
+    pub messages: usize,
+    pub overrides: Vec<(&'static str, String)>,
+    pub iterations: u32,
+}
+
+/// The floor of a drain case: the drain's own SQS adapter (client configured as the drain's) receiving
+/// `changes` freshly enqueued, through the same `receive` port method (rounds of 10 parallel calls of
+/// 10), until all are in hand, then deleting them through `delete` (batches of 10, 10 in parallel) —
+/// what any drain of these messages must do, and nothing else. Returns the wall time and the messages
+/// moved.
+pub async fn sqs_floor(
+    stack: &BenchStack,
+    queue: &SqsChangeQueue,
+    changes: &[Change],
+) -> anyhow::Result<(Duration, usize)> {
+    stack.enqueue(changes).await?;
+    let t = Instant::now();
+    let mut receipts = Vec::with_capacity(changes.len());
+    while receipts.len() < changes.len() {
+        let got = queue
+            .receive((changes.len() - receipts.len()) as u32)
+            .await?;
+        if got.is_empty() {
+            break;
+        }
+        receipts.extend(got.into_iter().map(|m| m.receipt));
+    }
+    let failed = queue.delete(&receipts).await?;
+    let wall = t.elapsed();
+    Ok((wall, receipts.len() - failed.len()))
+}
+
+/// Purges the queue if a run left messages on it (so the next run starts from an empty queue).
+async fn empty_queue(stack: &BenchStack, what: &str) -> anyhow::Result<()> {
+    let left = stack.depth().await?;
+    if left > 0 {
+        eprintln!("  ({what}: {left} messages left after a run; purging)");
+        stack.purge().await?;
+    }
+    Ok(())
+}
+
+/// Times `iterations` drain runs of a case (after one warm-up run), metered and not, and the case's
+/// SQS-only floor ([`sqs_floor`]) in each iteration, right after the metered run. Each run gets the
+/// deadline Lambda would give it (`DRAIN_TIMEOUT_SECONDS` from its start); a run that ends in an error is
+/// counted and reported, not fatal.
 pub async fn time_drain(
     stack: &BenchStack,
     emulator: &EmulatorHandle,
-    case: &str,
-    users: Users,
-    messages: usize,
-    overrides: &[(&str, &str)],
-    iterations: u32,
+    case: &DrainCase,
 ) -> anyhow::Result<DrainTiming> {
-    let config = stack.config(emulator, overrides)?;
+    let overrides: Vec<(&str, &str)> = case
+        .overrides
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    let (users, messages, iterations) = (case.users, case.messages, case.iterations);
+    let config = stack.config(emulator, &overrides)?;
     let meter = Meter::with_spans();
     let metered = metered_drain(&config, &stack.sdk, &meter).await?;
     let plain: Drain<AwsDrainPorts> = aws_drain(&config, &stack.sdk).await?;
-    let mut rows: Vec<(DrainReport, [f64; 7], u64, u64)> = Vec::new();
-    let mut unmetered = Vec::new();
+    let floor_queue = drain_queue(&config, &stack.sdk);
+    let mut rows: Vec<(Option<DrainReport>, [f64; 7], u64, u64)> = Vec::new();
+    let (mut unmetered, mut floors, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    // The deadline Lambda gives an invocation: its start plus the function's timeout.
+    let deadline =
+        || Utc::now() + chrono::Duration::milliseconds(config.drain_timeout.as_millis() as i64);
     let tag = uuid::Uuid::new_v4().simple().to_string();
     for i in 0..=iterations {
         let seed = u64::from(i) + 1;
@@ -332,16 +398,24 @@ pub async fn time_drain(
         meter.reset();
         let cpu = process_cpu();
         let t = Instant::now();
-        let report = metered
-            .run(Utc::now() + chrono::Duration::seconds(50))
-            .await?;
+        let report = metered.run(deadline()).await;
         let wall = t.elapsed();
+        let report = match report {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!(
+                    "  ({}: run {i} ended in an error after {:.0} ms: {e})",
+                    case.label,
+                    ms(wall)
+                );
+                if i > 0 {
+                    failures.push(e.to_string());
+                }
+                None
+            }
+        };
         let cpu = process_cpu().saturating_sub(cpu);
-        let left = stack.depth().await?;
-        if left > 0 {
-            eprintln!("  ({case}: {left} messages left after a run; purging)");
-            stack.purge().await?;
-        }
+        empty_queue(stack, &case.label).await?;
         let provider = meter.covered(Some(Service::Provider));
         let any = meter.covered(None);
         let calls = |svc: Service| -> u64 {
@@ -379,6 +453,24 @@ pub async fn time_drain(
             ));
         }
 
+        // The floor: as many messages of the same kind, received and deleted and nothing else.
+        let (floor, moved) = sqs_floor(
+            stack,
+            &floor_queue,
+            &changes(users, &format!("b{tag:.8}{i}f"), messages, seed)?,
+        )
+        .await?;
+        if moved < messages {
+            eprintln!(
+                "  ({}: the floor moved {moved} of {messages} messages)",
+                case.label
+            );
+        }
+        empty_queue(stack, "floor").await?;
+        if i > 0 {
+            floors.push(ms(floor));
+        }
+
         // The same run without the wrappers, through `aws_drain` as the Lambda builds it.
         stack
             .enqueue(&changes(
@@ -389,9 +481,12 @@ pub async fn time_drain(
             )?)
             .await?;
         let t = Instant::now();
-        plain
-            .run(Utc::now() + chrono::Duration::seconds(50))
-            .await?;
+        if let Err(e) = plain.run(deadline()).await {
+            eprintln!(
+                "  ({}: unmetered run {i} ended in an error: {e})",
+                case.label
+            );
+        }
         if i > 0 {
             unmetered.push(ms(t.elapsed()));
         }
@@ -400,9 +495,14 @@ pub async fn time_drain(
         }
     }
     let col = |k: usize| median(rows.iter().map(|r| r.1[k]).collect());
-    let last = rows.last().map(|r| r.0.clone()).unwrap_or_default();
+    let last = rows
+        .iter()
+        .rev()
+        .find_map(|r| r.0.clone())
+        .unwrap_or_default();
     Ok(DrainTiming {
-        case: case.to_string(),
+        id: case.id.to_string(),
+        case: case.label.clone(),
         iterations,
         received: last.received,
         records: last.delivered_records(),
@@ -418,6 +518,9 @@ pub async fn time_drain(
         process_cpu_ms: col(6),
         sqs_calls: rows.last().map_or(0, |r| r.2),
         dynamo_calls: rows.last().map_or(0, |r| r.3),
+        floor_ms: median(floors),
+        failed_runs: failures.len() as u32,
+        failure: failures.into_iter().next().unwrap_or_default(),
     })
 }
 

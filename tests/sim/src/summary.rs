@@ -125,6 +125,10 @@ impl SimSummary {
 /// Timing of the drain against LocalStack for one case.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct DrainTiming {
+    /// A short stable name for the case (`distinct`, `zipf`, `individual`, `top-up`), which the goals
+    /// look rows up by; empty in figures from before it existed.
+    #[serde(default)]
+    pub id: String,
     pub case: String,
     pub iterations: u32,
     pub received: u32,
@@ -146,6 +150,23 @@ pub struct DrainTiming {
     /// SQS and DynamoDB calls in one run.
     pub sqs_calls: u64,
     pub dynamo_calls: u64,
+    /// The floor for this case (median ms): the drain's own SQS adapter receiving and deleting as many
+    /// freshly enqueued messages of the same kind, and nothing else. 0 in figures from before it existed.
+    #[serde(default)]
+    pub floor_ms: f64,
+    /// Timed (metered) runs that ended in an error instead of a report, and the first such error; their
+    /// wall time (until the error) still counts in the medians.
+    #[serde(default)]
+    pub failed_runs: u32,
+    #[serde(default)]
+    pub failure: String,
+}
+
+impl DrainTiming {
+    /// Wall time excluding provider time ÷ the SQS-only floor of the same run (`None` without a floor).
+    pub fn ratio_to_floor(&self) -> Option<f64> {
+        (self.floor_ms > 0.0).then(|| self.wall_excluding_provider_ms / self.floor_ms)
+    }
 }
 
 /// Cold start and memory of one function's release `bootstrap`.

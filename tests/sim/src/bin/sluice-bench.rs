@@ -12,20 +12,21 @@ use base64::Engine as _;
 use clap::Parser;
 use serde_json::json;
 use sluice_sim::bench::{
-    BenchStack, FunctionUnderTest, RuntimeApi, Users, bootstrap_path, cold_start, emulator, sizes,
-    time_drain, zip_path,
+    BenchStack, DrainCase, FunctionUnderTest, RuntimeApi, Users, bootstrap_path, cold_start,
+    emulator, sizes, time_drain, zip_path,
 };
 use sluice_sim::cost::cost_section;
-use sluice_sim::report::{goals_section, localstack_section};
+use sluice_sim::report::{goals_section, int, localstack_section};
 use sluice_sim::summary::{
     LOCALSTACK_JSON, LocalstackFigures, SIM_JSON, SimSummary, read_json, repo_root, update_report,
     write_json,
 };
+use sluice_tests::emulator::EmulatorHandle;
 
 #[derive(Debug, Parser)]
 #[command(about = "Sluice benchmarks against LocalStack and a local Lambda runtime API")]
 struct Args {
-    /// Timed drain runs per case (after one warm-up run).
+    /// Timed drain runs per case (after one warm-up run; the 10,000-message case runs at most 3).
     #[arg(long, default_value_t = 5)]
     iterations: u32,
     /// Cold starts per function.
@@ -34,9 +35,54 @@ struct Args {
     /// Warm invocations after each cold start.
     #[arg(long, default_value_t = 10)]
     warm: u32,
+    /// Measure only this part (a quick check); the full report needs every part, so not with --write.
+    #[arg(long, value_enum, conflicts_with = "write")]
+    only: Option<Part>,
+    /// Run only these drain cases (repeatable; a quick check, not with --write).
+    #[arg(long = "case", value_enum, conflicts_with = "write")]
+    cases: Vec<CaseId>,
     /// Write docs/bench/localstack.json and the BENCHMARKS.md sections.
     #[arg(long)]
     write: bool,
+}
+
+/// The parts of the LocalStack bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// The drain cases and their SQS-only floors.
+    Drain,
+    /// Cold start, RSS and sizes of the release functions.
+    Lambda,
+}
+
+/// The drain cases, by [`sluice_sim::summary::DrainTiming::id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CaseId {
+    Distinct,
+    Zipf,
+    Individual,
+    TopUp,
+}
+
+impl CaseId {
+    fn name(self) -> &'static str {
+        match self {
+            CaseId::Distinct => "distinct",
+            CaseId::Zipf => "zipf",
+            CaseId::Individual => "individual",
+            CaseId::TopUp => "top-up",
+        }
+    }
+}
+
+impl Args {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_none_or(|p| p == part)
+    }
+
+    fn runs_case(&self, id: &str) -> bool {
+        self.cases.is_empty() || self.cases.iter().any(|c| c.name() == id)
+    }
 }
 
 /// Limits for the bench: raised so back-to-back iterations are not paced (each run's plan for its
@@ -63,14 +109,17 @@ fn ingest_event() -> anyhow::Result<String> {
 }
 
 async fn run(args: &Args) -> anyhow::Result<LocalstackFigures> {
-    for f in ["drain", "ingest"] {
-        for path in [bootstrap_path(f), zip_path(f)] {
-            if !path.exists() {
-                bail!(
-                    "{} is missing: build the release functions first \
-                     (`cargo lambda build --release --x86-64 --output-format zip -p ingest -p drain`)",
-                    path.display()
-                );
+    if args.runs(Part::Lambda) {
+        for f in ["drain", "ingest"] {
+            for path in [bootstrap_path(f), zip_path(f)] {
+                if !path.exists() {
+                    bail!(
+                        "{} is missing: build the release functions first \
+                         (`cargo lambda build --release --x86-64 --output-format zip -p ingest -p drain`), \
+                         or measure the drain only (`--only drain`)",
+                        path.display()
+                    );
+                }
             }
         }
     }
@@ -80,63 +129,124 @@ async fn run(args: &Args) -> anyhow::Result<LocalstackFigures> {
     result
 }
 
+/// The drain cases, each with only the settings it must change from `Config`'s defaults: limits raised so
+/// back-to-back iterations are not paced, and a receive cap large enough for the top-up case.
+fn drain_cases(
+    args: &Args,
+    stack: &BenchStack,
+    emulator: &EmulatorHandle,
+) -> anyhow::Result<Vec<DrainCase>> {
+    let owned = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
+    };
+    let batch = BATCH_LIMIT.to_string();
+    let individual = INDIVIDUAL_LIMIT.to_string();
+    let batch_only = owned(&[
+        ("BATCH_LIMIT_PER_HOUR", &batch),
+        ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
+    ]);
+    let both = owned(&[
+        ("BATCH_LIMIT_PER_HOUR", &batch),
+        ("INDIVIDUAL_LIMIT_PER_HOUR", &individual),
+    ]);
+
+    // The top-up case needs a receive cap of at least its 10,000 messages: set only if the default is lower.
+    const TOP_UP: usize = 10_000;
+    let mut top_up = batch_only.clone();
+    let as_config = |o: &[(&'static str, String)]| {
+        let pairs: Vec<(&str, &str)> = o.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        stack.config(emulator, &pairs)
+    };
+    if (as_config(&top_up)?.drain_max_messages as usize) < TOP_UP {
+        top_up.push(("DRAIN_MAX_MESSAGES", TOP_UP.to_string()));
+    }
+    let config = as_config(&top_up)?;
+    let cap = if top_up.iter().any(|(k, _)| *k == "DRAIN_MAX_MESSAGES") {
+        format!("DRAIN_MAX_MESSAGES={}", config.drain_max_messages)
+    } else {
+        format!("DRAIN_MAX_MESSAGES={} (default)", config.drain_max_messages)
+    };
+    let top_up_label = format!(
+        "{} queued, Zipf(1.1) users, {cap} → receive tops up to full batches of {}",
+        int(TOP_UP as u64),
+        int(u64::from(config.limits.batch_size)),
+    );
+
+    let case = |id: CaseId, label: String, users, messages, overrides, iterations| DrainCase {
+        id: id.name(),
+        label,
+        users,
+        messages,
+        overrides,
+        iterations,
+    };
+    let all = [
+        case(
+            CaseId::Distinct,
+            "1,000 messages, 1,000 users → 1 batch".into(),
+            Users::Distinct,
+            1_000,
+            batch_only.clone(),
+            args.iterations,
+        ),
+        case(
+            CaseId::Zipf,
+            "1,000 messages, Zipf(1.1) users → 1 batch".into(),
+            Users::Zipf,
+            1_000,
+            batch_only,
+            args.iterations,
+        ),
+        case(
+            CaseId::Individual,
+            "60 messages, 60 users → 60 individual requests".into(),
+            Users::Distinct,
+            60,
+            both,
+            args.iterations,
+        ),
+        case(
+            CaseId::TopUp,
+            top_up_label,
+            Users::Zipf,
+            TOP_UP,
+            top_up,
+            args.iterations.min(3),
+        ),
+    ];
+    Ok(all.into_iter().filter(|c| args.runs_case(c.id)).collect())
+}
+
 async fn measure(args: &Args, stack: &BenchStack) -> anyhow::Result<LocalstackFigures> {
     let emulator = emulator(INDIVIDUAL_LIMIT).await?;
-    let batch = BATCH_LIMIT.to_string();
-    let batch_only = [
-        ("BATCH_LIMIT_PER_HOUR", batch.as_str()),
-        ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
-    ];
-    let individual = INDIVIDUAL_LIMIT.to_string();
+    let mut drain = Vec::new();
+    if args.runs(Part::Drain) {
+        for case in drain_cases(args, stack, &emulator)? {
+            eprintln!("drain: {}", case.label);
+            let timing = time_drain(stack, &emulator, &case).await?;
+            eprintln!(
+                "  wall {:.0} ms, excl. provider {:.0} ms, SQS-only floor {:.0} ms → {:.1}× the floor",
+                timing.wall_ms,
+                timing.wall_excluding_provider_ms,
+                timing.floor_ms,
+                timing.ratio_to_floor().unwrap_or(f64::NAN)
+            );
+            drain.push(timing);
+        }
+    }
+    if !args.runs(Part::Lambda) {
+        stack.purge().await.ok();
+        return Ok(LocalstackFigures {
+            drain,
+            ..LocalstackFigures::default()
+        });
+    }
+
+    let (batch, individual) = (BATCH_LIMIT.to_string(), INDIVIDUAL_LIMIT.to_string());
     let both = [
         ("BATCH_LIMIT_PER_HOUR", batch.as_str()),
         ("INDIVIDUAL_LIMIT_PER_HOUR", individual.as_str()),
     ];
-    let large = [
-        ("BATCH_LIMIT_PER_HOUR", batch.as_str()),
-        ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
-        ("DRAIN_MAX_MESSAGES", "10000"),
-    ];
-    let mut drain = Vec::new();
-    for (case, users, messages, overrides, iterations) in [
-        (
-            "1,000 messages, 1,000 users → 1 batch",
-            Users::Distinct,
-            1_000,
-            &batch_only[..],
-            args.iterations,
-        ),
-        (
-            "1,000 messages, Zipf(1.1) users → 1 batch",
-            Users::Zipf,
-            1_000,
-            &batch_only[..],
-            args.iterations,
-        ),
-        (
-            "60 messages, 60 users → 60 individual requests",
-            Users::Distinct,
-            60,
-            &both[..],
-            args.iterations,
-        ),
-        (
-            "10,000 queued, Zipf(1.1) users, DRAIN_MAX_MESSAGES=10000 → receive tops up to 1 full batch",
-            Users::Zipf,
-            10_000,
-            &large[..],
-            args.iterations.min(3),
-        ),
-    ] {
-        eprintln!("drain: {case}");
-        drain.push(
-            time_drain(
-                stack, &emulator, case, users, messages, overrides, iterations,
-            )
-            .await?,
-        );
-    }
-
     let api = RuntimeApi::start().await?;
     let scheduled =
         std::fs::read_to_string(repo_root().join("tests/fixtures/scheduled-event.json"))?;
