@@ -1,20 +1,25 @@
-//! The monthly AWS estimate at 40,000 changes/h, from the steady day's measured call counts and the
-//! benchmark's measured durations and log volume.
+//! The monthly AWS estimate at 40,000 changes/h, from measured call counts — the steady day under Sluice
+//! with one change per `POST`, and the same changes posted in bulk requests of 100 (`steady-bulk`) — and
+//! the LocalStack benchmark's measured durations and log volume.
 
 use std::fmt::Write as _;
 
 use crate::report::int;
-use crate::summary::{LocalstackFigures, SimSummary};
+use crate::summary::{CostInputs, LocalstackFigures, SimSummary};
 
 /// List prices, us-east-1, as of writing.
 pub mod price {
     pub const SQS_PER_MILLION: f64 = 0.40;
-    pub const DDB_WRU_PER_MILLION: f64 = 1.25;
-    pub const DDB_RRU_PER_MILLION: f64 = 0.25;
+    /// DynamoDB on-demand, since AWS halved on-demand throughput prices in November 2024 (it was $1.25
+    /// per million WRU and $0.25 per million RRU before).
+    pub const DDB_WRU_PER_MILLION: f64 = 0.625;
+    pub const DDB_RRU_PER_MILLION: f64 = 0.125;
     pub const LAMBDA_GB_SECOND_ARM: f64 = 0.000_013_333_4;
     pub const LAMBDA_PER_MILLION: f64 = 0.20;
+    pub const APIGW_HTTP_PER_MILLION: f64 = 1.00;
     pub const APIGW_REST_PER_MILLION: f64 = 3.50;
     pub const LOGS_INGEST_PER_GB: f64 = 0.50;
+    pub const SECRET_PER_MONTH: f64 = 0.40;
 }
 
 /// Hours in an average month.
@@ -26,12 +31,17 @@ pub const DRAIN_MEMORY_GB: f64 = 512.0 / 1024.0;
 pub const ASSUMED_PROVIDER_LATENCY_S: f64 = 0.3;
 /// Lambda's START / END / REPORT lines per invocation, bytes (estimate).
 pub const PLATFORM_LOG_BYTES: f64 = 300.0;
+/// The LocalStack benchmark's name for the ingest function invoked with a bulk `POST` of 100 changes.
+pub const INGEST_BULK: &str = "ingest-bulk-100";
+/// Secrets the stack reads: the provider's key and the ingest key.
+const SECRETS: f64 = 2.0;
 
+/// One item of the bill for one way of posting.
 struct Line {
-    what: String,
+    what: &'static str,
     quantity: String,
     price: String,
-    monthly: f64,
+    monthly: Option<f64>,
 }
 
 /// The cost section, or a note saying what is missing.
@@ -40,72 +50,86 @@ pub fn cost_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) ->
         return "Not computed yet: run `make bench` (and `make bench-localstack` for durations)."
             .into();
     };
+    let single = lines(&sim.steady_cost, ls, "ingest");
+    let bulk = sim
+        .steady_bulk_cost
+        .as_ref()
+        .map(|c| lines(c, ls, INGEST_BULK));
+    let total = |ls: &[Line]| ls.iter().filter_map(|l| l.monthly).sum::<f64>();
     let c = &sim.steady_cost;
-    let m = HOURS_PER_MONTH;
-    let requests = c.changes_per_hour * m; // one change per POST
-    let ingest_ms = ls
-        .and_then(|l| l.cold_starts.iter().find(|x| x.function == "ingest"))
-        .map(|x| x.warm_p50_ms.ceil());
-    let ingest_log = ls
-        .and_then(|l| l.cold_starts.iter().find(|x| x.function == "ingest"))
-        .map_or(0.0, |x| x.log_bytes_per_invoke);
-    let drain_log = ls
-        .and_then(|l| l.cold_starts.iter().find(|x| x.function == "drain"))
-        .map_or(1_000.0, |x| x.log_bytes_per_invoke);
-    let drain_wall_s = ls
-        .and_then(|l| l.drain.first())
-        .map(|d| d.wall_ms / 1_000.0);
-    let runs = c.drain_invocations_per_hour * m;
-    // Sequential provider waits per run: each batch, and each wave of 10 individual requests.
-    let provider_waits_per_run = (c.provider_batch_per_hour
-        + (c.provider_individual_per_hour / 10.0).ceil())
-        / c.drain_invocations_per_hour.max(1.0);
-    let drain_s = drain_wall_s.map(|w| w + provider_waits_per_run * ASSUMED_PROVIDER_LATENCY_S);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "At {} changes/h ({} a month), from the steady day under Sluice's defaults: one change per `POST`, \
+         and the same changes posted in bulk requests of 100 (simulator day `steady-bulk`). List prices as of \
+         writing, us-east-1: API Gateway HTTP API $1.00/M requests (the template's default door; the REST door \
+         is $3.50/M); Lambda $0.0000133334/GB-s (arm64) + $0.20/M requests; SQS $0.40/M requests; DynamoDB \
+         on-demand $0.625/M WRU and $0.125/M RRU (halved by AWS in November 2024; estimates before issue 11 \
+         used $1.25 and $0.25); Secrets Manager $0.40/secret-month; CloudWatch Logs ingestion $0.50/GB. Free \
+         tiers ignored. \"–\" = not measured yet (`make bench-localstack`).\n",
+        int(c.changes_per_hour as u64),
+        int((c.changes_per_hour * HOURS_PER_MONTH) as u64)
+    );
+    s.push_str(
+        "| item | price | single-change POSTs: quantity / month | $ / month | bulk POSTs of 100: quantity / month | $ / month |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    let money = |m: Option<f64>| m.map_or("–".to_string(), |m| format!("{m:.2}"));
+    for (i, l) in single.iter().enumerate() {
+        let b = bulk.as_ref().map(|b| &b[i]);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            l.what,
+            l.price,
+            l.quantity,
+            money(l.monthly),
+            b.map_or("not simulated".to_string(), |b| b.quantity.clone()),
+            money(b.and_then(|b| b.monthly)),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| **total** | | | **{:.2}** | | **{}** |",
+        total(&single),
+        bulk.as_ref()
+            .map_or("–".to_string(), |b| format!("{:.2}", total(b)))
+    );
+    let rest_extra = c.changes_per_hour * HOURS_PER_MONTH / 1e6
+        * (price::APIGW_REST_PER_MILLION - price::APIGW_HTTP_PER_MILLION);
+    let _ = writeln!(
+        s,
+        "\nThe REST door instead of the HTTP API adds ${rest_extra:.2} a month at one change per `POST` \
+         (${:.2} in bulk). Not included: EventBridge's scheduled rule (free), Secrets Manager calls (one per \
+         cold start, $0.05 per 10,000), storage (≈ 100,000 user items of < 1 KB), data transfer, and \
+         `Idempotency-Key` (+2 WRU per `POST` that carries one).",
+        rest_extra / 100.0
+    );
+    s
+}
 
-    let mut lines = Vec::new();
-    lines.push(Line {
-        what: "API Gateway REST (ingest `POST`s, one change each)".into(),
-        quantity: format!("{} requests", int(requests as u64)),
-        price: format!("${:.2}/M", price::APIGW_REST_PER_MILLION),
-        monthly: requests / 1e6 * price::APIGW_REST_PER_MILLION,
+/// The bill of one day's measured calls, scaled to a month. `ingest_function` names the LocalStack
+/// benchmark's ingest case whose warm duration and log volume stand for one `POST`.
+fn lines(c: &CostInputs, ls: Option<&LocalstackFigures>, ingest_function: &str) -> Vec<Line> {
+    let m = HOURS_PER_MONTH;
+    let posts = c.changes_per_hour / c.changes_per_request.max(1.0) * m;
+    let runs = c.drain_invocations_per_hour * m;
+    let ingest = ls.and_then(|l| l.cold_starts.iter().find(|x| x.function == ingest_function));
+    let drain_cold = ls.and_then(|l| l.cold_starts.iter().find(|x| x.function == "drain"));
+    // Seconds per drain run: the measured LocalStack time per received message (1,000 messages of
+    // distinct users, excluding provider time) times the messages a run receives on this day, plus the
+    // sequential provider waits (each batch, each wave of 10 individual requests) at an assumed latency.
+    let drain_s = ls.and_then(|l| l.drain.first()).map(|d| {
+        let per_message_s = d.wall_excluding_provider_ms / 1_000.0 / f64::from(d.received.max(1));
+        let messages_per_run = c.messages_received_per_hour / c.drain_invocations_per_hour.max(1.0);
+        let waits = (c.provider_batch_per_hour + (c.provider_individual_per_hour / 10.0).ceil())
+            / c.drain_invocations_per_hour.max(1.0);
+        per_message_s * messages_per_run + waits * ASSUMED_PROVIDER_LATENCY_S
     });
-    lines.push(Line {
-        what: "Lambda requests (ingest + drain)".into(),
-        quantity: format!("{} + {}", int(requests as u64), int(runs as u64)),
-        price: format!("${:.2}/M", price::LAMBDA_PER_MILLION),
-        monthly: (requests + runs) / 1e6 * price::LAMBDA_PER_MILLION,
-    });
-    match ingest_ms {
-        Some(ms) => lines.push(Line {
-            what: format!("Lambda duration, ingest (256 MB, {ms:.0} ms billed per request — warm p50 against LocalStack)"),
-            quantity: format!("{} GB-s", int((requests * ms / 1_000.0 * INGEST_MEMORY_GB) as u64)),
-            price: "$0.0000133334/GB-s (arm64)".into(),
-            monthly: requests * ms / 1_000.0 * INGEST_MEMORY_GB * price::LAMBDA_GB_SECOND_ARM,
-        }),
-        None => lines.push(Line {
-            what: "Lambda duration, ingest: not measured yet (`make bench-localstack`)".into(),
-            quantity: "–".into(),
-            price: "–".into(),
-            monthly: 0.0,
-        }),
-    }
-    match drain_s {
-        Some(s) => lines.push(Line {
-            what: format!(
-                "Lambda duration, drain (512 MB, {s:.2} s per run: the 1,000-message LocalStack run + {provider_waits_per_run:.1} provider round trips × {:.0} ms assumed)",
-                ASSUMED_PROVIDER_LATENCY_S * 1_000.0
-            ),
-            quantity: format!("{} GB-s", int((runs * s * DRAIN_MEMORY_GB) as u64)),
-            price: "$0.0000133334/GB-s (arm64)".into(),
-            monthly: runs * s * DRAIN_MEMORY_GB * price::LAMBDA_GB_SECOND_ARM,
-        }),
-        None => lines.push(Line {
-            what: "Lambda duration, drain: not measured yet (`make bench-localstack`)".into(),
-            quantity: "–".into(),
-            price: "–".into(),
-            monthly: 0.0,
-        }),
-    }
+    let per_million = |n: f64, p: f64| n / 1e6 * p;
+    let gb_s = |n: f64, s: f64, gb: f64| n * s * gb;
+    let wru = (c.ddb_write_units_per_hour * m) + posts; // + ingest's request record, < 1 KB
+    let rru = c.ddb_read_units_per_hour * m;
     let sqs_ingest = c.sqs_send_per_hour * m;
     let sqs_drain = (c.sqs_receive_per_hour
         + c.sqs_delete_per_hour
@@ -113,74 +137,88 @@ pub fn cost_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) ->
         + c.sqs_get_attributes_per_hour
         + c.sqs_dlq_send_per_hour)
         * m;
-    lines.push(Line {
-        what: "SQS, ingest (`SendMessageBatch`, 1 entry)".into(),
-        quantity: format!("{} requests", int(sqs_ingest as u64)),
-        price: format!("${:.2}/M", price::SQS_PER_MILLION),
-        monthly: sqs_ingest / 1e6 * price::SQS_PER_MILLION,
-    });
-    lines.push(Line {
-        what: "SQS, drain (receive, delete, change-visibility, get-attributes)".into(),
-        quantity: format!("{} requests", int(sqs_drain as u64)),
-        price: format!("${:.2}/M", price::SQS_PER_MILLION),
-        monthly: sqs_drain / 1e6 * price::SQS_PER_MILLION,
-    });
-    let wru = (c.ddb_write_units_per_hour + c.changes_per_hour) * m; // + ingest's request record
-    let rru = c.ddb_read_units_per_hour * m;
-    lines.push(Line {
-        what: "DynamoDB writes (drain: quota, sync state, lease, progress; ingest: 1 request record per POST)".into(),
-        quantity: format!("{} WRU", int(wru as u64)),
-        price: format!("${:.2}/M WRU", price::DDB_WRU_PER_MILLION),
-        monthly: wru / 1e6 * price::DDB_WRU_PER_MILLION,
-    });
-    lines.push(Line {
-        what: "DynamoDB reads (drain: quota, circuit, sync state)".into(),
-        quantity: format!("{} RRU", int(rru as u64)),
-        price: format!("${:.2}/M RRU", price::DDB_RRU_PER_MILLION),
-        monthly: rru / 1e6 * price::DDB_RRU_PER_MILLION,
-    });
-    let log_gb = (requests * (ingest_log + PLATFORM_LOG_BYTES)
-        + runs * (drain_log + PLATFORM_LOG_BYTES))
-        / 1e9;
-    lines.push(Line {
-        what: format!(
-            "CloudWatch Logs ingestion ({ingest_log:.0} B per ingest call, {drain_log:.0} B per drain run measured, + {PLATFORM_LOG_BYTES:.0} B platform lines each)"
+    let log_gb = match (ingest, drain_cold) {
+        (Some(i), Some(d)) => Some(
+            (posts * (i.log_bytes_per_invoke + PLATFORM_LOG_BYTES)
+                + runs * (d.log_bytes_per_invoke + PLATFORM_LOG_BYTES))
+                / 1e9,
         ),
-        quantity: format!("{log_gb:.2} GB"),
-        price: format!("${:.2}/GB", price::LOGS_INGEST_PER_GB),
-        monthly: log_gb * price::LOGS_INGEST_PER_GB,
-    });
-
-    let total: f64 = lines.iter().map(|l| l.monthly).sum();
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "At {} changes/h ({} a month), from the steady day under Sluice. List prices as of writing, us-east-1: \
-         SQS $0.40/M requests; DynamoDB on-demand $1.25/M WRU and $0.25/M RRU; Lambda $0.0000133334/GB-s (arm64) \
-         + $0.20/M requests; API Gateway REST $3.50/M; CloudWatch Logs ingestion $0.50/GB. Free tiers ignored.\n",
-        int(c.changes_per_hour as u64),
-        int(requests as u64)
-    );
-    s.push_str("| item | quantity / month | price | $ / month |\n|---|---:|---:|---:|\n");
-    for l in &lines {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2} |",
-            l.what, l.quantity, l.price, l.monthly
-        );
-    }
-    let _ = writeln!(s, "| **total** | | | **{total:.2}** |");
-    let apigw = lines.first().map_or(0.0, |l| l.monthly);
-    let _ = writeln!(
-        s,
-        "\nThe ingest edge dominates: API Gateway alone is {:.0} % of the total, because every change arrives in \
-         its own `POST`. Posting changes in bulk (`{{\"changes\":[…]}}`, up to 1,000) divides the API Gateway, \
-         Lambda-request, ingest-SQS and ingest-DynamoDB lines by the batch size. The drain's own share — SQS \
-         receive/delete, DynamoDB quota/sync-state/progress, one invocation a minute — is the rest. Not \
-         included: EventBridge's scheduled rule (free), Secrets Manager for the provider key ($0.40/secret-month \
-         + $0.05 per 10,000 calls, one call per cold start), storage (≈ 100,000 user items of < 1 KB), data \
-         transfer, and `Idempotency-Key` (+2 WRU per `POST` that carries one).",
-        apigw / total.max(f64::EPSILON) * 100.0
-    );
-    s
+        _ => None,
+    };
+    vec![
+        Line {
+            what: "API Gateway HTTP API (ingest `POST`s)",
+            quantity: format!("{} requests", int(posts as u64)),
+            price: format!("${:.2}/M", price::APIGW_HTTP_PER_MILLION),
+            monthly: Some(per_million(posts, price::APIGW_HTTP_PER_MILLION)),
+        },
+        Line {
+            what: "Lambda requests (ingest + drain)",
+            quantity: format!("{} + {}", int(posts as u64), int(runs as u64)),
+            price: format!("${:.2}/M", price::LAMBDA_PER_MILLION),
+            monthly: Some(per_million(posts + runs, price::LAMBDA_PER_MILLION)),
+        },
+        Line {
+            what: "Lambda duration, ingest (256 MB; warm p50 per `POST` against LocalStack, billed per ms)",
+            quantity: ingest.map_or("–".into(), |i| {
+                format!(
+                    "{} GB-s ({:.0} ms each)",
+                    int(gb_s(posts, i.warm_p50_ms.ceil() / 1e3, INGEST_MEMORY_GB) as u64),
+                    i.warm_p50_ms.ceil()
+                )
+            }),
+            price: "$0.0000133334/GB-s".into(),
+            monthly: ingest.map(|i| {
+                gb_s(posts, i.warm_p50_ms.ceil() / 1e3, INGEST_MEMORY_GB)
+                    * price::LAMBDA_GB_SECOND_ARM
+            }),
+        },
+        Line {
+            what: "Lambda duration, drain (512 MB; LocalStack time per message × messages per run + provider round trips × 300 ms assumed)",
+            quantity: drain_s.map_or("–".into(), |s| {
+                format!(
+                    "{} GB-s ({s:.2} s per run)",
+                    int(gb_s(runs, s, DRAIN_MEMORY_GB) as u64)
+                )
+            }),
+            price: "$0.0000133334/GB-s".into(),
+            monthly: drain_s.map(|s| gb_s(runs, s, DRAIN_MEMORY_GB) * price::LAMBDA_GB_SECOND_ARM),
+        },
+        Line {
+            what: "SQS, ingest (`SendMessageBatch` of ≤ 10 entries)",
+            quantity: format!("{} requests", int(sqs_ingest as u64)),
+            price: format!("${:.2}/M", price::SQS_PER_MILLION),
+            monthly: Some(per_million(sqs_ingest, price::SQS_PER_MILLION)),
+        },
+        Line {
+            what: "SQS, drain (receive, delete, change-visibility, get-attributes, re-queue, DLQ)",
+            quantity: format!("{} requests", int(sqs_drain as u64)),
+            price: format!("${:.2}/M", price::SQS_PER_MILLION),
+            monthly: Some(per_million(sqs_drain, price::SQS_PER_MILLION)),
+        },
+        Line {
+            what: "DynamoDB writes (drain: quota, sync state, in-flight note, lease, progress of multi-change requests; ingest: 1 request record per `POST`)",
+            quantity: format!("{} WRU", int(wru as u64)),
+            price: format!("${:.3}/M WRU", price::DDB_WRU_PER_MILLION),
+            monthly: Some(per_million(wru, price::DDB_WRU_PER_MILLION)),
+        },
+        Line {
+            what: "DynamoDB reads (drain: quota, circuit, sync state, in-flight notes)",
+            quantity: format!("{} RRU", int(rru as u64)),
+            price: format!("${:.3}/M RRU", price::DDB_RRU_PER_MILLION),
+            monthly: Some(per_million(rru, price::DDB_RRU_PER_MILLION)),
+        },
+        Line {
+            what: "Secrets Manager (provider key, ingest key)",
+            quantity: format!("{SECRETS:.0} secrets"),
+            price: format!("${:.2}/secret-month", price::SECRET_PER_MONTH),
+            monthly: Some(SECRETS * price::SECRET_PER_MONTH),
+        },
+        Line {
+            what: "CloudWatch Logs ingestion (measured bytes per ingest `POST` and drain run, + 300 B platform lines each)",
+            quantity: log_gb.map_or("–".into(), |g| format!("{g:.2} GB")),
+            price: format!("${:.2}/GB", price::LOGS_INGEST_PER_GB),
+            monthly: log_gb.map(|g| g * price::LOGS_INGEST_PER_GB),
+        },
+    ]
 }

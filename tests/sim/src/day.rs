@@ -217,6 +217,8 @@ pub struct HourRow {
 pub struct DayResult {
     pub scenario: &'static str,
     pub policy: PolicyKind,
+    /// Changes per ingest `POST` ([`Scenario::changes_per_request`]).
+    pub changes_per_request: u32,
     pub hours: u32,
     pub changes: u64,
     pub traced_changes: u64,
@@ -337,8 +339,12 @@ pub async fn simulate(
         for c in traffic.until(t) {
             clock.set(c.at);
             queue.send(ChangeMessage::V1(c.to_change()?).to_body());
-            // Ingest: one POST of one change → one SendMessageBatch of one entry.
-            queue.count_send_calls(1);
+            // Ingest: a POST's changes go out in SendMessageBatch calls of up to 10 entries — one call for
+            // a single change, ten for a bulk POST of 100.
+            let position = c.seq % u64::from(c.per_request.max(1));
+            if position % 10 == 0 {
+                queue.count_send_calls(1);
+            }
             tracker.generated(&c);
         }
         clock.set(t);
@@ -402,6 +408,7 @@ pub async fn simulate(
     Ok(DayResult {
         scenario: scenario.name,
         policy,
+        changes_per_request: scenario.changes_per_request,
         hours,
         changes: tracker.changes,
         traced_changes: tracker.traced_changes,

@@ -91,6 +91,9 @@ impl DayRow {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct CostInputs {
     pub changes_per_hour: f64,
+    /// Changes per ingest `POST` on that day (1, or a bulk client's request size).
+    #[serde(default = "one")]
+    pub changes_per_request: f64,
     pub drain_invocations_per_hour: f64,
     pub messages_received_per_hour: f64,
     pub sqs_send_per_hour: f64,
@@ -106,12 +109,19 @@ pub struct CostInputs {
     pub provider_individual_per_hour: f64,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// The simulator's output file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SimSummary {
     pub seed: u64,
     pub rows: Vec<DayRow>,
     pub steady_cost: CostInputs,
+    /// The same traffic posted in bulk requests (`steady-bulk`).
+    #[serde(default)]
+    pub steady_bulk_cost: Option<CostInputs>,
 }
 
 impl SimSummary {

@@ -15,7 +15,7 @@ use sluice_sim::bench::{
     BenchStack, DrainCase, FunctionUnderTest, RuntimeApi, Users, bootstrap_path, cold_start,
     emulator, sizes, time_drain, zip_path,
 };
-use sluice_sim::cost::cost_section;
+use sluice_sim::cost::{INGEST_BULK, cost_section};
 use sluice_sim::report::{goals_section, int, localstack_section};
 use sluice_sim::summary::{
     LOCALSTACK_JSON, LocalstackFigures, SIM_JSON, SimSummary, read_json, repo_root, update_report,
@@ -90,21 +90,32 @@ impl Args {
 const BATCH_LIMIT: u64 = 3_600;
 const INDIVIDUAL_LIMIT: u64 = 360_000;
 
-fn ingest_event() -> anyhow::Result<String> {
+/// An HTTP API (payload 2.0, the template's default door) `POST /v1/changes` of `changes` changes to
+/// distinct users (one change: a bare object; more: `{"changes": [...]}`).
+fn ingest_event(changes: usize) -> anyhow::Result<String> {
     let fixture =
-        std::fs::read_to_string(repo_root().join("tests/fixtures/apigw-post-changes.json"))?;
+        std::fs::read_to_string(repo_root().join("tests/fixtures/apigw-http-post-changes.json"))?;
     let mut e: serde_json::Value = serde_json::from_str(&fixture)?;
-    let body = json!({
-        "email": "bench@example.com",
-        "name": "Bench",
-        "time_zone": "Europe/Amsterdam",
-        "custom_fields": {"last_order": "o1"},
-    })
+    let change = |i: usize| {
+        json!({
+            "email": format!("bench{i}@example.com"),
+            "name": "Bench",
+            "time_zone": "Europe/Amsterdam",
+            "custom_fields": {"last_order": "o1"},
+        })
+    };
+    let body = if changes == 1 {
+        change(0)
+    } else {
+        json!({ "changes": (0..changes).map(change).collect::<Vec<_>>() })
+    }
     .to_string();
     e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
     e["isBase64Encoded"] = json!(true);
-    e["headers"]["Content-Type"] = json!("application/json");
-    e["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
+    e["rawPath"] = json!("/v1/changes");
+    e["requestContext"]["http"]["method"] = json!("POST");
+    e["requestContext"]["http"]["path"] = json!("/v1/changes");
+    e["headers"]["content-type"] = json!("application/json");
     Ok(e.to_string())
 }
 
@@ -250,6 +261,10 @@ async fn measure(args: &Args, stack: &BenchStack) -> anyhow::Result<LocalstackFi
     let api = RuntimeApi::start().await?;
     let scheduled =
         std::fs::read_to_string(repo_root().join("tests/fixtures/scheduled-event.json"))?;
+    let ingest_env = BTreeMap::from([
+        ("QUEUE_URL".to_string(), stack.outputs.queue_url.clone()),
+        ("TABLE_NAME".to_string(), stack.outputs.table_name.clone()),
+    ]);
     let functions = [
         FunctionUnderTest {
             name: "drain".into(),
@@ -263,12 +278,17 @@ async fn measure(args: &Args, stack: &BenchStack) -> anyhow::Result<LocalstackFi
             name: "ingest".into(),
             bootstrap: bootstrap_path("ingest"),
             memory_mb: 256,
-            env: BTreeMap::from([
-                ("QUEUE_URL".to_string(), stack.outputs.queue_url.clone()),
-                ("TABLE_NAME".to_string(), stack.outputs.table_name.clone()),
-            ]),
-            event: ingest_event()?,
-            what: "API Gateway REST `POST /v1/changes`, one change".into(),
+            env: ingest_env.clone(),
+            event: ingest_event(1)?,
+            what: "API Gateway HTTP API `POST /v1/changes`, one change".into(),
+        },
+        FunctionUnderTest {
+            name: INGEST_BULK.into(),
+            bootstrap: bootstrap_path("ingest"),
+            memory_mb: 256,
+            env: ingest_env,
+            event: ingest_event(100)?,
+            what: "API Gateway HTTP API `POST /v1/changes`, a bulk request of 100 changes".into(),
         },
     ];
     let mut cold_starts = Vec::new();

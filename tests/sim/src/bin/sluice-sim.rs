@@ -74,6 +74,12 @@ struct Args {
 /// Sluice as configured by default, Sluice with the old default `DRAIN_MAX_MESSAGES=1000` (a receive
 /// capped by message count, to show what receiving by distinct users gains), and the two baselines.
 fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
+    if scenario.changes_per_request > 1 {
+        // The bulk day is the cost estimate's second column: Sluice as deployed.
+        return vec![PolicyKind::Sluice {
+            max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
+        }];
+    }
     if scenario.outage.is_some() {
         // Sluice as deployed against the baselines, and with the largest receive (recovery is a backlog).
         return vec![
@@ -176,6 +182,7 @@ fn cost_inputs(r: &DayResult) -> CostInputs {
     let per = |n: u64| n as f64 / h;
     CostInputs {
         changes_per_hour: per(r.changes),
+        changes_per_request: f64::from(r.changes_per_request),
         drain_invocations_per_hour: 60.0,
         messages_received_per_hour: r.engine.as_ref().map_or(0.0, |e| per(e.received)),
         sqs_send_per_hour: per(r.queue_calls.send),
@@ -335,6 +342,10 @@ fn days_report(
             .find(|r| r.scenario == "steady" && !r.policy.is_baseline())
             .map(cost_inputs)
             .unwrap_or_default(),
+        steady_bulk_cost: results
+            .iter()
+            .find(|r| r.scenario == "steady-bulk" && !r.policy.is_baseline())
+            .map(cost_inputs),
     };
     let localstack: Option<LocalstackFigures> = read_json(LOCALSTACK_JSON);
     let sim_md = sim_section(meta, results, &summary);
