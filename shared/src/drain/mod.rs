@@ -129,6 +129,8 @@ struct Run {
     /// The circuit as last stored, to write it only when it changed.
     circuit_stored: CircuitState,
     lease_lost: bool,
+    /// Users `load` found sync state for (a hint for how the store writes them).
+    known: HashSet<Email>,
 }
 
 impl<P: DrainPorts> Drain<P> {
@@ -170,6 +172,7 @@ impl<P: DrainPorts> Drain<P> {
             circuit_stored: circuit.clone(),
             circuit,
             lease_lost: false,
+            known: HashSet::new(),
         };
         if let Phase::Open { .. } = circuit::phase(&run.circuit, now) {
             run.report.idle = Some(Idle::CircuitOpen);
@@ -252,6 +255,7 @@ impl<P: DrainPorts> Drain<P> {
         let sync = self.ports.sync_state();
         let (mut synced, in_flight) =
             futures::try_join!(sync.load(&emails), sync.in_flight(&emails))?;
+        run.known = synced.keys().cloned().collect();
         guard_in_flight(&mut synced, &in_flight);
         let coalesced = coalesce(&decoded, &synced);
         run.report.coalesced = coalesced.merged_messages;
@@ -262,10 +266,7 @@ impl<P: DrainPorts> Drain<P> {
             fates[i] = Some(Outcome::Absorbed);
         }
 
-        let outcomes = if self
-            .note_in_flight(run, &coalesced.records, in_flight)
-            .await?
-        {
+        let outcomes = if self.note_in_flight(run, &coalesced.records).await? {
             self.send_all(run, &coalesced.records, plan).await?
         } else {
             // The lease is lost: nothing is sent; the records are handed back untried.
@@ -280,13 +281,13 @@ impl<P: DrainPorts> Drain<P> {
         self.settle(run, fates, &coalesced, &outcomes).await
     }
 
-    /// Writes, before any provider call, the precedence of every field this run may send (merged with what
-    /// was in flight already). `false` when the lease is lost: the run sends nothing.
+    /// Writes, before any provider call, the precedence of every field this run may send, as this run's
+    /// note (earlier runs' notes stay listed on their own until resolved or a day old). `false` when the
+    /// lease is lost: the run sends nothing.
     async fn note_in_flight(
         &self,
         run: &mut Run,
         records: &[coalesce::PendingRecord],
-        mut in_flight: HashMap<Email, InFlight>,
     ) -> Result<bool, DrainError> {
         if records.is_empty() {
             return Ok(true);
@@ -294,19 +295,9 @@ impl<P: DrainPorts> Drain<P> {
         if !self.fence(run).await? {
             return Ok(false);
         }
-        let intents: Vec<(Email, InFlight)> = records
-            .iter()
-            .map(|r| {
-                let mut fields = in_flight.remove(&r.email).unwrap_or_default();
-                for (key, winner) in &r.fields {
-                    let p = fields.entry(key.clone()).or_insert(winner.precedence);
-                    *p = (*p).max(winner.precedence);
-                }
-                (r.email.clone(), fields)
-            })
-            .collect();
+        let intents: Vec<(Email, InFlight)> = records.iter().map(coalesce::PendingRecord::intent).collect();
         self.check_time(run, self.settings.settle_margin)?;
-        self.ports.sync_state().intend(&intents).await?;
+        self.ports.sync_state().intend(&run.holder, &intents).await?;
         Ok(true)
     }
 
