@@ -76,6 +76,9 @@ const CALLS_IN_FLIGHT: usize = 8;
 /// several statements (in successive rounds: a batch may not name one item twice). Every field is guarded
 /// on its own, so splitting a record changes nothing else.
 const STATEMENT_BUDGET: usize = 7_000;
+/// Fields per statement: each adds about 7 operators to the condition (IS MISSING, two ORs, two
+/// comparisons, AND, the SET's `=`), and DynamoDB refuses an expression of more than 300.
+const FIELDS_PER_STATEMENT: usize = 32;
 /// Rounds of batched statements before `record` gives up (transiently): a split record takes one per
 /// part, a failed condition one more for the reread and one for the retry.
 const RECORD_ROUNDS: usize = 8;
@@ -552,7 +555,8 @@ fn split_fields<'a>(
     let mut len = 96 + table.len();
     for (key, field) in fields {
         let cost = field_cost(key);
-        if !part.is_empty() && len + cost > STATEMENT_BUDGET {
+        if !part.is_empty() && (len + cost > STATEMENT_BUDGET || part.len() == FIELDS_PER_STATEMENT)
+        {
             parts.push_back(std::mem::take(&mut part));
             len = 96 + table.len();
         }
@@ -1213,6 +1217,7 @@ mod tests {
         let parts = split_fields(&table, &fields);
         assert!(parts.len() > 1);
         assert_eq!(parts.iter().map(Vec::len).sum::<usize>(), 200);
+        assert!(parts.iter().all(|p| p.len() <= FIELDS_PER_STATEMENT));
         let email = Email::parse("a@x.io").unwrap();
         for part in &parts {
             for insert in [false, true] {
