@@ -253,12 +253,19 @@ fn identifiers_after(code: &str, prefix: &str) -> BTreeSet<String> {
 fn required_actions(function: &str) -> BTreeMap<String, String> {
     let mut needed = BTreeMap::new();
     let files = adapter_files(function);
-    assert!(!files.is_empty(), "no adapter found for functions/{function}");
+    assert!(
+        !files.is_empty(),
+        "no adapter found for functions/{function}"
+    );
     for file in files {
         let source = std::fs::read_to_string(&file).unwrap();
         let (code, strings) = code_and_strings(&source);
         let verbs = partiql_verbs(&strings);
-        let shown = file.strip_prefix(root()).unwrap_or(&file).display().to_string();
+        let shown = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
         for call in sdk_calls(&code) {
             let actions = iam_actions(&call, &verbs).unwrap_or_else(|| {
                 panic!("{shown} calls `{call}()`: map that SDK operation to its IAM action(s) here")
@@ -284,7 +291,10 @@ fn strings_of(y: &Yaml) -> Vec<String> {
 /// The actions a function's `Policies` grant (SAM templates expanded, inline statements read).
 fn granted_actions(resource: &str, policies: &Yaml) -> Vec<String> {
     let mut granted = Vec::new();
-    for policy in policies.as_vec().unwrap_or_else(|| panic!("{resource}: Policies is not a list")) {
+    for policy in policies
+        .as_vec()
+        .unwrap_or_else(|| panic!("{resource}: Policies is not a list"))
+    {
         let hash = policy.as_hash().unwrap_or_else(|| {
             panic!("{resource}: policy {policy:?} is not a SAM template or a statement list: expand it here")
         });
@@ -395,7 +405,10 @@ fn the_scan_finds_the_calls_and_a_removed_grant_fails() {
 
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     let without = text.replacen("                - dynamodb:PartiQLUpdate\n", "", 1);
-    assert_ne!(text, without, "the template's PartiQL grant moved: update this test");
+    assert_ne!(
+        text, without,
+        "the template's PartiQL grant moved: update this test"
+    );
     let dir = std::env::temp_dir().join(format!("sluice-iam-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("template.yaml");

@@ -364,7 +364,10 @@ async fn one_batched_write_inserts_updates_and_guards_each_field() {
             .ddb
             .put_item()
             .table_name(&stack.outputs.table_name)
-            .item("pk", AttributeValue::S(format!("user#{}", email(i).as_str())))
+            .item(
+                "pk",
+                AttributeValue::S(format!("user#{}", email(i).as_str())),
+            )
             .item(
                 "f.name",
                 AttributeValue::M(HashMap::from([
@@ -473,14 +476,20 @@ async fn in_flight_notes_are_per_run_and_resolved_down_to_open_records() {
             .collect()
     };
     // Run A notes 5,000 users (more than one chunk), then resolves with users 7 and 8 still open.
-    state.intend("run-a", &note(0..5_000, at(t, 0))).await.unwrap();
+    state
+        .intend("run-a", &note(0..5_000, at(t, 0)))
+        .await
+        .unwrap();
     let asked: Vec<Email> = [0, 7, 8, 4_999, 6_000].into_iter().map(email).collect();
     let got = state.in_flight(&asked).await.unwrap();
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(got[&email(4_999)][&FieldKey::Name], at(t, 0));
     state.resolve("run-a", &note(7..9, at(t, 0))).await.unwrap();
     let got = state.in_flight(&asked).await.unwrap();
-    assert_eq!(got.keys().collect::<std::collections::BTreeSet<_>>(), [&email(7), &email(8)].into());
+    assert_eq!(
+        got.keys().collect::<std::collections::BTreeSet<_>>(),
+        [&email(7), &email(8)].into()
+    );
 
     // Run B crashes after its note (never resolves): its newer precedence for user 7 wins the merge.
     state.intend("run-b", &note(7..8, at(t, 5))).await.unwrap();

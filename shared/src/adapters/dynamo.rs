@@ -493,7 +493,10 @@ impl UserWrite<'_> {
         self.exists = Some(true);
         if let Some(part) = self.parts.front_mut() {
             part.retain(|(key, field)| {
-                may_overwrite(item.get(&format!("{FIELD_PREFIX}{}", key.storage_key())), field)
+                may_overwrite(
+                    item.get(&format!("{FIELD_PREFIX}{}", key.storage_key())),
+                    field,
+                )
             });
             if part.is_empty() {
                 self.parts.pop_front();
@@ -937,7 +940,10 @@ impl SyncStateStore for DynamoState {
             if round >= RECORD_ROUNDS + pending.iter().map(|u| u.parts.len()).max().unwrap_or(0) {
                 return Err(PortError::transient(
                     "recording sync state",
-                    anyhow::anyhow!("{} users still unwritten after {round} rounds", active.len()),
+                    anyhow::anyhow!(
+                        "{} users still unwritten after {round} rounds",
+                        active.len()
+                    ),
                 ));
             }
             let statements = active
@@ -1245,7 +1251,10 @@ mod tests {
         let full = |p: &Precedence| field_value(&new(*p));
         let legacy = AttributeValue::M(HashMap::from([("t".to_string(), n(1_000))]));
         assert!(may_overwrite(None, &new(at(5, 0))));
-        assert!(may_overwrite(Some(&full(&at(5, 0))), &new(at(5, 0))), "equal");
+        assert!(
+            may_overwrite(Some(&full(&at(5, 0))), &new(at(5, 0))),
+            "equal"
+        );
         assert!(may_overwrite(Some(&full(&at(5, 0))), &new(at(5, 1))));
         assert!(!may_overwrite(Some(&full(&at(5, 1))), &new(at(5, 0))));
         assert!(!may_overwrite(Some(&legacy), &new(at(1_000, 999_999))));

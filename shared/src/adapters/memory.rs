@@ -573,6 +573,14 @@ impl MemoryStore {
         *lock(&self.lose_lease_after) = Some(n);
     }
 
+    /// The in-flight notes still listed: each note's name and the users it guards.
+    pub fn in_flight_notes(&self) -> BTreeMap<String, BTreeSet<Email>> {
+        lock(&self.notes)
+            .iter()
+            .map(|(name, note)| (name.clone(), note.keys().cloned().collect()))
+            .collect()
+    }
+
     /// The circuit as stored.
     pub fn circuit_state(&self) -> CircuitState {
         lock(&self.circuit).clone()
@@ -662,7 +670,11 @@ impl SyncStateStore for MemoryStore {
 
     async fn intend(&self, holder: &str, intents: &[(Email, InFlight)]) -> PortResult<()> {
         self.faults.check(Op::SyncRecord).await?;
-        let note = intents.iter().filter(|(_, f)| !f.is_empty()).cloned().collect();
+        let note = intents
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .cloned()
+            .collect();
         lock(&self.notes).insert(holder.to_string(), note);
         Ok(())
     }
@@ -670,8 +682,11 @@ impl SyncStateStore for MemoryStore {
     async fn resolve(&self, holder: &str, open: &[(Email, InFlight)]) -> PortResult<()> {
         self.faults.check(Op::SyncRecord).await?;
         let mut notes = lock(&self.notes);
-        let open: HashMap<Email, InFlight> =
-            open.iter().filter(|(_, f)| !f.is_empty()).cloned().collect();
+        let open: HashMap<Email, InFlight> = open
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .cloned()
+            .collect();
         if !open.is_empty() {
             notes.insert(format!("{holder}-open"), open);
         }

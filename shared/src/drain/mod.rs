@@ -295,9 +295,15 @@ impl<P: DrainPorts> Drain<P> {
         if !self.fence(run).await? {
             return Ok(false);
         }
-        let intents: Vec<(Email, InFlight)> = records.iter().map(coalesce::PendingRecord::intent).collect();
+        let intents: Vec<(Email, InFlight)> = records
+            .iter()
+            .map(coalesce::PendingRecord::intent)
+            .collect();
         self.check_time(run, self.settings.settle_margin)?;
-        self.ports.sync_state().intend(&run.holder, &intents).await?;
+        self.ports
+            .sync_state()
+            .intend(&run.holder, &intents)
+            .await?;
         Ok(true)
     }
 

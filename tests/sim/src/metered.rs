@@ -537,11 +537,17 @@ mod tests {
         store.intend("run-1", &intents).await.unwrap();
         let note = m.op(Op::SyncIntend).dynamo;
         let bytes: u64 = note_items(&intents).iter().sum();
-        assert_eq!(note.requests, 2, "one BatchWriteItem of chunks, one index update");
+        assert_eq!(
+            note.requests, 2,
+            "one BatchWriteItem of chunks, one index update"
+        );
         assert_eq!(note.write_units, bytes.div_ceil(1024) + 1);
         assert!(note.write_units < 150, "{note:?}: KB, not 1,000 items");
         store.in_flight(&[]).await.unwrap();
-        assert_eq!(m.op(Op::SyncInFlight).dynamo.read_units, 1 + bytes.div_ceil(4096));
+        assert_eq!(
+            m.op(Op::SyncInFlight).dynamo.read_units,
+            1 + bytes.div_ceil(4096)
+        );
         store.resolve("run-1", &[]).await.unwrap();
         store.in_flight(&[]).await.unwrap();
         assert_eq!(
