@@ -23,8 +23,11 @@
 //! per-field condition (`"f.x" IS MISSING OR "f.x".k <= ? OR "f.x".t < ?`, the guard above). PartiQL batch
 //! was chosen because it is the only batch write that takes a condition per item at 1 WRU per item:
 //! BatchWriteItem takes no conditions, TransactWriteItems costs 2 WRU per item, and single UpdateItems are
-//! one round trip each — MEASURED_SYNC_NUMBERS. `UPDATE` of a missing item fails its condition (it is no
-//! upsert) and `INSERT` of an existing one fails as a duplicate, so a user `load` found is updated and
+//! one round trip each — on LocalStack (2 cores) 1,000 users are recorded in 1.0–1.3 s (insert, update,
+//! or all refused), and a drain run of 1,000 messages of 1,000 users fell from 5.4–5.8 s to 1.4–2.2 s
+//! (`a_thousand_users_are_recorded_in_one_batched_write`, `a_drain_of_1000_users_is_timed`). `UPDATE` of
+//! a missing item fails its condition (it is no upsert) and `INSERT` of an existing one fails as a
+//! duplicate, so a user `load` found is updated and
 //! another inserted; a statement that fails is resolved by reading its item (unless the failure carried
 //! it): missing → insert, present → update only the fields the guard lets through (a newer one is kept).
 //!
@@ -33,8 +36,11 @@
 //! that index and the listed notes (normally none: only crashed runs' and open remainders). Once the run's
 //! sync state is recorded, `resolve` unlists the note, or replaces it by a note of only the records tried
 //! without being delivered (`<holder>-open`), whose fields the provider may hold. So a run writes
-//! O(KB of its note) + 2 small updates instead of one item per record; a note left by a crash keeps
-//! guarding for its day, then is dropped from the index on read (the items go by TTL).
+//! O(KB of its note) + 2 small updates instead of one item per record (1,000 records of one field: ~95 KB,
+//! so ~96 WRU instead of 1,000); a note left by a crash keeps guarding for its day, then is dropped from
+//! the index on read (the items go by TTL). Per-user `inflight#<email>` items of the earlier format are
+//! no longer read: deploy this version while no run has just died mid-call (or wait a drain interval
+//! plus the longest retry backoff after such a run).
 
 use std::collections::{BTreeMap, HashMap};
 
