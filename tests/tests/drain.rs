@@ -417,3 +417,50 @@ async fn concurrent_reservations_never_exceed_the_limit() {
     );
     stack.destroy().await;
 }
+
+/// Measured (issue 11), not asserted: the wall time of one drain run of 1,000 messages of 1,000 users
+/// (one batch, one ingest request) against LocalStack. Run it with
+/// `cargo test -p sluice-tests --test drain -- --ignored --nocapture a_drain_of_1000_users`.
+#[tokio::test]
+#[ignore = "a timing, printed: run with --ignored --nocapture"]
+async fn a_drain_of_1000_users_is_timed() {
+    let stack = common::stack().await;
+    let emulator = common::emulator(EmulatorConfig {
+        batch_limit: 3_600,
+        individual_limit: 0,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let drain = drain_for(
+        &stack,
+        &emulator,
+        &[
+            ("BATCH_LIMIT_PER_HOUR", "3600"),
+            ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
+        ],
+    )
+    .await;
+    for round in 0..3 {
+        // One ingest request of 1,000 changes (request progress is then one write, not 1,000).
+        let request = RequestId::new();
+        let changes: Vec<Change> = (0..1_000)
+            .map(|i| Change {
+                request_id: request,
+                position: i,
+                ..change(&format!("u{i}@timed.io"), &format!("n{round}-{i}"), 0)
+            })
+            .collect();
+        stack.enqueue(&changes).await;
+        let started = std::time::Instant::now();
+        let report = invoke(&drain).await;
+        eprintln!(
+            "drain of 1,000 messages, 1,000 users (round {round}: {} users): {} ms wall, {} delivered",
+            if round == 0 { "new" } else { "known" },
+            started.elapsed().as_millis(),
+            report.delivered_records()
+        );
+        assert_eq!(report.delivered_records(), 1_000);
+        assert_queue_empty(&stack).await;
+    }
+    stack.destroy().await;
+}

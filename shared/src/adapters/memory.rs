@@ -13,7 +13,8 @@ use crate::domain::{ChangeId, Email, RequestId, Subscriber};
 use crate::ports::{
     Backlog, ChangeQueue, CircuitState, Clock, Coordination, DeadLetter, InFlight, PortError,
     PortResult, Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply,
-    RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore, SyncedFields, Window,
+    RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields,
+    Window,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -529,7 +530,8 @@ struct RequestSets {
 pub struct MemoryStore {
     quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
-    in_flight: Arc<Mutex<HashMap<Email, InFlight>>>,
+    /// In-flight notes still listed, by run (`holder`, or `<holder>-open` once resolved with open fields).
+    notes: Arc<Mutex<BTreeMap<String, HashMap<Email, InFlight>>>>,
     lease: Arc<Mutex<Option<Lease>>>,
     circuit: Arc<Mutex<CircuitState>>,
     requests: Arc<Mutex<HashMap<RequestId, RequestSets>>>,
@@ -581,6 +583,14 @@ impl MemoryStore {
     /// After `n` more successful renewals, another run takes the lease (as if this one had overrun it).
     pub fn lose_lease_after(&self, n: u32) {
         *lock(&self.lose_lease_after) = Some(n);
+    }
+
+    /// The in-flight notes still listed: each note's name and the users it guards.
+    pub fn in_flight_notes(&self) -> BTreeMap<String, BTreeSet<Email>> {
+        lock(&self.notes)
+            .iter()
+            .map(|(name, note)| (name.clone(), note.keys().cloned().collect()))
+            .collect()
     }
 
     /// The circuit as stored.
@@ -635,17 +645,19 @@ impl SyncStateStore for MemoryStore {
             .collect())
     }
 
-    async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
+    async fn record(&self, users: &[SyncWrite]) -> PortResult<()> {
         self.faults.check(Op::SyncRecord).await?;
         let mut s = lock(&self.sync);
-        let current = s.entry(email.clone()).or_default();
-        for (k, f) in fields {
-            match current.get(k) {
-                // Same rule as DynamoDB's condition: never backwards; an equal precedence (a retried record of
-                // the same change) may write again.
-                Some(existing) if existing.precedence > f.precedence => {}
-                _ => {
-                    current.insert(k.clone(), f.clone());
+        for user in users {
+            let current = s.entry(user.email.clone()).or_default();
+            for (k, f) in &user.fields {
+                match current.get(k) {
+                    // Same rule as DynamoDB's condition: never backwards; an equal precedence (a retried
+                    // record of the same change) may write again.
+                    Some(existing) if existing.precedence > f.precedence => {}
+                    _ => {
+                        current.insert(k.clone(), f.clone());
+                    }
                 }
             }
         }
@@ -654,19 +666,43 @@ impl SyncStateStore for MemoryStore {
 
     async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
         self.faults.check(Op::SyncLoad).await?;
-        let f = lock(&self.in_flight);
-        Ok(emails
-            .iter()
-            .filter_map(|e| f.get(e).map(|i| (e.clone(), i.clone())))
-            .collect())
+        let notes = lock(&self.notes);
+        let mut out: HashMap<Email, InFlight> = HashMap::new();
+        for note in notes.values() {
+            for email in emails {
+                for (key, p) in note.get(email).into_iter().flatten() {
+                    let user = out.entry(email.clone()).or_default();
+                    let newest = user.entry(key.clone()).or_insert(*p);
+                    *newest = (*newest).max(*p);
+                }
+            }
+        }
+        Ok(out)
     }
 
-    async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
+    async fn intend(&self, holder: &str, intents: &[(Email, InFlight)]) -> PortResult<()> {
         self.faults.check(Op::SyncRecord).await?;
-        let mut f = lock(&self.in_flight);
-        for (email, fields) in intents {
-            f.insert(email.clone(), fields.clone());
+        let note = intents
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .cloned()
+            .collect();
+        lock(&self.notes).insert(holder.to_string(), note);
+        Ok(())
+    }
+
+    async fn resolve(&self, holder: &str, open: &[(Email, InFlight)]) -> PortResult<()> {
+        self.faults.check(Op::SyncRecord).await?;
+        let mut notes = lock(&self.notes);
+        let open: HashMap<Email, InFlight> = open
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .cloned()
+            .collect();
+        if !open.is_empty() {
+            notes.insert(format!("{holder}-open"), open);
         }
+        notes.remove(holder);
         Ok(())
     }
 }
@@ -1135,32 +1171,36 @@ mod tests {
         let email = Email::parse("a@x.io").unwrap();
         let t = Utc.timestamp_opt(1_800_000_000, 700_000).unwrap();
         let field = |value: &str, occurred_at, position| {
-            SyncedFields::from([(
-                FieldKey::Name,
-                SyncedField {
-                    value: value.into(),
-                    precedence: Precedence {
-                        occurred_at,
-                        accepted_at: t,
-                        position,
+            [SyncWrite {
+                email: email.clone(),
+                fields: SyncedFields::from([(
+                    FieldKey::Name,
+                    SyncedField {
+                        value: value.into(),
+                        precedence: Precedence {
+                            occurred_at,
+                            accepted_at: t,
+                            position,
+                        },
                     },
-                },
-            )])
+                )]),
+                known: true,
+            }]
         };
         let name =
             |store: &MemoryStore| store.synced(&email).unwrap()[&FieldKey::Name].value.clone();
-        SyncStateStore::record(&store, &email, &field("new", t, 0))
+        SyncStateStore::record(&store, &field("new", t, 0))
             .await
             .unwrap();
         let older = t - chrono::TimeDelta::microseconds(400);
-        SyncStateStore::record(&store, &email, &field("old", older, 5))
+        SyncStateStore::record(&store, &field("old", older, 5))
             .await
             .unwrap();
         assert_eq!(name(&store), "new");
-        SyncStateStore::record(&store, &email, &field("new", t, 0))
+        SyncStateStore::record(&store, &field("new", t, 0))
             .await
             .unwrap();
-        SyncStateStore::record(&store, &email, &field("later", t, 1))
+        SyncStateStore::record(&store, &field("later", t, 1))
             .await
             .unwrap();
         assert_eq!(name(&store), "later");

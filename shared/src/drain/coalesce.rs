@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Change, ChangeId, Email, FieldKey, Precedence, Priority, Subscriber};
-use crate::ports::{SyncedField, SyncedFields};
+use crate::ports::{InFlight, SyncedField, SyncedFields};
 
 /// One decoded message, by its index in the run's message list.
 #[derive(Debug, Clone)]
@@ -77,6 +77,16 @@ impl PendingRecord {
                 )
             })
             .collect()
+    }
+
+    /// What this record may send, by precedence: its line in the run's in-flight note.
+    pub fn intent(&self) -> (Email, InFlight) {
+        let fields = self
+            .fields
+            .iter()
+            .map(|(k, w)| (k.clone(), w.precedence))
+            .collect();
+        (self.email.clone(), fields)
     }
 }
 

@@ -133,6 +133,8 @@ struct Run {
     lease_lost: bool,
     /// When the lease was last taken or renewed.
     lease_renewed: DateTime<Utc>,
+    /// Users `load` found sync state for (a hint for how the store writes them).
+    known: HashSet<Email>,
 }
 
 /// What settling one message reports to its request's progress.
@@ -200,6 +202,7 @@ impl<P: DrainPorts> Drain<P> {
             circuit,
             lease_lost: false,
             lease_renewed: now,
+            known: HashSet::new(),
         };
         if let Phase::Open { .. } = circuit::phase(&run.circuit, now) {
             run.report.idle = Some(Idle::CircuitOpen);
@@ -282,6 +285,7 @@ impl<P: DrainPorts> Drain<P> {
         let sync = self.ports.sync_state();
         let (mut synced, in_flight) =
             futures::try_join!(sync.load(&emails), sync.in_flight(&emails))?;
+        run.known = synced.keys().cloned().collect();
         run.guarded = guard_in_flight(&mut synced, &in_flight);
         let coalesced = coalesce(&decoded, &synced);
         run.report.coalesced = coalesced.merged_messages;
@@ -292,10 +296,7 @@ impl<P: DrainPorts> Drain<P> {
             fates[i] = Some(Outcome::Absorbed);
         }
 
-        let outcomes = if self
-            .note_in_flight(run, &coalesced.records, in_flight)
-            .await?
-        {
+        let outcomes = if self.note_in_flight(run, &coalesced.records).await? {
             self.send_all(run, &coalesced.records, plan).await?
         } else {
             // The lease is lost: nothing is sent; the records are handed back untried.
@@ -310,13 +311,13 @@ impl<P: DrainPorts> Drain<P> {
         self.settle(run, fates, &coalesced, &outcomes).await
     }
 
-    /// Writes, before any provider call, the precedence of every field this run may send (merged with what
-    /// was in flight already). `false` when the lease is lost: the run sends nothing.
+    /// Writes, before any provider call, the precedence of every field this run may send, as this run's
+    /// note (earlier runs' notes stay listed on their own until resolved or a day old). `false` when the
+    /// lease is lost: the run sends nothing.
     async fn note_in_flight(
         &self,
         run: &mut Run,
         records: &[coalesce::PendingRecord],
-        mut in_flight: HashMap<Email, InFlight>,
     ) -> Result<bool, DrainError> {
         if records.is_empty() {
             return Ok(true);
@@ -326,17 +327,13 @@ impl<P: DrainPorts> Drain<P> {
         }
         let intents: Vec<(Email, InFlight)> = records
             .iter()
-            .map(|r| {
-                let mut fields = in_flight.remove(&r.email).unwrap_or_default();
-                for (key, winner) in &r.fields {
-                    let p = fields.entry(key.clone()).or_insert(winner.precedence);
-                    *p = (*p).max(winner.precedence);
-                }
-                (r.email.clone(), fields)
-            })
+            .map(coalesce::PendingRecord::intent)
             .collect();
         self.check_time(run, self.settings.settle_margin)?;
-        self.ports.sync_state().intend(&intents).await?;
+        self.ports
+            .sync_state()
+            .intend(&run.holder, &intents)
+            .await?;
         Ok(true)
     }
 

@@ -3,7 +3,8 @@
 //! 1. the lease is renewed — a run that lost it writes no state and deletes nothing it tried (those
 //!    messages come back after their visibility timeout); it only hands back what it holds untried;
 //! 2. sync state: delivered fields and no-op timestamps (never backwards in time), before any delete, so
-//!    a crash in between resends the same values, never older ones;
+//!    a crash in between resends the same values, never older ones; then the run's in-flight note is
+//!    resolved (kept only for what was tried and not delivered);
 //! 3. request progress, once per change (idempotent), before any delete, so a failed progress write
 //!    leaves the messages to come back and be counted then (a single-change request's delivered or
 //!    skipped change is not written: step 2 shows it, see [`progress`]);
@@ -13,7 +14,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
 use tracing::warn;
 
 use super::coalesce::{Coalesced, PendingRecord};
@@ -21,8 +21,8 @@ use super::outcome::{QueueAction, action};
 use super::{Drain, DrainError, Outcome, Run};
 use crate::domain::{ChangeId, Email, FieldKey, RequestId};
 use crate::ports::{
-    ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, Receipt, ReceivedMessage,
-    RequestTracker, Settled, SyncStateStore, SyncedFields,
+    ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, InFlight, Receipt, ReceivedMessage,
+    RequestTracker, Settled, SyncStateStore, SyncWrite,
 };
 
 /// The queue actions of one run, grouped by kind of call.
@@ -47,7 +47,7 @@ impl<P: DrainPorts> Drain<P> {
         let lease_held = self.fence(run).await?;
         if lease_held {
             self.check_time(run, self.settings.settle_margin)?;
-            self.record_sync_state(coalesced, outcomes).await?;
+            self.record_sync_state(run, coalesced, outcomes).await?;
         }
 
         let next_run = Duration::from_secs(u64::from(self.settings.interval_seconds));
@@ -84,16 +84,22 @@ impl<P: DrainPorts> Drain<P> {
         self.carry_out(run, actions).await
     }
 
-    /// Delivered fields and no-op timestamps, many writes in flight.
+    /// Delivered fields and no-op timestamps in one batched write; then this run's in-flight note is
+    /// resolved down to the records it tried without delivering (the provider may hold those all the same).
     async fn record_sync_state(
         &self,
+        run: &Run,
         coalesced: &Coalesced,
         outcomes: &[Outcome],
     ) -> Result<(), DrainError> {
-        let mut writes: Vec<(&Email, SyncedFields)> = coalesced
+        let mut writes: Vec<SyncWrite> = coalesced
             .touches
             .iter()
-            .map(|(email, fields)| (email, fields.clone()))
+            .map(|(email, fields)| SyncWrite {
+                email: email.clone(),
+                fields: fields.clone(),
+                known: run.known.contains(email),
+            })
             .collect();
         writes.extend(
             coalesced
@@ -101,17 +107,31 @@ impl<P: DrainPorts> Drain<P> {
                 .iter()
                 .zip(outcomes)
                 .filter(|(_, o)| **o == Outcome::Delivered)
-                .map(|(r, _)| (&r.email, r.synced_fields())),
+                .map(|(r, _)| SyncWrite {
+                    email: r.email.clone(),
+                    fields: r.synced_fields(),
+                    known: run.known.contains(&r.email),
+                }),
         );
         let sync = self.ports.sync_state();
-        let calls: Vec<_> = writes
-            .iter()
-            .map(|(email, fields)| sync.record(email, fields))
-            .collect();
-        stream::iter(calls)
-            .buffer_unordered(16)
-            .try_collect::<Vec<()>>()
-            .await?;
+        if !writes.is_empty() {
+            sync.record(&writes).await?;
+        }
+        if !coalesced.records.is_empty() {
+            let open: Vec<(Email, InFlight)> = coalesced
+                .records
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| o.was_tried() && **o != Outcome::Delivered)
+                .map(|(r, _)| r.intent())
+                .collect();
+            // Best effort: a note left listed guards no less; it only costs later runs a read.
+            if self.check_time(run, self.settings.settle_margin).is_ok()
+                && let Err(e) = sync.resolve(&run.holder, &open).await
+            {
+                warn!(error = %e, "could not resolve the run's in-flight note; it stays listed");
+            }
+        }
         Ok(())
     }
 

@@ -309,6 +309,51 @@ async fn a_crash_between_send_and_delete_resends_nothing() {
     assert!(h.queue.is_empty());
 }
 
+/// Rule: a run writes one in-flight note, which lives only while it guards something: a run that
+/// delivers everything unlists it; a record tried without being delivered keeps its line (the provider
+/// may hold the value all the same); a run that dies before recording its sync state keeps its whole note.
+#[tokio::test]
+async fn the_in_flight_note_lives_as_long_as_it_guards() {
+    let h = harness(Limits::default(), 1_000);
+    let user = |e: &str| Email::parse(e).unwrap();
+    h.enqueue("a@x.io", 0, "A");
+    h.enqueue("b@x.io", 0, "B");
+    assert_eq!(h.tick().await.delivered_records(), 2);
+    assert!(h.store.in_flight_notes().is_empty(), "all delivered");
+
+    h.enqueue("c@x.io", 0, "C");
+    h.enqueue("d@x.io", 0, "D");
+    h.provider.fail_email("d@x.io");
+    h.tick().await;
+    let notes = h.store.in_flight_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let (name, users) = notes.into_iter().next().unwrap();
+    assert!(name.ends_with("-open"), "{name}");
+    assert_eq!(users, [user("d@x.io")].into());
+
+    // A run that crashes while recording its sync state (after its calls) leaves its whole note.
+    let h = harness(Limits::default(), 1_000);
+    h.enqueue("e@x.io", 0, "E");
+    h.enqueue("f@x.io", 0, "F");
+    // The note goes through (before any call); the sync-state write after the calls hangs.
+    let faults = h.faults.clone();
+    h.provider
+        .on_call(move || faults.inject(Op::SyncRecord, Fault::Hang, 1));
+    let deadline = h.clock.now() + chrono::Duration::seconds(50);
+    let crashed = tokio::time::timeout(Duration::from_millis(200), h.drain.run(deadline)).await;
+    assert!(
+        crashed.is_err(),
+        "the run must have hung recording its sync state"
+    );
+    assert_eq!(h.provider.deliveries().len(), 2, "sent before the crash");
+    let notes = h.store.in_flight_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(
+        notes.into_values().next().unwrap(),
+        [user("e@x.io"), user("f@x.io")].into()
+    );
+}
+
 /// Rule: 422 → that record's messages go to the DLQ with the reason; the rest of the batch is delivered.
 #[tokio::test]
 async fn a_rejected_record_is_dead_lettered_and_the_rest_delivered() {

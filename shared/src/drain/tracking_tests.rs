@@ -143,7 +143,11 @@ async fn a_change_stale_against_a_value_in_flight_is_written() {
     // Another run was about to send a newer name (its change is elsewhere: hidden, or in the DLQ by now).
     let newer = h.change("a@x.io", 0, "Newer").precedence();
     let in_flight: InFlight = [(FieldKey::Name, newer)].into_iter().collect();
-    h.store.intend(&[(email.clone(), in_flight)]).await.unwrap();
+    // (A run that died after its calls: its note stays listed.)
+    h.store
+        .intend("a crashed run", &[(email.clone(), in_flight)])
+        .await
+        .unwrap();
     let r = h.tick().await;
     assert_eq!((r.absorbed, r.skipped_stale), (1, 1));
     assert!(h.queue.is_empty());

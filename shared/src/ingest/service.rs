@@ -458,9 +458,12 @@ mod tests {
             })
             .collect();
         let drain = svc.requests.drain_state();
-        SyncStateStore::record(drain, &change.email, &fields)
-            .await
-            .unwrap();
+        let write = crate::ports::SyncWrite {
+            email: change.email.clone(),
+            fields,
+            known: false,
+        };
+        SyncStateStore::record(drain, &[write]).await.unwrap();
         let status = svc.request_status(&id.to_string()).await.unwrap();
         assert_eq!((status.delivered, status.pending), (1, 0));
         for unknown in ["not-a-uuid", &RequestId::new().to_string()] {

@@ -11,7 +11,7 @@ use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
     Backlog, ChangeQueue, CircuitState, Coordination, DeadLetter, InFlight, PortResult, Provider,
     QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply, RequestTracker, Reservation, Settled,
-    SyncStateStore, SyncedFields, Window,
+    SyncStateStore, SyncWrite, SyncedFields, Window,
 };
 
 /// The service behind a port call.
@@ -36,7 +36,9 @@ pub enum Op {
     LedgerMarkSpent,
     SyncLoad,
     SyncRecord,
+    SyncInFlight,
     SyncIntend,
+    SyncResolve,
     LeaseAcquire,
     LeaseRenew,
     LeaseRelease,
@@ -61,16 +63,18 @@ impl Op {
 
     /// DynamoDB (requests, read units, write units) one call with `items` items costs, following the
     /// DynamoDB adapter: strongly consistent reads of items under 4 KB (1 RRU each, found or not), writes
-    /// of items under 1 KB (1 WRU each, conditional failures included); `BatchGetItem` takes 100 keys.
+    /// of items under 1 KB (1 WRU each, conditional failures included); `BatchGetItem` takes 100 keys,
+    /// `BatchExecuteStatement` 25 statements (one per user: the sync state's conditional INSERT/UPDATE).
+    /// The in-flight note's operations depend on the note's size, not on a count: [`Meter`] works them
+    /// out from the bytes the adapter writes ([`sluice::adapters::dynamo::note_chunks`]).
     pub fn dynamo_units(self, items: u64) -> (u64, u64, u64) {
         use Op::*;
         match self {
             LedgerUsed | CircuitRead => (1, 1, 0),
-            LedgerReserve | LedgerMarkSpent | SyncRecord | LeaseAcquire | LeaseRenew
-            | LeaseRelease | CircuitOpen => (1, 0, 1),
+            LedgerReserve | LedgerMarkSpent | LeaseAcquire | LeaseRenew | LeaseRelease
+            | CircuitOpen => (1, 0, 1),
             SyncLoad => (items.div_ceil(100), items, 0),
-            // BatchWriteItem of 25 puts of small items.
-            SyncIntend => (items.div_ceil(25), 0, items),
+            SyncRecord => (items.div_ceil(25), 0, items),
             RequestsAdd => (items, 0, items),
             _ => (0, 0, 0),
         }
@@ -85,6 +89,8 @@ pub struct OpStats {
     pub items: u64,
     /// Summed duration (calls may overlap).
     pub total: Duration,
+    /// What the calls cost in DynamoDB.
+    pub dynamo: DynamoUnits,
 }
 
 /// DynamoDB requests and capacity units.
@@ -95,6 +101,14 @@ pub struct DynamoUnits {
     pub write_units: u64,
 }
 
+impl DynamoUnits {
+    fn add(&mut self, other: DynamoUnits) {
+        self.requests += other.requests;
+        self.read_units += other.read_units;
+        self.write_units += other.write_units;
+    }
+}
+
 #[derive(Debug, Default)]
 struct MeterState {
     stats: BTreeMap<Op, OpStats>,
@@ -103,6 +117,28 @@ struct MeterState {
     spans: Option<Vec<(Service, Instant, Instant)>>,
     /// Change ids in each request item's sets so far (an update is billed at the item's size).
     request_ids: HashMap<RequestId, u64>,
+    /// In-flight notes listed, as the adapter would hold them: bytes of each chunk item, by note name.
+    notes: BTreeMap<String, Vec<u64>>,
+}
+
+/// Bytes of one note chunk item besides its entries (key, `expires_at`, attribute names).
+const NOTE_ITEM_OVERHEAD: u64 = 100;
+
+/// Bytes of each chunk item of a note of these intents, as the DynamoDB adapter writes it.
+fn note_items(intents: &[(Email, InFlight)]) -> Vec<u64> {
+    sluice::adapters::dynamo::note_chunks(intents)
+        .iter()
+        .map(|c| c.len() as u64 + NOTE_ITEM_OVERHEAD)
+        .collect()
+}
+
+/// Writing a note: BatchWriteItem of its chunks (25 a call, 1 WRU per KB) + the index's UpdateItem.
+fn note_write_units(chunks: &[u64]) -> DynamoUnits {
+    DynamoUnits {
+        requests: (chunks.len() as u64).div_ceil(25) + 1,
+        read_units: 0,
+        write_units: chunks.iter().map(|b| b.div_ceil(1024)).sum::<u64>() + 1,
+    }
 }
 
 /// Shared by every wrapped port of one drain.
@@ -122,16 +158,28 @@ impl Meter {
     }
 
     fn record(&self, op: Op, items: u64, start: Instant) {
+        let (requests, read_units, write_units) = op.dynamo_units(items);
+        self.record_units(
+            op,
+            items,
+            DynamoUnits {
+                requests,
+                read_units,
+                write_units,
+            },
+            start,
+        );
+    }
+
+    fn record_units(&self, op: Op, items: u64, units: DynamoUnits, start: Instant) {
         let end = Instant::now();
         let mut s = lock(&self.0);
         let e = s.stats.entry(op).or_default();
         e.calls += 1;
         e.items += items;
         e.total += end - start;
-        let (requests, reads, writes) = op.dynamo_units(items);
-        s.dynamo.requests += requests;
-        s.dynamo.read_units += reads;
-        s.dynamo.write_units += writes;
+        e.dynamo.add(units);
+        s.dynamo.add(units);
         if let Some(spans) = s.spans.as_mut() {
             spans.push((op.service(), start, end));
         }
@@ -155,6 +203,8 @@ impl Meter {
         e.calls += 1;
         e.items += added.len() as u64;
         e.total += end - start;
+        e.dynamo.requests += added.len() as u64;
+        e.dynamo.write_units += writes;
         s.dynamo.requests += added.len() as u64;
         s.dynamo.write_units += writes;
         if let Some(spans) = s.spans.as_mut() {
@@ -314,24 +364,73 @@ impl<T: SyncStateStore> SyncStateStore for Metered<T> {
         r
     }
 
-    async fn record(&self, email: &Email, fields: &SyncedFields) -> PortResult<()> {
+    async fn record(&self, users: &[SyncWrite]) -> PortResult<()> {
         let t = Instant::now();
-        let r = self.inner.record(email, fields).await;
-        self.meter.record(Op::SyncRecord, 1, t);
+        let r = self.inner.record(users).await;
+        self.meter.record(Op::SyncRecord, users.len() as u64, t);
         r
     }
 
     async fn in_flight(&self, emails: &[Email]) -> PortResult<HashMap<Email, InFlight>> {
         let t = Instant::now();
         let r = self.inner.in_flight(emails).await;
-        self.meter.record(Op::SyncLoad, emails.len() as u64, t);
+        // GetItem of the index, then BatchGetItem (25 keys a call) of every listed note's chunks.
+        let chunks: Vec<u64> = lock(&self.meter.0)
+            .notes
+            .values()
+            .flatten()
+            .copied()
+            .collect();
+        let units = DynamoUnits {
+            requests: 1 + (chunks.len() as u64).div_ceil(25),
+            read_units: 1 + chunks.iter().map(|b| b.div_ceil(4096)).sum::<u64>(),
+            write_units: 0,
+        };
+        self.meter
+            .record_units(Op::SyncInFlight, emails.len() as u64, units, t);
         r
     }
 
-    async fn intend(&self, intents: &[(Email, InFlight)]) -> PortResult<()> {
+    async fn intend(&self, holder: &str, intents: &[(Email, InFlight)]) -> PortResult<()> {
         let t = Instant::now();
-        let r = self.inner.intend(intents).await;
-        self.meter.record(Op::SyncIntend, intents.len() as u64, t);
+        let r = self.inner.intend(holder, intents).await;
+        let chunks = note_items(intents);
+        let units = if chunks.is_empty() {
+            DynamoUnits::default()
+        } else {
+            note_write_units(&chunks)
+        };
+        if r.is_ok() && !chunks.is_empty() {
+            lock(&self.meter.0).notes.insert(holder.to_string(), chunks);
+        }
+        self.meter
+            .record_units(Op::SyncIntend, intents.len() as u64, units, t);
+        r
+    }
+
+    async fn resolve(&self, holder: &str, open: &[(Email, InFlight)]) -> PortResult<()> {
+        let t = Instant::now();
+        let r = self.inner.resolve(holder, open).await;
+        let chunks = note_items(open);
+        // An UpdateItem that unlists the note, or the open remainder written and listed in its place.
+        let units = if chunks.is_empty() {
+            DynamoUnits {
+                requests: 1,
+                read_units: 0,
+                write_units: 1,
+            }
+        } else {
+            note_write_units(&chunks)
+        };
+        if r.is_ok() {
+            let mut s = lock(&self.meter.0);
+            s.notes.remove(holder);
+            if !chunks.is_empty() {
+                s.notes.insert(format!("{holder}-open"), chunks);
+            }
+        }
+        self.meter
+            .record_units(Op::SyncResolve, open.len() as u64, units, t);
         r
     }
 }
@@ -438,13 +537,57 @@ mod tests {
         m.record(Op::LedgerUsed, 1, t);
         m.record(Op::LedgerReserve, 1, t);
         m.record(Op::QueueReceive, 10, t);
+        m.record(Op::SyncRecord, 1_000, t); // 40 BatchExecuteStatement of 25, 1 WRU per user
         assert_eq!(
             m.dynamo(),
             DynamoUnits {
-                requests: 3 + 40 + 1 + 1,
+                requests: 3 + 40 + 1 + 1 + 40,
                 read_units: 251,
-                write_units: 41,
+                write_units: 41 + 1_000,
             }
+        );
+    }
+
+    /// The in-flight note costs its KB, not one item per record; a resolved note is no longer read.
+    #[tokio::test]
+    async fn the_in_flight_note_costs_its_size() {
+        use sluice::adapters::memory::MemoryStore;
+        use sluice::domain::{FieldKey, Precedence};
+        let m = Meter::default();
+        let store = Metered::new(MemoryStore::default(), m.clone());
+        let p = Precedence {
+            occurred_at: Utc::now(),
+            accepted_at: Utc::now(),
+            position: 0,
+        };
+        let intents: Vec<(Email, InFlight)> = (0..1_000)
+            .map(|i| {
+                (
+                    Email::parse(&format!("user{i}@example.com")).unwrap(),
+                    InFlight::from([(FieldKey::Name, p)]),
+                )
+            })
+            .collect();
+        store.intend("run-1", &intents).await.unwrap();
+        let note = m.op(Op::SyncIntend).dynamo;
+        let bytes: u64 = note_items(&intents).iter().sum();
+        assert_eq!(
+            note.requests, 2,
+            "one BatchWriteItem of chunks, one index update"
+        );
+        assert_eq!(note.write_units, bytes.div_ceil(1024) + 1);
+        assert!(note.write_units < 150, "{note:?}: KB, not 1,000 items");
+        store.in_flight(&[]).await.unwrap();
+        assert_eq!(
+            m.op(Op::SyncInFlight).dynamo.read_units,
+            1 + bytes.div_ceil(4096)
+        );
+        store.resolve("run-1", &[]).await.unwrap();
+        store.in_flight(&[]).await.unwrap();
+        assert_eq!(
+            m.op(Op::SyncInFlight).dynamo.read_units,
+            1 + bytes.div_ceil(4096) + 1,
+            "only the index once resolved"
         );
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::day::DayResult;
-use crate::metered::Op;
+use crate::metered::{DynamoUnits, Op};
 use crate::summary::{DayRow, DrainTiming, LocalstackFigures, SimSummary};
 
 /// 53600 → "53,600".
@@ -239,8 +239,10 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 Op::LedgerReserve => "UpdateItem (conditional ADD)",
                 Op::LedgerMarkSpent => "UpdateItem",
                 Op::SyncLoad => "BatchGetItem ≤ 100 keys (consistent)",
-                Op::SyncRecord => "UpdateItem (conditional)",
-                Op::SyncIntend => "BatchWriteItem ≤ 25 puts (in-flight fields)",
+                Op::SyncRecord => "BatchExecuteStatement ≤ 25 conditional INSERT/UPDATE",
+                Op::SyncInFlight => "GetItem (note index) + BatchGetItem of listed notes",
+                Op::SyncIntend => "BatchWriteItem of note chunks + UpdateItem (index)",
+                Op::SyncResolve => "UpdateItem (index) [+ the open remainder's note]",
                 Op::LeaseAcquire => "PutItem (conditional)",
                 Op::LeaseRenew => "UpdateItem (conditional)",
                 Op::LeaseRelease => "DeleteItem (conditional)",
@@ -249,16 +251,11 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 Op::RequestsAdd => "UpdateItem per request id",
                 _ => continue,
             };
-            let (rq, r, w) = if *op == Op::SyncLoad {
-                (st.calls, st.items, 0)
-            } else if *op == Op::RequestsAdd {
-                (st.items, 0, st.items)
-            } else if *op == Op::SyncIntend {
-                (st.items.div_ceil(25).max(st.calls), 0, st.items)
-            } else {
-                let (a, b, c) = op.dynamo_units(1);
-                (a * st.calls, b * st.calls, c * st.calls)
-            };
+            let DynamoUnits {
+                requests: rq,
+                read_units: r,
+                write_units: w,
+            } = st.dynamo;
             let _ = writeln!(
                 s,
                 "| {op:?} | {call} | {} | {} | {} | {} | {} |",
@@ -269,10 +266,6 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 int(w)
             );
         }
-        s.push_str(
-            "\n(`BatchGetItem` requests are counted one per call here; a call of more than 100 keys makes \
-             ⌈n/100⌉ — the total in the table above does that.)\n",
-        );
     }
 
     let _ = writeln!(s, "\n#### Plots\n");
