@@ -108,6 +108,40 @@ pub fn cost_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) ->
     s
 }
 
+/// The cost goals of issue 11: ≤ $100 a month at one change per `POST`, ≤ $40 in bulk POSTs of 100.
+pub fn cost_goals(sim: &SimSummary, ls: Option<&LocalstackFigures>) -> String {
+    let total = |lines: &[Line]| -> Option<f64> {
+        lines.iter().map(|l| l.monthly).sum::<Option<f64>>()
+    };
+    let single = total(&lines(&sim.steady_cost, ls, "ingest"));
+    let bulk = sim
+        .steady_bulk_cost
+        .as_ref()
+        .and_then(|c| total(&lines(c, ls, INGEST_BULK)));
+    let mut s = String::new();
+    for (what, got, goal) in [
+        ("single-change POSTs", single, 100.0),
+        ("bulk POSTs of 100", bulk, 40.0),
+    ] {
+        let _ = match got {
+            Some(g) => writeln!(
+                s,
+                "| estimated AWS cost at 40,000 changes/h, {what}: ≤ ${goal:.0}/month | ${g:.2} | {} |",
+                if g <= goal {
+                    "**met**".to_string()
+                } else {
+                    format!("**missed** — by ${:.2}", g - goal)
+                }
+            ),
+            None => writeln!(
+                s,
+                "| estimated AWS cost at 40,000 changes/h, {what}: ≤ ${goal:.0}/month | not measured yet (`make bench` and `make bench-localstack`) | – |"
+            ),
+        };
+    }
+    s
+}
+
 /// The bill of one day's measured calls, scaled to a month. `ingest_function` names the LocalStack
 /// benchmark's ingest case whose warm duration and log volume stand for one `POST`.
 fn lines(c: &CostInputs, ls: Option<&LocalstackFigures>, ingest_function: &str) -> Vec<Line> {

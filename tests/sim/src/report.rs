@@ -300,18 +300,24 @@ fn verdict(met: bool, miss: String) -> String {
 
 /// The goals of issues 6 and 11 with the measured figures next to them.
 pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -> String {
-    let mut s = String::from("| goal (issues 6 and 11) | measured | verdict |\n|---|---|---|\n");
+    let mut s = String::from("| goal (issue 11) | measured | verdict |\n|---|---|---|\n");
     if let Some(sim) = sim {
         if let Some(r) = sim.row("saturated", "Sluice") {
+            let after = r.worst_hour_after_first.unwrap_or(r.worst_hour);
             let _ = writeln!(
                 s,
-                "| ≥ 99.5 % of capacity delivered under a saturated day | {} of 53,600 records/h over 24 h (worst hour {}) | {} |",
+                "| saturated day (200,000 changes/h, Zipf 1.1 over 100,000 users), default settings: ≥ 99.5 % of capacity (stretch 99.9 %), every hour after the first ≥ 99 % | {} of 53,600 records/h over 24 h; worst hour after the first {} (first {}) | {} |",
                 pct(r.capacity_used),
+                pct(after),
                 pct(r.worst_hour),
                 verdict(
-                    r.capacity_used >= 0.995,
-                    format!("by {:.1} points", (0.995 - r.capacity_used) * 100.0)
-                )
+                    r.capacity_used >= 0.995 && after >= 0.99,
+                    format!(
+                        "by {:.2} points (total) / {:.2} points (worst hour)",
+                        ((0.995 - r.capacity_used) * 100.0).max(0.0),
+                        ((0.99 - after) * 100.0).max(0.0)
+                    )
+                ) + if r.capacity_used >= 0.999 { " (stretch met)" } else { "" }
             );
         }
         if let Some(r) = sim
@@ -321,14 +327,10 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
         {
             let _ = writeln!(
                 s,
-                "| (same, {}) | {} (worst hour {}) | {} |",
+                "| (for comparison: {}, the old default) | {} (worst hour {}) | – |",
                 r.policy,
                 pct(r.capacity_used),
                 pct(r.worst_hour),
-                verdict(
-                    r.capacity_used >= 0.995,
-                    format!("by {:.1} points", (0.995 - r.capacity_used) * 100.0)
-                )
             );
         }
         let sluice: Vec<&DayRow> = sim.rows.iter().filter(|r| !r.baseline).collect();
@@ -353,20 +355,20 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
         if let Some(r) = sim.row("steady", "Sluice") {
             let _ = writeln!(
                 s,
-                "| freshness p50 ≤ 40 s under steady 40,000/h | p50 {} | {} |",
+                "| steady day 40,000/h: freshness p50 ≤ 30 s | p50 {} | {} |",
                 secs(r.fresh_p50_s),
                 verdict(
-                    r.fresh_p50_s <= 40.0,
-                    format!("by {:.1} s", r.fresh_p50_s - 40.0)
+                    r.fresh_p50_s <= 30.0,
+                    format!("by {:.1} s", r.fresh_p50_s - 30.0)
                 )
             );
             let _ = writeln!(
                 s,
-                "| freshness p99 ≤ 80 s under steady 40,000/h | p99 {} | {} |",
+                "| steady day 40,000/h: freshness p99 ≤ 60 s | p99 {} | {} |",
                 secs(r.fresh_p99_s),
                 verdict(
-                    r.fresh_p99_s <= 80.0,
-                    format!("by {:.1} s", r.fresh_p99_s - 80.0)
+                    r.fresh_p99_s <= 60.0,
+                    format!("by {:.1} s", r.fresh_p99_s - 60.0)
                 )
             );
         }
@@ -374,6 +376,9 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
         s.push_str("| simulator goals | not run yet (`make bench`) | – |\n");
     }
     s.push_str(&drain_goals(ls));
+    if let Some(sim) = sim {
+        s.push_str(&crate::cost::cost_goals(sim, ls));
+    }
     s
 }
 

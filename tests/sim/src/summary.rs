@@ -34,6 +34,9 @@ pub struct DayRow {
     pub capacity_used: f64,
     /// The lowest hour's share of capacity (traffic hours).
     pub worst_hour: f64,
+    /// The worst hour but the first (the queue starts empty).
+    #[serde(default)]
+    pub worst_hour_after_first: Option<f64>,
     pub over_limit: u32,
     pub noop_records: u64,
     pub users_twice: u32,
@@ -57,6 +60,9 @@ impl DayRow {
         let worst = (0..hours)
             .map(|h| r.delivered_in(h) as f64 / cap)
             .fold(f64::INFINITY, f64::min);
+        let worst_after_first = (1..hours)
+            .map(|h| r.delivered_in(h) as f64 / cap)
+            .fold(f64::INFINITY, f64::min);
         Self {
             scenario: r.scenario.to_string(),
             policy: r.policy.label(),
@@ -67,6 +73,7 @@ impl DayRow {
             records: r.records,
             capacity_used: delivered as f64 / (cap * hours.max(1) as f64),
             worst_hour: if worst.is_finite() { worst } else { 0.0 },
+            worst_hour_after_first: worst_after_first.is_finite().then_some(worst_after_first),
             over_limit: r.over_limit,
             noop_records: r.noop_records,
             users_twice: r.users_twice,
