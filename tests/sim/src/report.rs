@@ -359,7 +359,7 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
                 secs(r.fresh_p50_s),
                 verdict(
                     r.fresh_p50_s <= 30.0,
-                    format!("by {:.1} s", r.fresh_p50_s - 30.0)
+                    format!("by {:.2} s", r.fresh_p50_s - 30.0)
                 )
             );
             let _ = writeln!(
@@ -368,7 +368,7 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
                 secs(r.fresh_p99_s),
                 verdict(
                     r.fresh_p99_s <= 60.0,
-                    format!("by {:.1} s", r.fresh_p99_s - 60.0)
+                    format!("by {:.2} s", r.fresh_p99_s - 60.0)
                 )
             );
         }
