@@ -110,9 +110,8 @@ pub fn cost_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) ->
 
 /// The cost goals of issue 11: ≤ $100 a month at one change per `POST`, ≤ $40 in bulk POSTs of 100.
 pub fn cost_goals(sim: &SimSummary, ls: Option<&LocalstackFigures>) -> String {
-    let total = |lines: &[Line]| -> Option<f64> {
-        lines.iter().map(|l| l.monthly).sum::<Option<f64>>()
-    };
+    let total =
+        |lines: &[Line]| -> Option<f64> { lines.iter().map(|l| l.monthly).sum::<Option<f64>>() };
     let single = total(&lines(&sim.steady_cost, ls, "ingest"));
     let bulk = sim
         .steady_bulk_cost

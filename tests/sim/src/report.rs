@@ -317,7 +317,11 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
                         ((0.995 - r.capacity_used) * 100.0).max(0.0),
                         ((0.99 - after) * 100.0).max(0.0)
                     )
-                ) + if r.capacity_used >= 0.999 { " (stretch met)" } else { "" }
+                ) + if r.capacity_used >= 0.999 {
+                    " (stretch met)"
+                } else {
+                    ""
+                }
             );
         }
         if let Some(r) = sim
