@@ -288,13 +288,31 @@ fn strings_of(y: &Yaml) -> Vec<String> {
     }
 }
 
+/// A function's policies, a conditional one (`!If [Condition, Policy, !Ref AWS::NoValue]`) by its branches:
+/// the calls it allows are made only in the setups whose condition grants it (the ingest key is read only
+/// with `IngestAuth=api-key`), so its actions count as granted.
+fn policy_list(policies: &Yaml) -> Vec<&Yaml> {
+    let mut out = Vec::new();
+    for policy in policies.as_vec().into_iter().flatten() {
+        match policy.as_vec() {
+            Some(branches) if branches.len() == 3 && branches[0].as_str().is_some() => out.extend(
+                branches[1..]
+                    .iter()
+                    .filter(|b| b.as_str() != Some("AWS::NoValue")),
+            ),
+            _ => out.push(policy),
+        }
+    }
+    out
+}
+
 /// The actions a function's `Policies` grant (SAM templates expanded, inline statements read).
 fn granted_actions(resource: &str, policies: &Yaml) -> Vec<String> {
     let mut granted = Vec::new();
-    for policy in policies
-        .as_vec()
-        .unwrap_or_else(|| panic!("{resource}: Policies is not a list"))
-    {
+    if policies.as_vec().is_none() {
+        panic!("{resource}: Policies is not a list");
+    }
+    for policy in policy_list(policies) {
         let hash = policy.as_hash().unwrap_or_else(|| {
             panic!("{resource}: policy {policy:?} is not a SAM template or a statement list: expand it here")
         });

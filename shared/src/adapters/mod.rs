@@ -54,7 +54,10 @@ pub async fn aws_drain(
         queue: sqs::SqsChangeQueue::new(sqs, &config.queue_url, &config.dlq_url),
         ledger: state.clone(),
         sync_state: state.clone(),
-        provider: provider_http::HttpProvider::from_config(config, aws).await?,
+        provider: provider_http::HttpProvider::from_config(
+            config,
+            secrets::provider_api_key(config, aws).await?,
+        )?,
         clock: SystemClock,
         coordination: state.clone(),
         requests: state,

@@ -7,7 +7,7 @@ use reqwest::{Client, Response, StatusCode, header};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::{Config, ProviderKeySource};
+use crate::config::Config;
 use crate::domain::Subscriber;
 use crate::ports::{CallInfo, Provider, ProviderError, Reply};
 
@@ -68,9 +68,8 @@ impl HttpProvider {
         })
     }
 
-    /// Builds the provider from the config, reading the API key from Secrets Manager when deployed.
-    pub async fn from_config(config: &Config, aws: &aws_config::SdkConfig) -> anyhow::Result<Self> {
-        let key = provider_api_key(config, aws).await?;
+    /// Builds the provider from the config and its API key (read once: [`super::secrets::provider_api_key`]).
+    pub fn from_config(config: &Config, key: String) -> anyhow::Result<Self> {
         Ok(Self::new(
             &config.provider_base_url,
             &config.provider_account_id,
@@ -204,20 +203,6 @@ fn rejection(status: StatusCode, text: &str) -> ProviderError {
 fn record_index(attribute: &str) -> Option<usize> {
     let rest = attribute.split_once('[')?.1;
     rest.split_once(']')?.0.parse().ok()
-}
-
-/// Reads the provider API key once: plain from the environment locally, from Secrets Manager when deployed.
-/// The secret may be the bare key or JSON with an `api_key` field.
-pub async fn provider_api_key(
-    config: &Config,
-    aws: &aws_config::SdkConfig,
-) -> anyhow::Result<String> {
-    match &config.provider_key {
-        ProviderKeySource::Plain(key) => Ok(key.clone()),
-        ProviderKeySource::SecretArn(arn) => {
-            super::secrets::read_api_key(aws, arn, "the provider API key").await
-        }
-    }
 }
 
 impl Provider for HttpProvider {

@@ -1,7 +1,18 @@
 //! Keys read once, at cold start, from Secrets Manager: the provider's API key (drain) and the ingest API
 //! key (ingest behind an HTTP API, which has no API keys of its own, so the function checks `x-api-key`).
 
-use crate::config::IngestConfig;
+use crate::config::{Config, IngestConfig, ProviderKeySource};
+
+/// The provider API key, read once: plain from the environment locally, from Secrets Manager when deployed.
+pub async fn provider_api_key(
+    config: &Config,
+    aws: &aws_config::SdkConfig,
+) -> anyhow::Result<String> {
+    match &config.provider_key {
+        ProviderKeySource::Plain(key) => Ok(key.clone()),
+        ProviderKeySource::SecretArn(arn) => read_api_key(aws, arn, "the provider API key").await,
+    }
+}
 
 /// The key a secret holds: the bare string, or JSON with an `api_key` field (what the template's
 /// generated secret and a hand-made `{"api_key": "…"}` both are). `what` names the key in errors.

@@ -26,7 +26,7 @@ use sluice::Config;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::provider_http::HttpProvider;
 use sluice::adapters::sqs::SqsChangeQueue;
-use sluice::adapters::{AwsDrainPorts, aws_drain, drain_timeouts};
+use sluice::adapters::{AwsDrainPorts, aws_drain, drain_timeouts, secrets};
 use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use sluice::drain::{Drain, DrainReport, DrainSettings};
 use sluice::ports::{ChangeQueue, PortSet, SystemClock};
@@ -240,7 +240,10 @@ pub async fn metered_drain(
         queue: Metered::new(drain_queue(config, sdk), meter.clone()),
         ledger: m(state.clone()),
         sync_state: m(state.clone()),
-        provider: Metered::new(HttpProvider::from_config(config, sdk).await?, meter.clone()),
+        provider: Metered::new(
+            HttpProvider::from_config(config, secrets::provider_api_key(config, sdk).await?)?,
+            meter.clone(),
+        ),
         clock: SystemClock,
         coordination: m(state.clone()),
         requests: m(state),
