@@ -350,10 +350,10 @@ pub fn goals_section(sim: Option<&SimSummary>, ls: Option<&LocalstackFigures>) -
         );
         let _ = writeln!(
             s,
-            "| 0 no-op records, 0 users twice in one request | {noop} no-op records, {twice} requests with a user twice (and {stale} stale overwrites) | {} |",
+            "| 0 no-op records, 0 users twice in a request, 0 stale overwrites | {noop} no-op records, {twice} requests with a user twice, {stale} stale overwrites | {} |",
             verdict(
-                noop == 0 && twice == 0,
-                format!("{noop} no-op records, {twice} requests")
+                noop == 0 && twice == 0 && stale == 0,
+                format!("{noop} no-op records, {twice} requests, {stale} stale")
             )
         );
         if let Some(r) = sim.row("steady", "Sluice") {
