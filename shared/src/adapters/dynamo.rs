@@ -34,8 +34,9 @@
 //! **In-flight notes per run.** Before its first provider call a run writes one note — the precedence of
 //! every field it may send — in a few chunk items, then lists it in `inflight#runs`; `in_flight` reads
 //! that index and the listed notes (normally none: only crashed runs' and open remainders). Once the run's
-//! sync state is recorded, `resolve` unlists the note, or replaces it by a note of only the records tried
-//! without being delivered (`<holder>-open`), whose fields the provider may hold. So a run writes
+//! sync state is recorded, `resolve` unlists the note, or replaces it by a note of only the records whose
+//! call got no answer (5xx, timeout: `<holder>-open`), whose fields the provider may hold; a rejection or
+//! a same-subscriber 429 says the provider took nothing, so those leave no open note. So a run writes
 //! O(KB of its note) + 2 small updates instead of one item per record (1,000 records of one field: ~95 KB,
 //! so ~96 WRU instead of 1,000); a note left by a crash keeps guarding for its day, then is dropped from
 //! the index on read (the items go by TTL). Per-user `inflight#<email>` items of the earlier format are

@@ -122,7 +122,9 @@ impl<P: DrainPorts> Drain<P> {
                 .records
                 .iter()
                 .zip(outcomes)
-                .filter(|(_, o)| o.was_tried() && **o != Outcome::Delivered)
+                // Only a call whose answer never came (5xx, timeout, connection) may have been applied
+                // anyway; a rejection or a same-subscriber 429 says the provider did not take the record.
+                .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
                 .map(|(r, _)| r.intent())
                 .collect();
             // Best effort: a note left listed guards no less; it only costs later runs a read.
