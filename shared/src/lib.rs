@@ -8,8 +8,8 @@
 //!   lease, request tracker), in domain types only.
 //! - [`drain`]: the drain engine — quota, pacing policy, coalescing, settling outcomes, the report.
 //! - [`ingest`]: the ingest service — body parsing, enqueueing, idempotency, request status.
-//! - [`adapters`]: SQS, DynamoDB and HTTP-provider implementations of the ports, plus in-memory ones for
-//!   unit tests and the simulator.
+//! - [`adapters`]: SQS, DynamoDB and HTTP-provider implementations of the ports, the keys read from
+//!   Secrets Manager at cold start, plus in-memory ones for unit tests and the simulator.
 //! - [`telemetry`]: JSON logs with emails redacted, and CloudWatch Embedded Metric Format lines.
 
 pub mod adapters;
