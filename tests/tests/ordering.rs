@@ -121,6 +121,28 @@ async fn synced_name(state: &DynamoState, email: &Email) -> SyncedField {
     state.load(std::slice::from_ref(email)).await.unwrap()[email][&FieldKey::Name].clone()
 }
 
+/// A user item as the sync-state write before full precision left it: `{v, t: ms}` for the name.
+async fn put_millisecond_item(stack: &TestStack, email: &Email, t: DateTime<Utc>) {
+    stack
+        .ddb
+        .put_item()
+        .table_name(&stack.outputs.table_name)
+        .item("pk", AttributeValue::S(format!("user#{}", email.as_str())))
+        .item(
+            "f.name",
+            AttributeValue::M(HashMap::from([
+                ("v".to_string(), AttributeValue::S("old-format".into())),
+                (
+                    "t".to_string(),
+                    AttributeValue::N(t.timestamp_millis().to_string()),
+                ),
+            ])),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn user_item(stack: &TestStack, email: &Email) -> HashMap<String, AttributeValue> {
     stack
         .ddb
@@ -209,24 +231,7 @@ async fn an_old_millisecond_item_is_read_and_guarded() {
     let email = Email::parse("legacy@x.io").unwrap();
     let t = recent_second() + TimeDelta::milliseconds(5);
     // What the previous `record_update` wrote: `{v, t: ms}`.
-    stack
-        .ddb
-        .put_item()
-        .table_name(&stack.outputs.table_name)
-        .item("pk", AttributeValue::S(format!("user#{}", email.as_str())))
-        .item(
-            "f.name",
-            AttributeValue::M(HashMap::from([
-                ("v".to_string(), AttributeValue::S("old-format".into())),
-                (
-                    "t".to_string(),
-                    AttributeValue::N(t.timestamp_millis().to_string()),
-                ),
-            ])),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_millisecond_item(&stack, &email, t).await;
 
     let read = synced_name(&state, &email).await;
     assert_eq!(read.value, "old-format");
@@ -360,27 +365,7 @@ async fn one_batched_write_inserts_updates_and_guards_each_field() {
     // Users 30..40 hold old millisecond items: `{v, t}`; the batch brings 30..35 a change in that same
     // millisecond (refused) and 35..40 one from the next millisecond (taken).
     for i in 30..40 {
-        stack
-            .ddb
-            .put_item()
-            .table_name(&stack.outputs.table_name)
-            .item(
-                "pk",
-                AttributeValue::S(format!("user#{}", email(i).as_str())),
-            )
-            .item(
-                "f.name",
-                AttributeValue::M(HashMap::from([
-                    ("v".to_string(), AttributeValue::S("old-format".into())),
-                    (
-                        "t".to_string(),
-                        AttributeValue::N(t.timestamp_millis().to_string()),
-                    ),
-                ])),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_millisecond_item(&stack, &email(i), t).await;
     }
     // The batch: 70 users (three calls); users 40..70 are new.
     let batch: Vec<SyncWrite> = (0..70)
