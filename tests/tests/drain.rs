@@ -9,17 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use chrono::Utc;
-use lambda_runtime::{Context, LambdaEvent};
-use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::domain::{Change, ChangeId, Email, Priority, RequestId};
-use sluice::drain::{Drain, DrainReport};
-use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle, Faults};
+use sluice::drain::DrainReport;
+use sluice_tests::emulator::{EmulatorConfig, Faults};
 
-use common::TestStack;
-
-const FIXTURE: &str = include_str!("../fixtures/scheduled-event.json");
+use common::{TestStack, invoke};
 
 fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
     let now = Utc::now();
@@ -36,27 +31,6 @@ fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
         position: 0,
         request_size: None,
     }
-}
-
-async fn drain_for(
-    stack: &TestStack,
-    emulator: &EmulatorHandle,
-    overrides: &[(&str, &str)],
-) -> Drain<AwsDrainPorts> {
-    aws_drain(&stack.config(emulator, overrides), &stack.sdk)
-        .await
-        .unwrap()
-}
-
-/// One invocation through the real handler with the scheduled-event fixture and a 60 s deadline.
-async fn invoke(drain: &Drain<AwsDrainPorts>) -> DrainReport {
-    let event: CloudWatchEvent = serde_json::from_str(FIXTURE).unwrap();
-    let mut context = Context::default();
-    context.deadline =
-        u64::try_from((Utc::now() + chrono::Duration::seconds(60)).timestamp_millis()).unwrap();
-    drain::handle(drain, "test", LambdaEvent::new(event, context))
-        .await
-        .unwrap()
 }
 
 async fn assert_queue_empty(stack: &TestStack) {
@@ -77,7 +51,7 @@ async fn delivers_each_change_once_and_empties_the_queue() {
         .map(|i| change(&format!("u{i}@x.io"), &format!("n{i}"), 0))
         .collect();
     stack.enqueue(&changes).await;
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
 
     let report = invoke(&drain).await;
     assert_eq!(
@@ -115,7 +89,7 @@ async fn coalesces_and_collapses_duplicate_deliveries() {
     }
     stack.enqueue(&changes).await;
     stack.enqueue(&changes[290..]).await; // the same changes delivered twice
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
     let report = invoke(&drain).await;
     assert_eq!((report.received, report.delivered_records()), (310, 20));
     let stats = emulator.stats();
@@ -142,7 +116,7 @@ async fn coalesces_and_collapses_duplicate_deliveries() {
 async fn a_redelivered_old_change_never_overwrites_a_newer_one() {
     let stack = common::stack().await;
     let emulator = common::emulator(EmulatorConfig::default()).await;
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
     let old = change("a@x.io", "old", 0);
     stack.enqueue(std::slice::from_ref(&old)).await;
     invoke(&drain).await;
@@ -181,7 +155,7 @@ async fn rejected_and_malformed_messages_go_to_the_dlq_with_a_reason() {
     stack
         .enqueue_raw(&["{\"v\":\"1\",\"email\":".to_string()])
         .await;
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
     let report = invoke(&drain).await;
     assert_eq!(report.dead_lettered, 2);
     assert_eq!(report.delivered_records(), 120);
@@ -232,7 +206,9 @@ async fn an_outage_of_many_cool_downs_dead_letters_nothing() {
         .map(|i| change(&format!("u{}@x.io", i % 100), &format!("v{i}"), i))
         .collect();
     stack.enqueue(&changes).await;
-    let drain = drain_for(&stack, &emulator, &[("QUOTA_WINDOW_SECONDS", "20")]).await;
+    let drain = stack
+        .drain(&emulator, &[("QUOTA_WINDOW_SECONDS", "20")])
+        .await;
 
     let outage = std::time::Instant::now() + Duration::from_secs(75);
     let (mut opened, mut received_while_open, mut probes) = (false, 0, 0);
@@ -304,12 +280,12 @@ async fn a_429_and_window_rollover_stay_within_limits() {
         .map(|i| change(&format!("u{i}@x.io"), "n", 0))
         .collect();
     stack.enqueue(&changes).await;
-    let drain = drain_for(
-        &stack,
-        &emulator,
-        &[("BATCH_SIZE", "3"), ("DRAIN_INTERVAL_SECONDS", "1")],
-    )
-    .await;
+    let drain = stack
+        .drain(
+            &emulator,
+            &[("BATCH_SIZE", "3"), ("DRAIN_INTERVAL_SECONDS", "1")],
+        )
+        .await;
     let mut rate_limited = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while emulator.latest().len() < 12 && std::time::Instant::now() < deadline {
@@ -347,12 +323,12 @@ async fn eight_drains_at_once_never_overshoot() {
     for _ in 0..8 {
         // One run per window: the whole window's quota is due at once, so every drain would take all of it.
         drains.push(
-            drain_for(
-                &stack,
-                &emulator,
-                &[("BATCH_SIZE", "100"), ("DRAIN_INTERVAL_SECONDS", "3600")],
-            )
-            .await,
+            stack
+                .drain(
+                    &emulator,
+                    &[("BATCH_SIZE", "100"), ("DRAIN_INTERVAL_SECONDS", "3600")],
+                )
+                .await,
         );
     }
     let mut delivered = 0;
@@ -431,15 +407,15 @@ async fn a_drain_of_1000_users_is_timed() {
         ..EmulatorConfig::default()
     })
     .await;
-    let drain = drain_for(
-        &stack,
-        &emulator,
-        &[
-            ("BATCH_LIMIT_PER_HOUR", "3600"),
-            ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
-        ],
-    )
-    .await;
+    let drain = stack
+        .drain(
+            &emulator,
+            &[
+                ("BATCH_LIMIT_PER_HOUR", "3600"),
+                ("INDIVIDUAL_LIMIT_PER_HOUR", "0"),
+            ],
+        )
+        .await;
     for round in 0..3 {
         // One ingest request of 1,000 changes (request progress is then one write, not 1,000).
         let request = RequestId::new();

@@ -8,26 +8,21 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use ingest::AwsIngest;
 use lambda_http::Request;
-use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sluice::adapters::dynamo::DynamoState;
-use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::config::IngestConfig;
 use sluice::domain::{ChangeMessage, Email, FieldKey, Precedence};
-use sluice::drain::{Drain, DrainReport};
 use sluice::ports::{InFlight, SyncStateStore, SyncWrite, SyncedField, SyncedFields};
 use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle};
 
-use common::TestStack;
+use common::{TestStack, invoke};
 
 const REST_POST: &str = include_str!("../fixtures/apigw-post-changes.json");
-const SCHEDULED: &str = include_str!("../fixtures/scheduled-event.json");
 
 // ---- driving the functions -----------------------------------------------------------------------------
 
@@ -55,27 +50,6 @@ async fn post(ingest: &AwsIngest, body: &Value) -> Value {
     let answer: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
     assert_eq!(r.status().as_u16(), 202, "{answer}");
     answer
-}
-
-async fn drain_for(
-    stack: &TestStack,
-    emulator: &EmulatorHandle,
-    overrides: &[(&str, &str)],
-) -> Drain<AwsDrainPorts> {
-    aws_drain(&stack.config(emulator, overrides), &stack.sdk)
-        .await
-        .unwrap()
-}
-
-/// One invocation through the real handler with the scheduled-event fixture and a 60 s deadline.
-async fn invoke(drain: &Drain<AwsDrainPorts>) -> DrainReport {
-    let event: CloudWatchEvent = serde_json::from_str(SCHEDULED).unwrap();
-    let mut context = Context::default();
-    context.deadline =
-        u64::try_from((Utc::now() + TimeDelta::seconds(60)).timestamp_millis()).unwrap();
-    drain::handle(drain, "test", LambdaEvent::new(event, context))
-        .await
-        .unwrap()
 }
 
 fn latest_name(emulator: &EmulatorHandle, email: &str) -> Option<String> {
@@ -537,7 +511,7 @@ async fn within_one_request_the_later_change_wins_a_tie() {
     }
     post(&ingest, &json!({ "changes": pairs })).await;
 
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
     let report = invoke(&drain).await;
     assert_eq!(report.received, 62, "{report:?}");
     assert_eq!(latest_name(&emulator, "a@x.io").as_deref(), Some("SECOND"));
@@ -604,7 +578,7 @@ async fn a_tie_drained_in_separate_runs_ends_as_within_one() {
     let stack = common::stack().await;
     let emulator = common::emulator(EmulatorConfig::default()).await;
     let ingest = ingest_for(&stack);
-    let drain = drain_for(&stack, &emulator, &[("DRAIN_MAX_MESSAGES", "1")]).await;
+    let drain = stack.drain(&emulator, &[("DRAIN_MAX_MESSAGES", "1")]).await;
     for (email, first_out, expected_sends) in [
         ("a@x.io", "SECOND", vec!["SECOND"]),
         ("b@x.io", "FIRST", vec!["FIRST", "SECOND"]),
@@ -643,7 +617,7 @@ async fn a_change_older_by_less_than_a_millisecond_never_overwrites_a_newer_one(
     let stack = common::stack().await;
     let emulator = common::emulator(EmulatorConfig::default()).await;
     let ingest = ingest_for(&stack);
-    let drain = drain_for(&stack, &emulator, &[]).await;
+    let drain = stack.drain(&emulator, &[]).await;
     let t = recent_second() + TimeDelta::microseconds(700);
     let change = |name: &str, at: DateTime<Utc>| json!({"email": "a@x.io", "name": name, "occurred_at": rfc3339_ns(at)});
 

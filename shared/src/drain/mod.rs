@@ -254,24 +254,20 @@ impl<P: DrainPorts> Drain<P> {
         };
         let backlog = run.report.backlog;
         let receive_by = self.receive_by(run.deadline);
-        run.messages = self.receive(run, plan, backlog, receive_by).await?;
+        let received = self.receive(run, plan, backlog, receive_by).await?;
+        run.messages = received.messages;
         run.report.received = u32::try_from(run.messages.len()).unwrap_or(u32::MAX);
 
-        // Decode; malformed bodies go straight to the DLQ.
+        // Malformed bodies go straight to the DLQ.
         let mut fates: Vec<Option<Outcome>> = vec![None; run.messages.len()];
         let mut decoded = Vec::with_capacity(run.messages.len());
-        for (index, m) in run.messages.iter().enumerate() {
-            match ChangeMessage::from_body(&m.body) {
-                Ok(msg) => {
-                    let change = msg.into_change();
+        for (index, body) in received.bodies.into_iter().enumerate() {
+            match body {
+                Ok(change) => {
                     run.changes.insert(index, MessageChange::of(&change));
                     decoded.push(Decoded { index, change });
                 }
-                Err(e) => {
-                    fates[index] = Some(Outcome::Malformed(format!(
-                        "cannot decode change message: {e}"
-                    )));
-                }
+                Err(e) => fates[index] = Some(Outcome::Malformed(e)),
             }
         }
 
@@ -444,19 +440,20 @@ impl<P: DrainPorts> Drain<P> {
         plan: Plan,
         visible: u64,
         receive_by: DateTime<Utc>,
-    ) -> Result<Vec<ReceivedMessage>, DrainError> {
+    ) -> Result<Received, DrainError> {
         let capacity = plan.records(self.settings.limits.batch_size);
         let max = u64::from(self.settings.max_messages);
-        let mut messages = self.ports.queue().receive(plan.receive).await?;
-        let (mut asked, mut got) = (u64::from(plan.receive), messages.len() as u64);
-        let mut users = UserCount::default();
-        users.add(&messages);
+        let first = self.ports.queue().receive(plan.receive).await?;
+        let (mut asked, mut got) = (u64::from(plan.receive), first.len() as u64);
+        let mut received = Received::default();
+        received.add(first);
         loop {
+            let messages = &received.messages;
             if got < asked || messages.len() as u64 >= visible {
                 break; // the queue is drained (as far as its approximate depth tells)
             }
             let room = capacity
-                .saturating_sub(users.distinct())
+                .saturating_sub(received.distinct())
                 .min(max.saturating_sub(messages.len() as u64));
             if room == 0 || self.now() >= receive_by {
                 break;
@@ -468,10 +465,9 @@ impl<P: DrainPorts> Drain<P> {
             }
             let more = self.ports.queue().receive(room as u32).await?;
             (asked, got) = (room, more.len() as u64);
-            users.add(&more);
-            messages.extend(more);
+            received.add(more);
         }
-        Ok(messages)
+        Ok(received)
     }
 
     /// Until when a run may keep topping up its receive: half the time left before the send margin, so
@@ -695,25 +691,32 @@ fn window_guard(window: Window) -> chrono::Duration {
     chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000))
 }
 
-/// Distinct users among received messages, counted as they arrive (malformed bodies count as one each:
-/// they cost nothing to send, but nothing says they don't hold a user).
+/// What a run received, each body decoded once as it arrives, and the distinct users among them
+/// (malformed bodies count as one each: they cost nothing to send, but nothing says they don't hold a user).
 #[derive(Default)]
-struct UserCount {
-    emails: HashSet<String>,
+struct Received {
+    messages: Vec<ReceivedMessage>,
+    /// The change of each message, by index, or why its body cannot be decoded.
+    bodies: Vec<Result<Change, String>>,
+    emails: HashSet<Email>,
     malformed: u64,
 }
 
-impl UserCount {
-    fn add(&mut self, messages: &[ReceivedMessage]) {
-        for m in messages {
-            match ChangeMessage::from_body(&m.body) {
-                Ok(c) => {
-                    self.emails
-                        .insert(c.into_change().email.as_str().to_string());
+impl Received {
+    fn add(&mut self, messages: Vec<ReceivedMessage>) {
+        for m in &messages {
+            let body = ChangeMessage::from_body(&m.body)
+                .map(ChangeMessage::into_change)
+                .map_err(|e| format!("cannot decode change message: {e}"));
+            match &body {
+                Ok(change) => {
+                    self.emails.insert(change.email.clone());
                 }
                 Err(_) => self.malformed += 1,
             }
+            self.bodies.push(body);
         }
+        self.messages.extend(messages);
     }
 
     fn distinct(&self) -> u64 {

@@ -379,6 +379,12 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_delivered() {
     assert!(dlq[0].body.contains("u7@x.io"));
     assert_eq!(h.provider.latest().len(), 299);
     assert_eq!(reports.iter().map(|r| r.dead_lettered).sum::<u32>(), 1);
+    // A rejection says the provider took nothing: it leaves no open in-flight note behind.
+    assert!(
+        h.store.in_flight_notes().is_empty(),
+        "{:?}",
+        h.store.in_flight_notes()
+    );
 }
 
 /// Rule: malformed bodies go to the DLQ at once, with the reason.

@@ -7,11 +7,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
+use lambda_runtime::{Context, LambdaEvent};
 use sluice::Config;
+use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::domain::{Change, ChangeMessage};
+use sluice::drain::{Drain, DrainReport};
 use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
 use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 
@@ -91,6 +95,17 @@ impl TestStack {
             env.insert((*k).into(), (*v).into());
         }
         Config::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    /// The drain function as deployed, pointed at this stack and the emulator.
+    pub async fn drain(
+        &self,
+        emulator: &EmulatorHandle,
+        overrides: &[(&str, &str)],
+    ) -> Drain<AwsDrainPorts> {
+        aws_drain(&self.config(emulator, overrides), &self.sdk)
+            .await
+            .unwrap()
     }
 
     /// Puts changes on the queue exactly as ingest does (versioned bodies, batches of 10).
@@ -192,4 +207,17 @@ impl TestStack {
 
 pub async fn emulator(config: EmulatorConfig) -> EmulatorHandle {
     Emulator::spawn(config).await.unwrap()
+}
+
+/// One invocation through the real drain handler with the scheduled-event fixture and a 60 s deadline.
+pub async fn invoke(drain: &Drain<AwsDrainPorts>) -> DrainReport {
+    let event: CloudWatchEvent =
+        serde_json::from_str(include_str!("../../fixtures/scheduled-event.json")).unwrap();
+    let mut context = Context::default();
+    context.deadline =
+        u64::try_from((chrono::Utc::now() + chrono::TimeDelta::seconds(60)).timestamp_millis())
+            .unwrap();
+    drain::handle(drain, "test", LambdaEvent::new(event, context))
+        .await
+        .unwrap()
 }

@@ -72,26 +72,14 @@ struct Args {
 }
 
 /// Sluice as configured by default, Sluice with the old default `DRAIN_MAX_MESSAGES=1000` (a receive
-/// capped by message count, to show what receiving by distinct users gains), and the two baselines.
+/// capped by message count, to show what receiving by distinct users gains — on the outage days, in the
+/// recovery), and the two baselines; the bulk day only Sluice as deployed.
 fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
     if scenario.changes_per_request > 1 {
         // The bulk day is the cost estimate's second column: Sluice as deployed.
         return vec![PolicyKind::Sluice {
             max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
         }];
-    }
-    if scenario.outage.is_some() {
-        // Sluice as deployed against the baselines, and with the largest receive (recovery is a backlog).
-        return vec![
-            PolicyKind::Sluice {
-                max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
-            },
-            PolicyKind::Sluice {
-                max_messages: 1_000,
-            },
-            PolicyKind::ThresholdSweep,
-            PolicyKind::FixedSpacing,
-        ];
     }
     vec![
         PolicyKind::Sluice {
