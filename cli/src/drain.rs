@@ -1,7 +1,7 @@
 //! `sluice drain --once`: one run of the drain from an operator's machine.
 //!
 //! It is the Lambda's code path: the same [`Config`] (variables from the environment, else from the stack,
-//! see [`crate::settings`]), the same [`sluice::adapters::aws_drain`] over SQS, DynamoDB and the provider,
+//! see [`crate::settings`]), the same [`sluice::startup::aws_drain`] over SQS, DynamoDB and the provider,
 //! and one [`sluice::drain::Drain::run`]. So it reserves quota in the same ledger and takes the same lease:
 //! it can never overshoot the limit or interleave with a scheduled run (it reports `lease_held` instead).
 
@@ -71,7 +71,7 @@ pub async fn run_once(
     config: &Config,
     deadline_seconds: u32,
 ) -> anyhow::Result<DrainReport> {
-    let drain = sluice::adapters::aws_drain(config, sdk)
+    let drain = sluice::startup::aws_drain(config, sdk)
         .await
         .context("building the drain")?;
     let deadline = Utc::now() + chrono::Duration::seconds(i64::from(deadline_seconds));
@@ -92,7 +92,7 @@ pub fn render(report: &DrainReport) -> String {
                 "the provider circuit is open after repeated failures; nothing sent"
             }
             Idle::NoQuota => "no quota due this run (spent, or paced for later in the window)",
-            Idle::Deadline => "too close to the deadline to start",
+            Idle::NoTimeToSend => "too close to the deadline to start",
         };
         out.push_str(&format!("idle: {why}\n"));
     }

@@ -27,9 +27,9 @@ use axum::routing::post;
 use chrono::Utc;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
-use sluice::adapters::AwsDrainPorts;
 use sluice::config::IngestConfig;
 use sluice::drain::{Drain, DrainReport};
+use sluice::startup::AwsDrainPorts;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::args::{GlobalArgs, LocalServeArgs};
@@ -82,7 +82,7 @@ impl DrainWorker {
                 let local = tokio::task::LocalSet::new();
                 local.block_on(&runtime, async move {
                     // Built here, so its connection pools live on this runtime.
-                    let drain = match sluice::adapters::aws_drain(&config, &sdk).await {
+                    let drain = match sluice::startup::aws_drain(&config, &sdk).await {
                         Ok(drain) => {
                             let _ = ready_tx.send(Ok(()));
                             Rc::new(LocalDrain {

@@ -1,5 +1,7 @@
-//! One typed configuration, read from the environment and validated once at cold start. Every error
-//! names the variable, so a misconfigured function fails on its first invocation with a clear message.
+//! The functions' configuration, read from the environment and validated once at cold start, through one
+//! reader ([`Vars`]: required, optional and bounded numeric variables) with a view per function: the drain's
+//! [`Config`] and ingest's [`IngestConfig`], so neither requires a variable it never uses. Every error names
+//! the variable, so a misconfigured function fails on its first invocation with a clear message.
 
 use std::env;
 use std::time::Duration;
@@ -64,7 +66,7 @@ pub const RUN_OVERHEAD: Duration = Duration::from_secs(15);
 /// Zipf) that takes up to ~3,400 messages, after a long outage more, so the cap sits well above.
 pub const DEFAULT_DRAIN_MAX_MESSAGES: u32 = 20_000;
 
-/// Everything a Sluice function needs, loaded once.
+/// The drain's view: everything a drain run needs, loaded once.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub queue_url: String,
@@ -87,8 +89,6 @@ pub struct Config {
     /// Delivery attempts of one change before it is dead-lettered as `retries_exhausted`
     /// (`MAX_RECEIVE_COUNT`, default 10: the queue's redrive `maxReceiveCount`, which stays the net).
     pub max_receive_count: u32,
-    /// Shared secret for local runs (`INGEST_API_KEY`); in AWS, API Gateway checks the key instead.
-    pub ingest_api_key: Option<String>,
     /// The `Stack` dimension of the drain's metrics (`SLUICE_STACK`, default `sluice`).
     pub stack_name: String,
 }
@@ -102,122 +102,175 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-impl Config {
-    /// Reads the whole configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| env::var(k).ok())
+/// The one reader of configuration variables: any key lookup (the process environment, or a map in
+/// tests), with the parsing and bounds every view shares. A blank value counts as unset.
+pub struct Vars<F> {
+    get: F,
+}
+
+impl Vars<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn env() -> Self {
+        Self {
+            get: |k| env::var(k).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    pub fn new(get: F) -> Self {
+        Self { get }
     }
 
-    /// Reads the configuration from any key lookup (tests pass a map).
+    /// The value, if set and not blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A whole number in `min..=max`, `default` when unset.
+    pub fn number(
+        &self,
+        name: &'static str,
+        default: u32,
+        min: u32,
+        max: u32,
+    ) -> Result<u32, ConfigError> {
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        let n: u32 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: format!("'{raw}' is not a whole number"),
+        })?;
+        if n < min || n > max {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("{n} is outside {min}..={max}"),
+            });
+        }
+        Ok(n)
+    }
+}
+
+impl Config {
+    /// Reads the drain's configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::env())
+    }
+
+    /// Reads the drain's configuration from any key lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| -> Result<String, ConfigError> {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
-        let number =
-            |name: &'static str, default: u32, min: u32, max: u32| -> Result<u32, ConfigError> {
-                match get(name).filter(|v| !v.trim().is_empty()) {
-                    None => Ok(default),
-                    Some(raw) => {
-                        let n: u32 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
-                            name,
-                            reason: format!("'{raw}' is not a whole number"),
-                        })?;
-                        if n < min || n > max {
-                            return Err(ConfigError::Invalid {
-                                name,
-                                reason: format!("{n} is outside {min}..={max}"),
-                            });
-                        }
-                        Ok(n)
-                    }
-                }
-            };
+        Self::from_vars(&Vars::new(get))
+    }
 
-        let provider_key = match (get("PROVIDER_API_KEY_SECRET_ARN"), get("PROVIDER_API_KEY")) {
-            (Some(arn), _) if !arn.trim().is_empty() => ProviderKeySource::SecretArn(arn),
-            (_, Some(key)) if !key.is_empty() => ProviderKeySource::Plain(key),
-            _ => {
-                return Err(ConfigError::Missing(
-                    "PROVIDER_API_KEY_SECRET_ARN (or PROVIDER_API_KEY for local runs)",
-                ));
-            }
-        };
-        let provider_base_url = required("PROVIDER_BASE_URL")?;
-        if !(provider_base_url.starts_with("http://") || provider_base_url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid {
-                name: "PROVIDER_BASE_URL",
-                reason: "must start with http:// or https://".into(),
-            });
-        }
-
-        let limits = Limits {
-            batch_per_window: number("BATCH_LIMIT_PER_HOUR", 50, 0, 1_000_000)?,
-            individual_per_window: number("INDIVIDUAL_LIMIT_PER_HOUR", 3_600, 0, 1_000_000)?,
-            batch_size: number("BATCH_SIZE", 1_000, 1, 1_000)?,
-            window_seconds: number("QUOTA_WINDOW_SECONDS", 3_600, 1, 86_400)?,
-        };
-        if limits.batch_per_window == 0 && limits.individual_per_window == 0 {
-            return Err(ConfigError::Invalid {
-                name: "BATCH_LIMIT_PER_HOUR",
-                reason: "both BATCH_LIMIT_PER_HOUR and INDIVIDUAL_LIMIT_PER_HOUR are 0: nothing could ever be sent".into(),
-            });
-        }
-
-        let provider_timeout = Duration::from_millis(u64::from(number(
-            "PROVIDER_TIMEOUT_MS",
-            10_000,
-            100,
-            120_000,
-        )?));
-        let drain_timeout =
-            Duration::from_secs(u64::from(number("DRAIN_TIMEOUT_SECONDS", 60, 10, 900)?));
-        // A run needs room for its reads, one provider call and the settling after it.
-        let needed = provider_timeout + RUN_OVERHEAD;
-        if needed > drain_timeout {
-            return Err(ConfigError::Invalid {
-                name: "PROVIDER_TIMEOUT_MS",
-                reason: format!(
-                    "{} ms plus {} s for reading state and settling does not fit in the drain's \
-                     DRAIN_TIMEOUT_SECONDS={} s: lower PROVIDER_TIMEOUT_MS to at most {} ms or raise the timeout",
-                    provider_timeout.as_millis(),
-                    RUN_OVERHEAD.as_secs(),
-                    drain_timeout.as_secs(),
-                    (drain_timeout - RUN_OVERHEAD).as_millis()
-                ),
-            });
-        }
-
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+        let (provider_timeout, drain_timeout) = timeouts(vars)?;
         Ok(Self {
-            queue_url: required("QUEUE_URL")?,
-            dlq_url: required("DLQ_URL")?,
-            table_name: required("TABLE_NAME")?,
-            provider_base_url: provider_base_url.trim_end_matches('/').to_string(),
-            provider_account_id: required("PROVIDER_ACCOUNT_ID")?,
-            provider_key,
-            limits,
-            drain_max_messages: number(
+            queue_url: vars.required("QUEUE_URL")?,
+            dlq_url: vars.required("DLQ_URL")?,
+            table_name: vars.required("TABLE_NAME")?,
+            provider_base_url: provider_base_url(vars)?,
+            provider_account_id: vars.required("PROVIDER_ACCOUNT_ID")?,
+            provider_key: provider_key(vars)?,
+            limits: limits(vars)?,
+            drain_max_messages: vars.number(
                 "DRAIN_MAX_MESSAGES",
                 DEFAULT_DRAIN_MAX_MESSAGES,
                 1,
                 100_000,
             )?,
-            drain_interval_seconds: number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
+            drain_interval_seconds: vars.number("DRAIN_INTERVAL_SECONDS", 60, 1, 3_600)?,
             provider_timeout,
             drain_timeout,
-            max_receive_count: number("MAX_RECEIVE_COUNT", 10, 1, 1_000)?,
-            ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
-            stack_name: get("SLUICE_STACK")
-                .filter(|s| !s.is_empty())
+            max_receive_count: vars.number("MAX_RECEIVE_COUNT", 10, 1, 1_000)?,
+            stack_name: vars
+                .optional("SLUICE_STACK")
                 .unwrap_or_else(|| "sluice".into()),
         })
     }
 }
 
-/// What the ingest function needs: a subset of [`Config`], so ingest does not require the provider's
-/// settings it never uses.
+fn provider_key<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<ProviderKeySource, ConfigError> {
+    if let Some(arn) = vars.optional("PROVIDER_API_KEY_SECRET_ARN") {
+        return Ok(ProviderKeySource::SecretArn(arn));
+    }
+    match (vars.get)("PROVIDER_API_KEY") {
+        Some(key) if !key.is_empty() => Ok(ProviderKeySource::Plain(key)),
+        _ => Err(ConfigError::Missing(
+            "PROVIDER_API_KEY_SECRET_ARN (or PROVIDER_API_KEY for local runs)",
+        )),
+    }
+}
+
+fn provider_base_url<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<String, ConfigError> {
+    let url = vars.required("PROVIDER_BASE_URL")?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            name: "PROVIDER_BASE_URL",
+            reason: "must start with http:// or https://".into(),
+        });
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn limits<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Limits, ConfigError> {
+    let limits = Limits {
+        batch_per_window: vars.number("BATCH_LIMIT_PER_HOUR", 50, 0, 1_000_000)?,
+        individual_per_window: vars.number("INDIVIDUAL_LIMIT_PER_HOUR", 3_600, 0, 1_000_000)?,
+        batch_size: vars.number("BATCH_SIZE", 1_000, 1, 1_000)?,
+        window_seconds: vars.number("QUOTA_WINDOW_SECONDS", 3_600, 1, 86_400)?,
+    };
+    if limits.batch_per_window == 0 && limits.individual_per_window == 0 {
+        return Err(ConfigError::Invalid {
+            name: "BATCH_LIMIT_PER_HOUR",
+            reason: "both BATCH_LIMIT_PER_HOUR and INDIVIDUAL_LIMIT_PER_HOUR are 0: nothing could ever be sent".into(),
+        });
+    }
+    Ok(limits)
+}
+
+/// The provider call timeout and the drain's own, refused together when one call and the settling after
+/// it cannot fit in a run.
+fn timeouts<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<(Duration, Duration), ConfigError> {
+    let provider_timeout = Duration::from_millis(u64::from(vars.number(
+        "PROVIDER_TIMEOUT_MS",
+        10_000,
+        100,
+        120_000,
+    )?));
+    let drain_timeout = Duration::from_secs(u64::from(vars.number(
+        "DRAIN_TIMEOUT_SECONDS",
+        60,
+        10,
+        900,
+    )?));
+    // A run needs room for its reads, one provider call and the settling after it.
+    if provider_timeout + RUN_OVERHEAD > drain_timeout {
+        return Err(ConfigError::Invalid {
+            name: "PROVIDER_TIMEOUT_MS",
+            reason: format!(
+                "{} ms plus {} s for reading state and settling does not fit in the drain's \
+                 DRAIN_TIMEOUT_SECONDS={} s: lower PROVIDER_TIMEOUT_MS to at most {} ms or raise the timeout",
+                provider_timeout.as_millis(),
+                RUN_OVERHEAD.as_secs(),
+                drain_timeout.as_secs(),
+                (drain_timeout - RUN_OVERHEAD).as_millis()
+            ),
+        });
+    }
+    Ok((provider_timeout, drain_timeout))
+}
+
+/// Ingest's view: the queue, the table and its API key, so ingest does not require the provider's settings
+/// it never uses.
 #[derive(Clone)]
 pub struct IngestConfig {
     pub queue_url: String,
@@ -248,22 +301,20 @@ impl std::fmt::Debug for IngestConfig {
 impl IngestConfig {
     /// Reads the ingest configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| env::var(k).ok())
+        Self::from_vars(&Vars::env())
     }
 
     /// Reads the ingest configuration from any key lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| -> Result<String, ConfigError> {
-            get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConfigError::Missing(name))
-        };
+        Self::from_vars(&Vars::new(get))
+    }
+
+    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         Ok(Self {
-            queue_url: required("QUEUE_URL")?,
-            table_name: required("TABLE_NAME")?,
-            ingest_api_key: get("INGEST_API_KEY").filter(|k| !k.is_empty()),
-            ingest_api_key_secret_arn: get("INGEST_API_KEY_SECRET_ARN")
-                .filter(|a| !a.trim().is_empty()),
+            queue_url: vars.required("QUEUE_URL")?,
+            table_name: vars.required("TABLE_NAME")?,
+            ingest_api_key: (vars.get)("INGEST_API_KEY").filter(|k| !k.is_empty()),
+            ingest_api_key_secret_arn: vars.optional("INGEST_API_KEY_SECRET_ARN"),
         })
     }
 }

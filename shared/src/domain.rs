@@ -241,7 +241,7 @@ pub struct Change {
     pub position: u32,
     /// How many changes its request carried (set by ingest). The drain writes no progress for the
     /// delivered or skipped change of a single-change request: its status is derived from the sync state
-    /// ([`crate::ingest::tracking`]). Messages written before this field existed read as `None`, tracked as a
+    /// ([`crate::ports::requests`]). Messages written before this field existed read as `None`, tracked as a
     /// multi-change request's are (by the drain's sets), which is right for either kind of request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_size: Option<u32>,

@@ -18,6 +18,7 @@ pub mod domain;
 pub mod drain;
 pub mod ingest;
 pub mod ports;
+pub mod startup;
 pub mod telemetry;
 
 pub use config::Config;

@@ -2,7 +2,8 @@
 //! whatever the template grants, and a missing action shows up only as AccessDenied in AWS. This test holds
 //! the AWS operations each function's adapters call against the actions `template.yaml` grants it:
 //! 1. which adapters serve which function: the `adapters::<module>` each `functions/<name>/src` names
-//!    (a builder in `adapters/mod.rs`, such as `aws_drain`, brings the modules it names);
+//!    (a builder in `startup.rs`, such as `aws_drain`, brings the modules it names; a module is a file or a
+//!    folder of files);
 //! 2. what each adapter calls: every SDK call on a client (`client.update_item()`, `.client\n.get_item()`)
 //!    and, for PartiQL calls, the verb each statement literal starts with (INSERT/UPDATE/SELECT/DELETE);
 //! 3. the IAM action(s) of each operation (SQS batch calls are authorized by the single-message action;
@@ -206,35 +207,63 @@ fn partiql_verbs(strings: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The adapter files each function's code reaches, by binary name.
+/// The adapter modules: `shared/src/adapters/<name>.rs`, or every file of a folder `shared/src/adapters/<name>/`.
+fn adapter_modules() -> BTreeMap<String, Vec<PathBuf>> {
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut modules = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("shared/src/adapters")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let mut files = Vec::new();
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else if name != "mod" {
+            files.push(path);
+        }
+        if !files.is_empty() {
+            modules.insert(name, files);
+        }
+    }
+    modules
+}
+
+/// The adapter files each function's code reaches, by binary name: the `adapters::<module>` its
+/// `functions/<name>/src` names, and the modules a builder in `shared/src/startup.rs` (e.g. `aws_drain`)
+/// names when the function calls one.
 fn adapter_files(function: &str) -> BTreeSet<PathBuf> {
-    let adapters = root().join("shared/src/adapters");
-    let mut files = BTreeSet::new();
+    let modules = adapter_modules();
     let dir = root().join("functions").join(function).join("src");
     let mut named = BTreeSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let (code, _) = code_and_strings(&source);
         named.extend(identifiers_after(&code, "adapters::"));
-    }
-    for name in named {
-        let module = adapters.join(format!("{name}.rs"));
-        if module.exists() {
-            files.insert(module);
-        } else {
-            // A builder in adapters/mod.rs (e.g. `aws_drain`): the modules it names serve the function.
-            let source = std::fs::read_to_string(adapters.join("mod.rs")).unwrap();
-            let (code, _) = code_and_strings(&source);
-            for entry in std::fs::read_dir(&adapters).unwrap() {
-                let path = entry.unwrap().path();
-                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-                if stem != "mod" && code.contains(&format!("{stem}::")) {
-                    files.insert(path);
-                }
-            }
+        if code.contains("startup::") {
+            let startup = std::fs::read_to_string(root().join("shared/src/startup.rs")).unwrap();
+            let (startup, _) = code_and_strings(&startup);
+            named.extend(
+                modules
+                    .keys()
+                    .filter(|m| startup.contains(&format!("{m}::")))
+                    .cloned(),
+            );
         }
     }
-    files
+    named
+        .iter()
+        .filter_map(|name| modules.get(name))
+        .flatten()
+        .cloned()
+        .collect()
 }
 
 fn identifiers_after(code: &str, prefix: &str) -> BTreeSet<String> {

@@ -15,13 +15,13 @@ use chrono::{DateTime, Utc};
 use ingest::{AwsIngest, IDEMPOTENT_REPLAYED};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use sluice::adapters::aws_drain;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::config::IngestConfig;
 use sluice::domain::ChangeId;
 use sluice::domain::{Change, ChangeMessage, RequestId};
 use sluice::ingest::Problem;
 use sluice::ports::{RequestTracker, Settled};
+use sluice::startup::aws_drain;
 use sluice_tests::emulator::EmulatorConfig;
 
 use common::TestStack;

@@ -8,7 +8,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let aws = aws_config::load_from_env().await;
-    let drain = sluice::adapters::aws_drain(&config, &aws).await?;
+    let drain = sluice::startup::aws_drain(&config, &aws).await?;
     let drain = &drain;
     let stack = config.stack_name.as_str();
     run(service_fn(move |event: LambdaEvent<_>| {

@@ -532,10 +532,7 @@ fn openapi_limits_match_the_code() {
         format!("pattern: '^[A-Za-z0-9_]{{1,{MAX_FIELD_KEY_LEN}}}$'"),
         format!("maxLength: {MAX_FIELD_VALUE_LEN}"),
         format!("maxItems: {MAX_CHANGES}"),
-        format!(
-            "maxLength: {}",
-            sluice::ingest::ports::MAX_IDEMPOTENCY_KEY_LEN
-        ),
+        format!("maxLength: {}", sluice::ports::MAX_IDEMPOTENCY_KEY_LEN),
     ] {
         assert!(
             OPENAPI.contains(&expected),

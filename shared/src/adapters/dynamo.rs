@@ -8,7 +8,7 @@
 //! | `inflight#runs`          | `note#<holder>` = `"<written at, s> <chunks>"` per note still listed | UpdateItem: SET once the note is written, REMOVE when resolved (or a day old, on read) |
 //! | `lease#drain`            | `holder`, `until_ms`, `expires_at`                      | conditional put; renewed by a conditional update on `holder` |
 //! | `circuit#provider`       | `failures`, `open_until_ms` (absent when closed), `reason`, `expires_at` | put, when a run changed it |
-//! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change. A single-change request's item (ingest also put its change's `email`, `field_keys`, `precedence` in it) gets only its dead letters: its status is derived from `user#<email>` (`ingest::tracking`) |
+//! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change. A single-change request's item (ingest also put its change's `email`, `field_keys`, `precedence` in it) gets only its dead letters: its status is derived from `user#<email>` (`ports::requests`) |
 //!
 //! A synced field's `k` is the [`Precedence`] of the change that set it, at full precision, as a string that
 //! sorts as the precedence does: `<occurred_at>.<accepted_at>.<position>`, the two times as nanoseconds since
@@ -59,9 +59,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::sqs::classify;
 use crate::domain::{ChangeId, Email, FieldKey, Precedence, RequestId};
 use crate::ports::{
-    CircuitState, Coordination, InFlight, PortError, PortResult, QuotaKind, QuotaLedger,
-    RequestTracker, Reservation, Settled, SyncStateStore, SyncWrite, SyncedField, SyncedFields,
-    Window,
+    CircuitState, CircuitStore, DrainLease, InFlight, PortError, PortResult, QuotaKind,
+    QuotaLedger, RequestTracker, Reservation, Settled, SyncStateStore, SyncWrite, SyncedField,
+    SyncedFields, Window,
 };
 
 const LEASE_KEY: &str = "lease#drain";
@@ -999,7 +999,7 @@ impl SyncStateStore for DynamoState {
     }
 }
 
-impl Coordination for DynamoState {
+impl DrainLease for DynamoState {
     async fn acquire_lease(
         &self,
         holder: &str,
@@ -1075,7 +1075,9 @@ impl Coordination for DynamoState {
             Err(e) => Err(classify("renewing the drain lease", e)),
         }
     }
+}
 
+impl CircuitStore for DynamoState {
     async fn circuit(&self) -> PortResult<CircuitState> {
         self.circuit_state().await
     }

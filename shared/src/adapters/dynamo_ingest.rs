@@ -10,7 +10,7 @@
 //! Each change counts once however often it is settled (a change in two sets counts as delivered before
 //! dead-lettered before skipped). Items from before the sets carry `delivered`, `skipped`, `dead_lettered`
 //! (N), which are added. A single-change request's status is derived when read, from its user's
-//! `user#<email>` item (a consistent GetItem): see [`crate::ingest::tracking`].
+//! `user#<email>` item (a consistent GetItem): see [`crate::ports::requests`].
 //!
 //! DynamoDB's TTL sweep lags, so expiry is also checked on read and in the claim's condition.
 
@@ -18,19 +18,19 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, anyhow};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use super::dynamo::{parse_fields, parse_precedence_key, precedence_key, user_key};
+use super::sdk_error::port_error;
 use crate::domain::{Email, FieldKey, RequestId};
-use crate::ingest::tracking::single_change_counters;
 use crate::ingest::{
     Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     NewClaim, NewRequest, RequestCounters, RequestStore, TrackedChange,
 };
-use crate::ports::{ErrorKind, PortError, PortResult};
+use crate::ports::single_change_counters;
+use crate::ports::{PortError, PortResult};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -88,35 +88,6 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
 
 fn counter(item: &HashMap<String, AttributeValue>, name: &str) -> u32 {
     get_n(item, name).map_or(0, |v| u32::try_from(v.max(0)).unwrap_or(u32::MAX))
-}
-
-/// Throttling, 5xx and network trouble are worth retrying; anything else (missing table, bad request,
-/// access denied) is configuration.
-fn port_error<E>(context: &'static str, e: SdkError<E, HttpResponse>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let kind = match &e {
-        SdkError::ServiceError(ctx) => {
-            let code = ctx.err().code().unwrap_or_default();
-            let throttled = code.contains("Throttl")
-                || code == "ProvisionedThroughputExceededException"
-                || code == "RequestLimitExceeded"
-                || code == "TransactionConflictException";
-            if ctx.raw().status().as_u16() >= 500 || throttled {
-                ErrorKind::Transient
-            } else {
-                ErrorKind::Permanent
-            }
-        }
-        SdkError::ConstructionFailure(_) => ErrorKind::Permanent,
-        _ => ErrorKind::Transient,
-    };
-    PortError {
-        kind,
-        context,
-        source: anyhow!("{}", DisplayErrorContext(&e)),
-    }
 }
 
 fn parse_record(item: &HashMap<String, AttributeValue>) -> PortResult<IdempotencyRecord> {
@@ -292,7 +263,7 @@ impl RequestStore for DynamoIngestStore {
             .item("created_at", s(request.created_at.to_rfc3339()))
             .item("expires_at", n(request.expires_at.timestamp()));
         if let Some(change) = &request.single {
-            // Its status is derived from the user's sync item (`ingest::tracking`): the drain writes nothing here.
+            // Its status is derived from the user's sync item (`ports::requests`): the drain writes nothing here.
             put = put
                 .item(EMAIL, s(change.email.as_str()))
                 .item(

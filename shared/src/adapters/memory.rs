@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{ChangeId, Email, RequestId, Subscriber};
 use crate::ports::{
-    Backlog, ChangeQueue, CircuitState, Clock, Coordination, DeadLetter, InFlight, PortError,
-    PortResult, Provider, ProviderError, QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply,
-    RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields,
-    Window,
+    Backlog, ChangeQueue, CircuitState, CircuitStore, Clock, DeadLetter, DrainLease, InFlight,
+    PortError, PortResult, Provider, ProviderError, QuotaKind, QuotaLedger, ReceiptHandle,
+    ReceivedMessage, Reply, RequestProgress, RequestTracker, Reservation, Settled, SyncStateStore,
+    SyncWrite, SyncedFields, Window,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,7 +237,7 @@ impl QueueState {
     }
 
     /// The message a receipt belongs to, if the receipt is still the message's latest.
-    fn by_receipt(&self, receipt: &Receipt) -> Option<u64> {
+    fn by_receipt(&self, receipt: &ReceiptHandle) -> Option<u64> {
         let id: u64 = receipt
             .0
             .strip_prefix('m')?
@@ -425,7 +425,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
             m.receipt = Some(receipt.clone());
             let message = ReceivedMessage {
                 message_id: format!("m{id}"),
-                receipt: Receipt(receipt),
+                receipt: ReceiptHandle(receipt),
                 body: m.body.to_string(),
                 receive_count: m.receive_count,
                 prior_attempts: m.prior_attempts,
@@ -439,7 +439,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         Ok(out)
     }
 
-    async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+    async fn delete(&self, receipts: &[ReceiptHandle]) -> PortResult<Vec<ReceiptHandle>> {
         self.faults.check(Op::Delete).await?;
         let mut s = lock(&self.state);
         s.calls.delete += (receipts.len() as u64).div_ceil(10);
@@ -455,7 +455,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         Ok(failed)
     }
 
-    async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+    async fn release(&self, items: &[(ReceiptHandle, Duration)]) -> PortResult<()> {
         self.faults.check(Op::Release).await?;
         let now = self.clock.now();
         let mut s = lock(&self.state);
@@ -469,7 +469,10 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
         Ok(())
     }
 
-    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+    async fn requeue(
+        &self,
+        items: &[(ReceivedMessage, Duration)],
+    ) -> PortResult<Vec<ReceiptHandle>> {
         self.faults.check(Op::Requeue).await?;
         let now = self.clock.now();
         let mut s = lock(&self.state);
@@ -707,7 +710,7 @@ impl SyncStateStore for MemoryStore {
     }
 }
 
-impl Coordination for MemoryStore {
+impl DrainLease for MemoryStore {
     async fn acquire_lease(
         &self,
         holder: &str,
@@ -757,7 +760,9 @@ impl Coordination for MemoryStore {
         }
         Ok(())
     }
+}
 
+impl CircuitStore for MemoryStore {
     async fn circuit(&self) -> PortResult<CircuitState> {
         self.faults.check(Op::Circuit).await?;
         Ok(lock(&self.circuit).clone())

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
@@ -14,7 +13,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::domain::truncate;
 use crate::ports::{
-    Backlog, ChangeQueue, DeadLetter, PortError, PortResult, Receipt, ReceivedMessage,
+    Backlog, ChangeQueue, DeadLetter, PortError, PortResult, ReceiptHandle, ReceivedMessage,
 };
 
 /// Parallel SQS calls in flight at once.
@@ -33,32 +32,7 @@ pub const ATTR_ATTEMPTS: &str = "sluice.attempts";
 /// SQS's longest message delay (15 min).
 const MAX_DELAY: Duration = Duration::from_secs(900);
 
-/// Maps an SDK error to a port error: service-side refusals are permanent unless they are throttling;
-/// everything on the way (timeouts, connections, 5xx) is transient.
-pub(crate) fn classify<E, R>(context: &'static str, err: SdkError<E, R>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    let transient = match &err {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            code.contains("Throttl")
-                || code.contains("RequestLimitExceeded")
-                || code.contains("ServiceUnavailable")
-                || code.contains("InternalError")
-                || code.contains("InternalServerError")
-                || code.contains("ProvisionedThroughputExceeded")
-        }
-        _ => true,
-    };
-    let source = anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(&err));
-    if transient {
-        PortError::transient(context, source)
-    } else {
-        PortError::permanent(context, source)
-    }
-}
+pub(crate) use super::sdk_error::port_error as classify;
 
 /// Runs batch calls `PARALLEL_CALLS` at a time; the first error ends them.
 async fn in_parallel<T>(
@@ -87,7 +61,7 @@ impl SqsChangeQueue {
         }
     }
 
-    async fn delete_chunk(&self, chunk: Vec<Receipt>) -> PortResult<Vec<Receipt>> {
+    async fn delete_chunk(&self, chunk: Vec<ReceiptHandle>) -> PortResult<Vec<ReceiptHandle>> {
         if chunk.is_empty() {
             return Ok(Vec::new());
         }
@@ -122,7 +96,7 @@ impl SqsChangeQueue {
             .collect())
     }
 
-    async fn release_chunk(&self, chunk: Vec<(Receipt, Duration)>) -> PortResult<()> {
+    async fn release_chunk(&self, chunk: Vec<(ReceiptHandle, Duration)>) -> PortResult<()> {
         let entries = chunk
             .iter()
             .enumerate()
@@ -152,9 +126,9 @@ impl SqsChangeQueue {
         &self,
         queue_url: &str,
         entries: Vec<SendMessageBatchRequestEntry>,
-        receipts: &[Receipt],
+        receipts: &[ReceiptHandle],
         what: &'static str,
-    ) -> PortResult<(Vec<Receipt>, Vec<usize>)> {
+    ) -> PortResult<(Vec<ReceiptHandle>, Vec<usize>)> {
         let out = self
             .client
             .send_message_batch()
@@ -181,7 +155,7 @@ impl SqsChangeQueue {
     async fn requeue_chunk(
         &self,
         chunk: Vec<(ReceivedMessage, Duration)>,
-    ) -> PortResult<Vec<Receipt>> {
+    ) -> PortResult<Vec<ReceiptHandle>> {
         let mut entries = Vec::with_capacity(chunk.len());
         for (i, (m, delay)) in chunk.iter().enumerate() {
             let attempts = MessageAttributeValue::builder()
@@ -199,7 +173,7 @@ impl SqsChangeQueue {
                     .map_err(|e| PortError::permanent("building a requeue entry", e))?,
             );
         }
-        let receipts: Vec<Receipt> = chunk.iter().map(|(m, _)| m.receipt.clone()).collect();
+        let receipts: Vec<ReceiptHandle> = chunk.iter().map(|(m, _)| m.receipt.clone()).collect();
         // Delete only the originals whose copy is on the queue; the others stay, hidden until their
         // visibility timeout, and are received again.
         let (copied, _) = self
@@ -242,7 +216,7 @@ impl SqsChangeQueue {
                     .unwrap_or(0);
                 Some(ReceivedMessage {
                     message_id: m.message_id()?.to_string(),
-                    receipt: Receipt(m.receipt_handle()?.to_string()),
+                    receipt: ReceiptHandle(m.receipt_handle()?.to_string()),
                     body: m.body().unwrap_or_default().to_string(),
                     receive_count,
                     prior_attempts,
@@ -312,7 +286,7 @@ impl ChangeQueue for SqsChangeQueue {
         Ok(out)
     }
 
-    async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+    async fn delete(&self, receipts: &[ReceiptHandle]) -> PortResult<Vec<ReceiptHandle>> {
         // Futures built up front (not by a closure inside the stream) keep the future `Send` for any lifetime.
         let calls: Vec<_> = receipts
             .chunks(10)
@@ -321,7 +295,7 @@ impl ChangeQueue for SqsChangeQueue {
         Ok(in_parallel(calls).await?.into_iter().flatten().collect())
     }
 
-    async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+    async fn release(&self, items: &[(ReceiptHandle, Duration)]) -> PortResult<()> {
         let calls: Vec<_> = items
             .chunks(10)
             .map(|c| self.release_chunk(c.to_vec()))
@@ -330,7 +304,10 @@ impl ChangeQueue for SqsChangeQueue {
         Ok(())
     }
 
-    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+    async fn requeue(
+        &self,
+        items: &[(ReceivedMessage, Duration)],
+    ) -> PortResult<Vec<ReceiptHandle>> {
         let calls: Vec<_> = items
             .chunks(10)
             .map(|c| self.requeue_chunk(c.to_vec()))
@@ -366,7 +343,8 @@ impl ChangeQueue for SqsChangeQueue {
                     .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
                 entries.push(entry);
             }
-            let receipts: Vec<Receipt> = chunk.iter().map(|l| l.message.receipt.clone()).collect();
+            let receipts: Vec<ReceiptHandle> =
+                chunk.iter().map(|l| l.message.receipt.clone()).collect();
             // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
             let (sent, failed) = self
                 .send_batch(&self.dlq_url, entries, &receipts, "sending to the DLQ")

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::config::http::HttpResponse;
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 
+use super::sdk_error::error_kind;
 use crate::domain::{Change, ChangeMessage};
 use crate::ingest::ChangeSink;
 use crate::ports::{ErrorKind, PortError, PortResult};
@@ -151,7 +150,7 @@ impl SqsChangeSink {
                         .unwrap_or_default();
                 }
                 Err(e) => {
-                    let kind = classify(&e);
+                    let kind = error_kind(&e);
                     last = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e));
                     if kind == ErrorKind::Permanent {
                         return Err(BatchFailure {
@@ -168,25 +167,6 @@ impl SqsChangeSink {
             kind: ErrorKind::Transient,
             reason: last,
         })
-    }
-}
-
-/// Throttling, 5xx and network trouble are worth retrying; anything else is a mistake on our side.
-fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> ErrorKind {
-    match e {
-        SdkError::ServiceError(ctx) => {
-            let code = ctx.err().code().unwrap_or_default();
-            if ctx.raw().status().as_u16() >= 500
-                || code.contains("Throttl")
-                || code == "ServiceUnavailable"
-            {
-                ErrorKind::Transient
-            } else {
-                ErrorKind::Permanent
-            }
-        }
-        SdkError::ConstructionFailure(_) => ErrorKind::Permanent,
-        _ => ErrorKind::Transient,
     }
 }
 

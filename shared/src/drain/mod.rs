@@ -31,9 +31,9 @@ use tracing::{info, warn};
 use crate::config::{Config, Limits, RUN_OVERHEAD};
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, FieldKey, RequestId};
 use crate::ports::{
-    ChangeQueue, CircuitState, Clock, Coordination, DrainPorts, InFlight, PortError, Provider,
-    ProviderError, QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation, SyncStateStore,
-    SyncedFields, Window,
+    ChangeQueue, CircuitState, CircuitStore, Clock, DrainLease, DrainPorts, InFlight, PortError,
+    Provider, ProviderError, QuotaKind, QuotaLedger, ReceivedMessage, Reply, Reservation,
+    SyncStateStore, SyncedFields, Window,
 };
 use circuit::{CircuitPolicy, Phase};
 use coalesce::{Decoded, coalesce};
@@ -142,7 +142,7 @@ struct MessageChange {
     change_id: ChangeId,
     request_id: RequestId,
     /// A single-change request's change (its email and fields): its status is derived from the sync
-    /// state ([`crate::ingest::tracking`]), so its delivery or skip is not written. `None` for a change
+    /// state ([`crate::ports::requests`]), so its delivery or skip is not written. `None` for a change
     /// of a multi-change request, or from a message without `request_size` (tracked by the sets).
     derived: Option<(Email, Vec<FieldKey>)>,
 }
@@ -183,8 +183,7 @@ impl<P: DrainPorts> Drain<P> {
         let started = Instant::now();
         let now = self.now();
         let window = Window::containing(now, self.settings.limits.window_seconds);
-        let coordination = self.ports.coordination();
-        let circuit = coordination.circuit().await?;
+        let circuit = self.ports.circuit().circuit().await?;
         let mut run = Run {
             holder: uuid::Uuid::new_v4().to_string(),
             window,
@@ -209,7 +208,12 @@ impl<P: DrainPorts> Drain<P> {
             return self.finish(run, started).await;
         }
         let until = now + chrono_duration(self.settings.lease_length);
-        if !coordination.acquire_lease(&run.holder, now, until).await? {
+        if !self
+            .ports
+            .lease()
+            .acquire_lease(&run.holder, now, until)
+            .await?
+        {
             run.report.idle = Some(Idle::LeaseHeld);
             return Ok(run.report);
         }
@@ -218,7 +222,7 @@ impl<P: DrainPorts> Drain<P> {
             self.rescue(&mut run).await;
         }
         let stored = self.store_circuit(&mut run).await;
-        if let Err(e) = coordination.release_lease(&run.holder).await {
+        if let Err(e) = self.ports.lease().release_lease(&run.holder).await {
             // The lease expires by itself; a failed release only delays the next run.
             warn!(error = %e, "could not release the drain lease");
         }
@@ -228,7 +232,7 @@ impl<P: DrainPorts> Drain<P> {
     }
 
     async fn finish(&self, mut run: Run, started: Instant) -> Result<DrainReport, DrainError> {
-        self.fill_quota(&mut run.report, run.window).await?;
+        self.report_quota(&mut run.report, run.window).await?;
         run.report.circuit_failures = run.circuit.failures;
         run.report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let r = &run.report;
@@ -370,7 +374,7 @@ impl<P: DrainPorts> Drain<P> {
         run.report.planned_receive = plan.receive;
         let margin = chrono_duration(self.settings.send_margin);
         if now + margin >= run.deadline || now + window_guard(window) >= window.end_time() {
-            run.report.idle = Some(Idle::Deadline);
+            run.report.idle = Some(Idle::NoTimeToSend);
             return Ok(None);
         }
         if plan.receive == 0 {
@@ -488,7 +492,7 @@ impl<P: DrainPorts> Drain<P> {
         let until = now + chrono_duration(self.settings.lease_length);
         let held = self
             .ports
-            .coordination()
+            .lease()
             .renew_lease(&run.holder, now, until)
             .await?;
         if held {
@@ -565,7 +569,7 @@ impl<P: DrainPorts> Drain<P> {
     /// Writes the circuit if this run changed it.
     async fn store_circuit(&self, run: &mut Run) -> Result<(), DrainError> {
         if run.circuit != run.circuit_stored {
-            self.ports.coordination().set_circuit(&run.circuit).await?;
+            self.ports.circuit().set_circuit(&run.circuit).await?;
             run.circuit_stored = run.circuit.clone();
         }
         Ok(())
@@ -603,7 +607,11 @@ impl<P: DrainPorts> Drain<P> {
         half + Duration::from_millis(jitter)
     }
 
-    async fn fill_quota(&self, report: &mut DrainReport, window: Window) -> Result<(), DrainError> {
+    async fn report_quota(
+        &self,
+        report: &mut DrainReport,
+        window: Window,
+    ) -> Result<(), DrainError> {
         let ledger = self.ports.ledger();
         let (b, i) = futures::try_join!(
             ledger.used(QuotaKind::Batch, window),

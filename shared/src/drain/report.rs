@@ -80,8 +80,10 @@ pub enum Idle {
     CircuitOpen,
     /// No quota left this window (or none due this run).
     NoQuota,
-    /// Too close to the invocation's deadline, or to the end of the quota window, to start a call.
-    Deadline,
+    /// Too close to the invocation's deadline, or to the end of the quota window, to start a call
+    /// (`"deadline"` in the JSON summary).
+    #[serde(rename = "deadline")]
+    NoTimeToSend,
 }
 
 /// What one drain run did. Counts are messages unless named otherwise.

@@ -21,8 +21,8 @@ use super::outcome::{QueueAction, action};
 use super::{Drain, DrainError, Outcome, Run};
 use crate::domain::{ChangeId, Email, FieldKey, RequestId};
 use crate::ports::{
-    ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, InFlight, Receipt, ReceivedMessage,
-    RequestTracker, Settled, SyncStateStore, SyncWrite,
+    ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, InFlight, ReceiptHandle,
+    ReceivedMessage, RequestTracker, Settled, SyncStateStore, SyncWrite,
 };
 
 /// The queue actions of one run, grouped by kind of call.
@@ -141,7 +141,7 @@ impl<P: DrainPorts> Drain<P> {
         let queue = self.ports.queue();
         if !actions.deletes.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let receipts: Vec<Receipt> = actions
+            let receipts: Vec<ReceiptHandle> = actions
                 .deletes
                 .iter()
                 .map(|&i| run.messages[i].receipt.clone())
@@ -176,7 +176,7 @@ impl<P: DrainPorts> Drain<P> {
         }
         if !actions.releases.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let items: Vec<(Receipt, Duration)> = actions
+            let items: Vec<(ReceiptHandle, Duration)> = actions
                 .releases
                 .iter()
                 .map(|&(i, d)| (run.messages[i].receipt.clone(), d))
@@ -210,7 +210,7 @@ impl<P: DrainPorts> Drain<P> {
 /// supplied a sent value is delivered, one superseded or equal to what the provider had is skipped.
 ///
 /// A single-change request's delivered or skipped change is left out: the sync state written in this run
-/// (or before) shows how it settled, and its status is derived from that ([`crate::ingest::tracking`]).
+/// (or before) shows how it settled, and its status is derived from that ([`crate::ports::requests`]).
 /// Unless one of its fields was judged against another run's value in flight and is not recorded in this
 /// run: the sync item may never reach it (that value's change may yet be dead-lettered), so it is written
 /// as any other. Dead letters are always written.

@@ -14,14 +14,15 @@ use crate::adapters::memory::{
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::ingest::memory::MemoryRequestStore;
 use crate::ingest::{NewRequest, RequestCounters, RequestStore, TrackedChange};
-use crate::ports::{PortSet, ProviderError};
+use crate::ports::{DrainAdapters, ProviderError};
 
-pub(super) type Ports = PortSet<
+pub(super) type Ports = DrainAdapters<
     MemoryQueue<ManualClock>,
     MemoryStore,
     MemoryStore,
     MemoryProvider<ManualClock>,
     ManualClock,
+    MemoryStore,
     MemoryStore,
     MemoryStore,
 >;
@@ -76,13 +77,14 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
         max_attempts: 10,
         busy_retry: Duration::from_secs(10),
     };
-    let ports = PortSet {
+    let ports = DrainAdapters {
         queue: queue.clone(),
         ledger: store.clone(),
         sync_state: store.clone(),
         provider: provider.clone(),
         clock: clock.clone(),
-        coordination: store.clone(),
+        lease: store.clone(),
+        circuit: store.clone(),
         requests: store.clone(),
     };
     Harness {

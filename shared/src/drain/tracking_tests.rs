@@ -1,5 +1,5 @@
 //! Request tracking through the drain, over the in-memory adapters: a single-change request's status is
-//! derived from the sync state the drain writes anyway ([`crate::ingest::tracking`]); a multi-change
+//! derived from the sync state the drain writes anyway ([`crate::ports::requests`]); a multi-change
 //! request, or a message from before `request_size`, is counted from the sets the drain writes.
 #![allow(clippy::unwrap_used)]
 

@@ -14,11 +14,11 @@ use crate::adapters::sqs_sink::check_message_body;
 use crate::domain::{Change, ChangeMessage, RequestId};
 use crate::ports::{PortError, PortResult};
 
-use super::ports::{
+use crate::ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
     IdempotencyStore, NewClaim, NewRequest, RequestCounters, RequestStore,
 };
-use super::tracking::{TrackedChange, single_change_counters};
+use crate::ports::{TrackedChange, single_change_counters};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking test thread must not hide the state from the others.

@@ -4,31 +4,29 @@
 //! - [`parse`]: the body parser — bytes in, validated [`Change`](crate::domain::Change)s out, or every
 //!   problem by change index and field. Limits: [`MAX_BODY_BYTES`], [`MAX_CHANGES`], [`MAX_FUTURE_SKEW`].
 //! - [`problem`]: [`IngestError`], the one error type, and its `application/problem+json` rendering.
-//! - [`ports`]: [`ChangeSink`] (the queue), [`IdempotencyStore`], [`RequestStore`], in domain types.
-//! - [`tracking`]: what a request's progress record holds, and how a single-change request's status is
-//!   derived from the sync state instead of written by the drain.
 //! - [`service`]: [`IngestService`] — `submit` (`POST /v1/changes`) and `request_status`
 //!   (`GET /v1/requests/{id}`).
 //! - [`auth`]: [`ApiKey`], the constant-time `x-api-key` check for local runs.
 //! - [`memory`]: in-memory ports for tests, the benchmark and the fuzz harness.
 //!
-//! AWS adapters live in [`crate::adapters::sqs_sink`] and [`crate::adapters::dynamo_ingest`].
+//! Its ports ([`ChangeSink`], [`IdempotencyStore`], [`RequestStore`]) are in [`crate::ports`] with the
+//! drain's; AWS adapters live in [`crate::adapters::sqs_sink`] and [`crate::adapters::dynamo_ingest`].
 
 pub mod auth;
 pub mod memory;
 pub mod parse;
-pub mod ports;
 pub mod problem;
 pub mod service;
-pub mod tracking;
 
-pub use auth::ApiKey;
-pub use parse::{MAX_BODY_BYTES, MAX_CHANGES, MAX_FUTURE_SKEW, ParseError, Receipt, parse_changes};
-pub use ports::{
+pub use crate::ports::TrackedChange;
+pub use crate::ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
     IdempotencyStore, NewClaim, NewRequest, RequestCounters, RequestStatus, RequestStore,
     sha256_hex,
 };
+pub use auth::ApiKey;
+pub use parse::{
+    MAX_BODY_BYTES, MAX_CHANGES, MAX_FUTURE_SKEW, ParseError, RequestStamp, parse_changes,
+};
 pub use problem::{FieldProblem, IngestError, PROBLEM_CONTENT_TYPE, Problem};
 pub use service::{ChangesRequest, IngestService, IngestSettings, Submitted};
-pub use tracking::TrackedChange;

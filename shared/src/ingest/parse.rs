@@ -21,7 +21,7 @@ use super::problem::FieldProblem;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most changes in one request.
 pub const MAX_CHANGES: usize = 1_000;
-/// How far ahead of receipt `occurred_at` may be (clock skew between the client and us).
+/// How far ahead of stamp `occurred_at` may be (clock skew between the client and us).
 pub const MAX_FUTURE_SKEW: TimeDelta = TimeDelta::minutes(5);
 /// Problems reported per change at most; the rest are summarised, so an answer stays small.
 pub const MAX_PROBLEMS_PER_CHANGE: usize = 5;
@@ -47,13 +47,13 @@ pub enum ParseError {
 
 /// When and under which request the changes were received: stamps every change.
 #[derive(Debug, Clone, Copy)]
-pub struct Receipt {
+pub struct RequestStamp {
     pub request_id: RequestId,
     pub received_at: DateTime<Utc>,
 }
 
 /// Parses a request body into changes, all or nothing.
-pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, ParseError> {
+pub fn parse_changes(body: &[u8], stamp: RequestStamp) -> Result<Vec<Change>, ParseError> {
     let root: Json = serde_json::from_slice(body)
         .map_err(|e| ParseError::Malformed(format!("The body is not valid JSON: {e}.")))?;
     let Json::Object(entries) = root else {
@@ -63,7 +63,7 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
         )));
     };
     if !entries.iter().any(|(k, _)| k == "changes") {
-        return parse_change(Json::Object(entries), 0, 1, receipt)
+        return parse_change(Json::Object(entries), 0, 1, stamp)
             .map(|c| vec![c])
             .map_err(ParseError::Invalid);
     }
@@ -122,7 +122,7 @@ pub fn parse_changes(body: &[u8], receipt: Receipt) -> Result<Vec<Change>, Parse
     // At most MAX_CHANGES, so this always fits.
     let size = u32::try_from(items.len()).unwrap_or(u32::MAX);
     for (index, item) in items.into_iter().enumerate() {
-        match parse_change(item, index, size, receipt) {
+        match parse_change(item, index, size, stamp) {
             Ok(change) => changes.push(change),
             Err(mut p) => problems.append(&mut p),
         }
@@ -140,7 +140,7 @@ fn parse_change(
     item: Json,
     index: usize,
     size: u32,
-    receipt: Receipt,
+    stamp: RequestStamp,
 ) -> Result<Change, Vec<FieldProblem>> {
     let Json::Object(entries) = item else {
         return Err(vec![FieldProblem::new(
@@ -237,7 +237,7 @@ fn parse_change(
             "occurred_at" => {
                 occurred_at = p.check(
                     field,
-                    string(&value).and_then(|s| parse_occurred_at(s, receipt.received_at)),
+                    string(&value).and_then(|s| parse_occurred_at(s, stamp.received_at)),
                 );
             }
             "priority" => {
@@ -269,16 +269,16 @@ fn parse_change(
     };
     Ok(Change {
         change_id: ChangeId::new(),
-        request_id: receipt.request_id,
+        request_id: stamp.request_id,
         email,
         name: name.map(Name::into_string),
         time_zone,
         custom_fields,
-        // Absent, `occurred_at` is the request's receipt time for every change in it; `position` then
+        // Absent, `occurred_at` is the request's stamp time for every change in it; `position` then
         // decides which of them is the latest (the later one in the array).
-        occurred_at: occurred_at.unwrap_or(receipt.received_at),
+        occurred_at: occurred_at.unwrap_or(stamp.received_at),
         priority,
-        accepted_at: receipt.received_at,
+        accepted_at: stamp.received_at,
         // At most MAX_CHANGES, so this always fits.
         position: u32::try_from(index).unwrap_or(u32::MAX),
         request_size: Some(size),
@@ -483,15 +483,15 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    fn receipt() -> Receipt {
-        Receipt {
+    fn stamp() -> RequestStamp {
+        RequestStamp {
             request_id: RequestId::new(),
             received_at: Utc::now(),
         }
     }
 
     fn parse(v: serde_json::Value) -> Result<Vec<Change>, ParseError> {
-        parse_changes(v.to_string().as_bytes(), receipt())
+        parse_changes(v.to_string().as_bytes(), stamp())
     }
 
     fn problems(v: serde_json::Value) -> Vec<FieldProblem> {
@@ -509,7 +509,7 @@ mod tests {
 
     #[test]
     fn a_single_change_is_parsed_with_defaults() {
-        let r = receipt();
+        let r = stamp();
         let body = br#"{"email":" Ann@Example.com ","name":"Ann","custom_fields":{"plan":"pro"}}"#;
         let changes = parse_changes(body, r).unwrap();
         assert_eq!(changes.len(), 1);
@@ -542,10 +542,10 @@ mod tests {
     }
 
     /// Rule: within one request a later change wins a tie — each change carries its index in the array,
-    /// and without `occurred_at` every change of the request has the same one (the receipt time).
+    /// and without `occurred_at` every change of the request has the same one (the stamp time).
     #[test]
     fn changes_carry_their_position_and_share_the_receipt_time() {
-        let r = receipt();
+        let r = stamp();
         let body = json!({"changes": [
             {"email": "a@x.io", "name": "FIRST"},
             {"email": "b@x.io", "name": "other", "occurred_at": "2026-01-31T09:30:00Z"},
@@ -565,7 +565,7 @@ mod tests {
     /// (a `{"changes": [one]}` body is a single-change request too).
     #[test]
     fn changes_carry_their_request_size() {
-        let r = receipt();
+        let r = stamp();
         let three = json!({"changes": [
             {"email": "a@x.io", "name": "A"},
             {"email": "b@x.io", "name": "B"},
@@ -606,10 +606,7 @@ mod tests {
             b"\xff",
         ] {
             assert!(
-                matches!(
-                    parse_changes(body, receipt()),
-                    Err(ParseError::Malformed(_))
-                ),
+                matches!(parse_changes(body, stamp()), Err(ParseError::Malformed(_))),
                 "{:?}",
                 String::from_utf8_lossy(body)
             );
@@ -660,12 +657,12 @@ mod tests {
         let p = problems(json!({"email": "a@x.io", "name": "A", "Name": "B"}));
         assert!(has(&p, Some(0), Some("Name")));
         let dup = br#"{"email":"a@x.io","name":"A","name":"B"}"#;
-        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else {
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, stamp()) else {
             panic!()
         };
         assert_eq!(p[0].message, "appears more than once");
         let dup = br#"{"email":"a@x.io","custom_fields":{"k":"1","k":"2"}}"#;
-        let Err(ParseError::Invalid(p)) = parse_changes(dup, receipt()) else {
+        let Err(ParseError::Invalid(p)) = parse_changes(dup, stamp()) else {
             panic!()
         };
         assert_eq!(p[0].field.as_deref(), Some("custom_fields.k"));
@@ -717,7 +714,7 @@ mod tests {
 
     #[test]
     fn far_future_occurred_at_is_refused_small_skew_is_not() {
-        let r = receipt();
+        let r = stamp();
         let at = |d: TimeDelta| (r.received_at + d).to_rfc3339();
         let body =
             json!({"email": "a@x.io", "name": "A", "occurred_at": at(TimeDelta::minutes(4))});
@@ -754,7 +751,7 @@ mod tests {
     fn deep_nesting_is_refused_not_a_stack_overflow() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(
-            parse_changes(deep.as_bytes(), receipt()),
+            parse_changes(deep.as_bytes(), stamp()),
             Err(ParseError::Malformed(_))
         ));
     }
@@ -831,7 +828,7 @@ mod tests {
         /// Arbitrary bytes: never a panic; a refusal is either malformed or names its problems.
         #[test]
         fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
-            match parse_changes(&body, receipt()) {
+            match parse_changes(&body, stamp()) {
                 Ok(changes) => prop_assert!(!changes.is_empty() && changes.len() <= MAX_CHANGES),
                 Err(ParseError::Invalid(p)) => prop_assert!(!p.is_empty()),
                 Err(ParseError::Malformed(m)) => prop_assert!(!m.is_empty()),

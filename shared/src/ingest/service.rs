@@ -8,13 +8,13 @@ use uuid::Uuid;
 use crate::domain::{Change, RequestId};
 use crate::ports::{Clock, SystemClock};
 
-use super::parse::{MAX_BODY_BYTES, ParseError, Receipt, parse_changes};
-use super::ports::{
+use super::parse::{MAX_BODY_BYTES, ParseError, RequestStamp, parse_changes};
+use super::problem::IngestError;
+use crate::ports::TrackedChange;
+use crate::ports::{
     Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyState, IdempotencyStore, NewClaim,
     NewRequest, RequestStatus, RequestStore, sha256_hex,
 };
-use super::problem::IngestError;
-use super::tracking::TrackedChange;
 
 /// Timings of the idempotency and request records.
 #[derive(Debug, Clone, Copy)]
@@ -118,37 +118,38 @@ where
             .map(IdempotencyKey::parse)
             .transpose()
             .map_err(|e| IngestError::BadIdempotencyKey(format!("Idempotency-Key {e}.")))?;
-        let receipt = Receipt {
+        let stamp = RequestStamp {
             request_id: RequestId::new(),
             received_at: self.clock.now(),
         };
-        let changes = parse_changes(req.body, receipt).map_err(|e| match e {
+        let changes = parse_changes(req.body, stamp).map_err(|e| match e {
             ParseError::Malformed(why) => IngestError::Malformed(why),
             ParseError::Invalid(problems) => IngestError::Invalid(problems),
         })?;
         match key {
-            None => self
-                .accept(&changes, receipt)
-                .await
-                .map(|answer| Submitted {
-                    answer,
-                    replayed: false,
-                }),
+            None => self.accept(&changes, stamp).await.map(|answer| Submitted {
+                answer,
+                replayed: false,
+            }),
             Some(key) => {
-                self.accept_once(&key, &sha256_hex(req.body), &changes, receipt)
+                self.accept_once(&key, &sha256_hex(req.body), &changes, stamp)
                     .await
             }
         }
     }
 
     /// Records the request, then enqueues (in that order, so the drain's counters never race ahead of it).
-    async fn accept(&self, changes: &[Change], receipt: Receipt) -> Result<Accepted, IngestError> {
+    async fn accept(
+        &self,
+        changes: &[Change],
+        stamp: RequestStamp,
+    ) -> Result<Accepted, IngestError> {
         // At most MAX_CHANGES, so this always fits.
         let accepted = u32::try_from(changes.len()).unwrap_or(u32::MAX);
-        let now = receipt.received_at;
+        let now = stamp.received_at;
         self.requests
             .create(&NewRequest {
-                id: receipt.request_id,
+                id: stamp.request_id,
                 accepted,
                 created_at: now,
                 expires_at: now + self.settings.request_ttl,
@@ -161,7 +162,7 @@ where
             .await
             .map_err(IngestError::Unavailable)?;
         Ok(Accepted {
-            request_id: receipt.request_id,
+            request_id: stamp.request_id,
             accepted,
             change_ids: changes.iter().map(|c| c.change_id).collect(),
         })
@@ -174,9 +175,9 @@ where
         key: &IdempotencyKey,
         body_sha256: &str,
         changes: &[Change],
-        receipt: Receipt,
+        stamp: RequestStamp,
     ) -> Result<Submitted, IngestError> {
-        let owner = receipt.request_id;
+        let owner = stamp.request_id;
         let started = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(25);
         loop {
@@ -189,7 +190,7 @@ where
                 expires_at: now + self.settings.idempotency_ttl,
             };
             match self.idempotency.claim(key, &claim).await? {
-                Claim::Won => return self.accept_claimed(key, changes, receipt).await,
+                Claim::Won => return self.accept_claimed(key, changes, stamp).await,
                 Claim::Held(Some(record)) if record.body_sha256 != body_sha256 => {
                     return Err(IngestError::IdempotencyKeyReused);
                 }
@@ -216,10 +217,10 @@ where
         &self,
         key: &IdempotencyKey,
         changes: &[Change],
-        receipt: Receipt,
+        stamp: RequestStamp,
     ) -> Result<Submitted, IngestError> {
-        let owner = receipt.request_id;
-        match self.accept(changes, receipt).await {
+        let owner = stamp.request_id;
+        match self.accept(changes, stamp).await {
             Ok(answer) => {
                 // The changes are on the queue: the client gets its 202 even if the answer cannot be stored
                 // (a retry after the lease would then enqueue again — harmless, the drain coalesces).

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::memory::{ManualClock, MemoryQueue};
 use sluice::config::Limits;
 use sluice::domain::{Change, ChangeMessage, FieldKey, Subscriber};
-use sluice::ports::{ChangeQueue, Clock as _, Provider, Receipt, ReceivedMessage, Window};
+use sluice::ports::{ChangeQueue, Clock as _, Provider, ReceiptHandle, ReceivedMessage, Window};
 
 use crate::day::RUN_DEADLINE;
 use crate::fault::FaultyProvider;
@@ -89,7 +89,7 @@ fn merge_per_email(messages: &[ReceivedMessage]) -> Vec<Subscriber> {
         .collect()
 }
 
-fn receipts(messages: &[ReceivedMessage]) -> Vec<Receipt> {
+fn receipts(messages: &[ReceivedMessage]) -> Vec<ReceiptHandle> {
     messages.iter().map(|m| m.receipt.clone()).collect()
 }
 
@@ -149,7 +149,7 @@ impl Loop {
                 Ok(records.len())
             }
             Err(_) => {
-                let back: Vec<(Receipt, Duration)> = messages
+                let back: Vec<(ReceiptHandle, Duration)> = messages
                     .iter()
                     .map(|m| (m.receipt.clone(), Duration::ZERO))
                     .collect();
@@ -277,7 +277,7 @@ mod tests {
         };
         ReceivedMessage {
             message_id: "m".into(),
-            receipt: Receipt("r".into()),
+            receipt: ReceiptHandle("r".into()),
             body: ChangeMessage::V1(change).to_body(),
             receive_count: 1,
             prior_attempts: 0,

@@ -25,11 +25,12 @@ use rand_distr::{Distribution, Zipf};
 use sluice::Config;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::provider_http::HttpProvider;
+use sluice::adapters::secrets;
 use sluice::adapters::sqs::SqsChangeQueue;
-use sluice::adapters::{AwsDrainPorts, aws_drain, drain_timeouts, secrets};
 use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use sluice::drain::{Drain, DrainReport, DrainSettings};
-use sluice::ports::{ChangeQueue, PortSet, SystemClock};
+use sluice::ports::{ChangeQueue, DrainAdapters, SystemClock};
+use sluice::startup::{AwsDrainPorts, aws_drain, drain_timeouts};
 use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
 use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 use tokio::io::AsyncReadExt;
@@ -39,12 +40,13 @@ use crate::metered::{Meter, Metered, Op, Service};
 use crate::summary::{ColdStart, DrainTiming, Size, repo_root};
 
 /// The drain's ports with every call metered.
-pub type MeteredAwsPorts = PortSet<
+pub type MeteredAwsPorts = DrainAdapters<
     Metered<SqsChangeQueue>,
     Metered<DynamoState>,
     Metered<DynamoState>,
     Metered<HttpProvider>,
     SystemClock,
+    Metered<DynamoState>,
     Metered<DynamoState>,
     Metered<DynamoState>,
 >;
@@ -236,7 +238,7 @@ pub async fn metered_drain(
     );
     let state = DynamoState::new(dynamo, &config.table_name);
     let m = |x: DynamoState| Metered::new(x, meter.clone());
-    let ports = PortSet {
+    let ports = DrainAdapters {
         queue: Metered::new(drain_queue(config, sdk), meter.clone()),
         ledger: m(state.clone()),
         sync_state: m(state.clone()),
@@ -245,7 +247,8 @@ pub async fn metered_drain(
             meter.clone(),
         ),
         clock: SystemClock,
-        coordination: m(state.clone()),
+        lease: m(state.clone()),
+        circuit: m(state.clone()),
         requests: m(state),
     };
     Ok(Drain::new(ports, DrainSettings::from_config(config)))

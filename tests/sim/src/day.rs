@@ -22,7 +22,7 @@ use sluice::adapters::memory::{
 use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
-use sluice::ports::PortSet;
+use sluice::ports::DrainAdapters;
 
 use crate::baseline::{FixedSpacing, ThresholdSweep};
 use crate::fault::FaultyProvider;
@@ -42,12 +42,13 @@ type SimQueue = MemoryQueue<ManualClock>;
 type SimProvider = FaultyProvider;
 
 /// The drain's ports in the simulator: the in-memory adapters, each metered.
-pub type SimPorts = PortSet<
+pub type SimPorts = DrainAdapters<
     Metered<SimQueue>,
     Metered<MemoryStore>,
     Metered<MemoryStore>,
     Metered<SimProvider>,
     ManualClock,
+    Metered<MemoryStore>,
     Metered<MemoryStore>,
     Metered<MemoryStore>,
 >;
@@ -149,7 +150,7 @@ impl EngineTotals {
                 Idle::LeaseHeld => "lease held",
                 Idle::CircuitOpen => "circuit open",
                 Idle::NoQuota => "no quota",
-                Idle::Deadline => "deadline",
+                Idle::NoTimeToSend => "deadline",
             };
             *self.idle.entry(name).or_default() += 1;
         }
@@ -296,13 +297,14 @@ pub async fn simulate(
                 settings.limits
             );
             let m = |x: MemoryStore| Metered::new(x, meter.clone());
-            let ports = PortSet {
+            let ports = DrainAdapters {
                 queue: Metered::new(queue.clone(), meter.clone()),
                 ledger: m(store.clone()),
                 sync_state: m(store.clone()),
                 provider: Metered::new(provider.clone(), meter.clone()),
                 clock: clock.clone(),
-                coordination: m(store.clone()),
+                lease: m(store.clone()),
+                circuit: m(store.clone()),
                 requests: m(store.clone()),
             };
             Runner::Sluice(

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
-    Backlog, ChangeQueue, CircuitState, Coordination, DeadLetter, InFlight, PortResult, Provider,
-    QuotaKind, QuotaLedger, Receipt, ReceivedMessage, Reply, RequestTracker, Reservation, Settled,
-    SyncStateStore, SyncWrite, SyncedFields, Window,
+    Backlog, ChangeQueue, CircuitState, CircuitStore, DeadLetter, DrainLease, InFlight, PortResult,
+    Provider, QuotaKind, QuotaLedger, ReceiptHandle, ReceivedMessage, Reply, RequestTracker,
+    Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields, Window,
 };
 
 /// The service behind a port call.
@@ -297,14 +297,14 @@ impl<T: ChangeQueue> ChangeQueue for Metered<T> {
         r
     }
 
-    async fn delete(&self, receipts: &[Receipt]) -> PortResult<Vec<Receipt>> {
+    async fn delete(&self, receipts: &[ReceiptHandle]) -> PortResult<Vec<ReceiptHandle>> {
         let t = Instant::now();
         let r = self.inner.delete(receipts).await;
         self.meter.record(Op::QueueDelete, receipts.len() as u64, t);
         r
     }
 
-    async fn release(&self, items: &[(Receipt, Duration)]) -> PortResult<()> {
+    async fn release(&self, items: &[(ReceiptHandle, Duration)]) -> PortResult<()> {
         let t = Instant::now();
         let r = self.inner.release(items).await;
         self.meter.record(Op::QueueRelease, items.len() as u64, t);
@@ -319,7 +319,10 @@ impl<T: ChangeQueue> ChangeQueue for Metered<T> {
         r
     }
 
-    async fn requeue(&self, items: &[(ReceivedMessage, Duration)]) -> PortResult<Vec<Receipt>> {
+    async fn requeue(
+        &self,
+        items: &[(ReceivedMessage, Duration)],
+    ) -> PortResult<Vec<ReceiptHandle>> {
         let t = Instant::now();
         let r = self.inner.requeue(items).await;
         self.meter.record(Op::QueueRequeue, items.len() as u64, t);
@@ -435,7 +438,7 @@ impl<T: SyncStateStore> SyncStateStore for Metered<T> {
     }
 }
 
-impl<T: Coordination> Coordination for Metered<T> {
+impl<T: DrainLease> DrainLease for Metered<T> {
     async fn acquire_lease(
         &self,
         holder: &str,
@@ -466,7 +469,9 @@ impl<T: Coordination> Coordination for Metered<T> {
         self.meter.record(Op::LeaseRenew, 1, t);
         r
     }
+}
 
+impl<T: CircuitStore> CircuitStore for Metered<T> {
     async fn circuit(&self) -> PortResult<CircuitState> {
         let t = Instant::now();
         let r = self.inner.circuit().await;

@@ -13,9 +13,9 @@ use aws_sdk_sqs::types::{
 };
 use lambda_runtime::{Context, LambdaEvent};
 use sluice::Config;
-use sluice::adapters::{AwsDrainPorts, aws_drain};
 use sluice::domain::{Change, ChangeMessage};
 use sluice::drain::{Drain, DrainReport};
+use sluice::startup::{AwsDrainPorts, aws_drain};
 use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
 use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
 

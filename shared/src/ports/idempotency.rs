@@ -1,6 +1,5 @@
-//! The ports ingest is written against, in domain types only: where accepted changes go (the queue),
-//! where idempotency records live, and where request progress is kept. Adapters:
-//! [`crate::adapters::sqs_sink`], [`crate::adapters::dynamo_ingest`], and [`super::memory`] for tests.
+//! Idempotency records for `POST /v1/changes` with an `Idempotency-Key` (DynamoDB in AWS:
+//! [`crate::adapters::dynamo_ingest`]).
 
 use std::fmt;
 use std::future::Future;
@@ -9,10 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::{Change, ChangeId, Invalid, RequestId};
-use crate::ports::PortResult;
-
-use super::tracking::TrackedChange;
+use super::PortResult;
+use crate::domain::{ChangeId, Invalid, RequestId};
 
 /// The answer to an accepted `POST /v1/changes` (202), stored verbatim for idempotent replays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,14 +18,6 @@ pub struct Accepted {
     pub accepted: u32,
     /// One per change, in the order the changes were sent.
     pub change_ids: Vec<ChangeId>,
-}
-
-/// Where accepted changes go.
-pub trait ChangeSink: Send + Sync {
-    /// Puts every change on the queue, retrying what can be retried. `Ok` means all of them are on it;
-    /// an error means some may not be (the caller answers 503 and the client retries the whole request:
-    /// duplicates are harmless, the drain coalesces them).
-    fn enqueue(&self, changes: &[Change]) -> impl Future<Output = PortResult<()>> + Send;
 }
 
 /// The client's `Idempotency-Key` header: 1..=255 printable ASCII characters.
@@ -141,69 +130,6 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> impl Future<Output = PortResult<()>> + Send;
 }
 
-/// A request's counters: `accepted` written by ingest, the rest added by the drain (multi-change requests)
-/// or derived from the sync state (single-change requests).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestCounters {
-    pub accepted: u32,
-    pub delivered: u32,
-    pub skipped: u32,
-    pub dead_lettered: u32,
-}
-
-/// `GET /v1/requests/{request_id}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestStatus {
-    pub request_id: RequestId,
-    pub accepted: u32,
-    pub delivered: u32,
-    pub skipped: u32,
-    pub dead_lettered: u32,
-    /// Accepted changes not yet delivered, skipped or dead-lettered (never negative: duplicate deliveries
-    /// can make the drain count a change twice).
-    pub pending: u32,
-}
-
-impl RequestStatus {
-    pub fn new(request_id: RequestId, c: RequestCounters) -> Self {
-        let settled = c
-            .delivered
-            .saturating_add(c.skipped)
-            .saturating_add(c.dead_lettered);
-        Self {
-            request_id,
-            accepted: c.accepted,
-            delivered: c.delivered,
-            skipped: c.skipped,
-            dead_lettered: c.dead_lettered,
-            pending: c.accepted.saturating_sub(settled),
-        }
-    }
-}
-
-/// A request's progress record, as ingest creates it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewRequest {
-    pub id: RequestId,
-    pub accepted: u32,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// A single-change request's change, whose status is derived from the sync state (no drain write);
-    /// `None` for a multi-change request, tracked by the drain's sets.
-    pub single: Option<TrackedChange>,
-}
-
-/// Per-request progress records (`request#<id>`), created by ingest before anything is enqueued.
-pub trait RequestStore: Send + Sync {
-    fn create(&self, request: &NewRequest) -> impl Future<Output = PortResult<()>> + Send;
-    /// The request's counters: a multi-change request's from the drain's sets, a single-change request's
-    /// derived from its user's sync state ([`super::tracking`]). `None` for an unknown or expired request.
-    fn counters(
-        &self,
-        id: RequestId,
-    ) -> impl Future<Output = PortResult<Option<RequestCounters>>> + Send;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,29 +140,5 @@ mod tests {
         for bad in ["", "tab\there", "é", &"k".repeat(256)] {
             assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn pending_never_goes_negative() {
-        let id = RequestId::new();
-        let s = RequestStatus::new(
-            id,
-            RequestCounters {
-                accepted: 3,
-                delivered: 2,
-                skipped: 1,
-                dead_lettered: 1,
-            },
-        );
-        assert_eq!(s.pending, 0);
-        let s = RequestStatus::new(
-            id,
-            RequestCounters {
-                accepted: 5,
-                delivered: 1,
-                ..Default::default()
-            },
-        );
-        assert_eq!(s.pending, 4);
     }
 }

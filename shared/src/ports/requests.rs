@@ -1,4 +1,6 @@
-//! Request tracking (`GET /v1/requests/{id}`), and why a single-change request costs one write.
+//! Request tracking (`GET /v1/requests/{id}`): the records ingest creates and the drain updates, and why a
+//! single-change request costs one write (DynamoDB in AWS: [`crate::adapters::dynamo`] for the drain's
+//! side, [`crate::adapters::dynamo_ingest`] for ingest's).
 //!
 //! # What is written when
 //! - **A multi-change request** (2..1,000 changes): ingest writes `request#<id>` with `accepted`; the drain
@@ -49,11 +51,107 @@
 //!   hold (as the drain reads it), so a change in that millisecond reads as skipped rather than delivered.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 
-use crate::domain::{Change, Email, FieldKey, Precedence};
-use crate::ports::SyncedFields;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::ports::RequestCounters;
+use super::{PortResult, SyncedFields};
+use crate::domain::{Change, ChangeId, Email, FieldKey, Precedence, RequestId};
+
+/// How one change settled, for its request's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// It supplied a value the provider now has.
+    Delivered,
+    /// Superseded by a newer change, or equal to what the provider already had.
+    Skipped,
+    /// In the DLQ.
+    DeadLettered,
+}
+
+/// Progress of one ingest request, as `GET /v1/requests/{id}` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestProgress {
+    pub delivered: u32,
+    pub skipped: u32,
+    pub dead_lettered: u32,
+}
+
+/// Per-request progress, updated by the drain once per run. Recording is idempotent per change: a change
+/// received again (a redelivery, a copy) and settled again is counted once. A single-change request's
+/// delivered or skipped change is not recorded (its status is derived from the sync state,
+/// [`single_change_counters`]); its dead letter is.
+pub trait RequestTracker: Send + Sync {
+    fn record(
+        &self,
+        settled: &[(RequestId, ChangeId, Settled)],
+    ) -> impl Future<Output = PortResult<()>> + Send;
+}
+
+/// A request's counters: `accepted` written by ingest, the rest added by the drain (multi-change requests)
+/// or derived from the sync state (single-change requests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounters {
+    pub accepted: u32,
+    pub delivered: u32,
+    pub skipped: u32,
+    pub dead_lettered: u32,
+}
+
+/// `GET /v1/requests/{request_id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestStatus {
+    pub request_id: RequestId,
+    pub accepted: u32,
+    pub delivered: u32,
+    pub skipped: u32,
+    pub dead_lettered: u32,
+    /// Accepted changes not yet delivered, skipped or dead-lettered (never negative: duplicate deliveries
+    /// can make the drain count a change twice).
+    pub pending: u32,
+}
+
+impl RequestStatus {
+    pub fn new(request_id: RequestId, c: RequestCounters) -> Self {
+        let settled = c
+            .delivered
+            .saturating_add(c.skipped)
+            .saturating_add(c.dead_lettered);
+        Self {
+            request_id,
+            accepted: c.accepted,
+            delivered: c.delivered,
+            skipped: c.skipped,
+            dead_lettered: c.dead_lettered,
+            pending: c.accepted.saturating_sub(settled),
+        }
+    }
+}
+
+/// A request's progress record, as ingest creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    pub id: RequestId,
+    pub accepted: u32,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// A single-change request's change, whose status is derived from the sync state (no drain write);
+    /// `None` for a multi-change request, tracked by the drain's sets.
+    pub single: Option<TrackedChange>,
+}
+
+/// Per-request progress records (`request#<id>`), created by ingest before anything is enqueued.
+pub trait RequestStore: Send + Sync {
+    fn create(&self, request: &NewRequest) -> impl Future<Output = PortResult<()>> + Send;
+    /// The request's counters: a multi-change request's from the drain's sets, a single-change request's
+    /// derived from its user's sync state ([`single_change_counters`]). `None` for an unknown or expired request.
+    fn counters(
+        &self,
+        id: RequestId,
+    ) -> impl Future<Output = PortResult<Option<RequestCounters>>> + Send;
+}
 
 /// What a single-change request's record keeps of its change, to derive its status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,5 +347,29 @@ mod tests {
         assert_eq!(one.precedence, at(0));
         assert!(TrackedChange::of(&[change("a@x.io"), change("b@x.io")]).is_none());
         assert!(TrackedChange::of(&[]).is_none());
+    }
+
+    #[test]
+    fn pending_never_goes_negative() {
+        let id = RequestId::new();
+        let s = RequestStatus::new(
+            id,
+            RequestCounters {
+                accepted: 3,
+                delivered: 2,
+                skipped: 1,
+                dead_lettered: 1,
+            },
+        );
+        assert_eq!(s.pending, 0);
+        let s = RequestStatus::new(
+            id,
+            RequestCounters {
+                accepted: 5,
+                delivered: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(s.pending, 4);
     }
 }
