@@ -12,8 +12,9 @@ use proptest::prelude::*;
 use super::tests::{Harness, harness, small, start};
 use super::*;
 use crate::adapters::memory::{Fault, Op};
+use crate::config::Limits;
 use crate::domain::{Change, ChangeMessage};
-use crate::ports::ProviderError;
+use crate::ports::{ChangeQueue, ProviderError, QuotaKind, QuotaLedger};
 
 /// Runs ticks (a minute apart) until the queue is empty or `max` ticks have passed; returns the reports.
 async fn run_until_empty(h: &Harness, max: usize) -> Vec<DrainReport> {

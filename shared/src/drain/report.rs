@@ -1,6 +1,9 @@
 //! The drain's JSON summary, and the same figures as CloudWatch Embedded Metric Format.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::ports::Reply;
 use crate::telemetry::emf_line;
@@ -206,4 +209,36 @@ impl DrainReport {
         ];
         emf_line("Sluice", &[("Stack", stack)], &metrics, timestamp_ms)
     }
+}
+
+/// One structured line per provider call: what was sent, what came back, how long it took.
+pub(super) fn log_call(
+    kind: &'static str,
+    records: usize,
+    reply: &Reply,
+    elapsed: Duration,
+    attempt: u32,
+) {
+    let outcome = match &reply.result {
+        Ok(()) => "ok",
+        Err(e) => e.class(),
+    };
+    let error =
+        reply.result.as_ref().err().map(|e| {
+            crate::telemetry::redact_emails_in(&crate::domain::truncate(&e.to_string(), 300))
+        });
+    info!(
+        target: "sluice::provider_call",
+        kind,
+        records,
+        status = reply.info.status,
+        duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        attempt,
+        outcome,
+        request_id = reply.info.request_id.as_deref(),
+        rate_limit = reply.info.rate_limit,
+        rate_remaining = reply.info.rate_remaining,
+        error,
+        "provider call"
+    );
 }

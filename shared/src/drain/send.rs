@@ -23,7 +23,8 @@ use tracing::warn;
 
 use super::coalesce::PendingRecord;
 use super::policy::Plan;
-use super::{Drain, DrainError, Outcome, Run, chrono_duration, log_call, window_guard};
+use super::report::log_call;
+use super::{Drain, DrainError, Outcome, Run, chrono_duration, window_guard};
 use crate::ports::{DrainPorts, Provider, ProviderError, QuotaKind, Reply};
 
 /// Why sending stopped early.

@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use rand::Rng;
 use tracing::warn;
 
 use super::coalesce::{Coalesced, PendingRecord};
@@ -277,4 +278,38 @@ fn progress(
 
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl<P: DrainPorts> Drain<P> {
+    /// After an error mid-run: hand back every message not yet settled as a fresh copy, so the error costs
+    /// no receive count. Best effort — what fails here comes back after its visibility timeout.
+    pub(super) async fn rescue(&self, run: &mut Run) {
+        let delay = Duration::from_secs(u64::from(self.settings.interval_seconds));
+        let items: Vec<(ReceivedMessage, Duration)> = (0..run.messages.len())
+            .filter(|i| !run.done.contains(i))
+            .map(|i| (run.messages[i].clone(), delay))
+            .collect();
+        if items.is_empty() {
+            return;
+        }
+        match self.ports.queue().requeue(&items).await {
+            Ok(_) => run.report.deferred += u32::try_from(items.len()).unwrap_or(u32::MAX),
+            Err(e) => {
+                warn!(error = %e, "could not hand back the run's messages; they return after their visibility timeout")
+            }
+        }
+    }
+
+    /// Exponential backoff with equal jitter: half fixed, half random, from the change's attempts.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(20);
+        let full = self
+            .settings
+            .backoff_base
+            .saturating_mul(1u32 << exp)
+            .min(self.settings.backoff_cap);
+        let half = full / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+        half + Duration::from_millis(jitter)
+    }
 }

@@ -11,10 +11,12 @@ use super::*;
 use crate::adapters::memory::{
     Fault, Faults, ManualClock, MemoryProvider, MemoryQueue, MemoryStore, Op,
 };
+use crate::config::Limits;
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
+use crate::drain::circuit::CircuitPolicy;
 use crate::ingest::memory::MemoryRequestStore;
 use crate::ingest::{NewRequest, RequestCounters, RequestStore, TrackedChange};
-use crate::ports::{DrainAdapters, ProviderError};
+use crate::ports::{DrainAdapters, ProviderError, QuotaKind, QuotaLedger};
 
 pub(super) type Ports = DrainAdapters<
     MemoryQueue<ManualClock>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::tests::{Harness, harness};
 use super::*;
 use crate::adapters::memory::{Fault, Op};
+use crate::config::Limits;
 use crate::domain::{Change, ChangeMessage, FieldKey};
 use crate::ingest::RequestCounters;
 use crate::ports::InFlight;
