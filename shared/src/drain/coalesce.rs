@@ -117,48 +117,10 @@ pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> C
 
     let mut out = Coalesced::default();
     for (email, group) in by_email {
-        let mut winners: BTreeMap<FieldKey, Winner> = BTreeMap::new();
-        for d in &group {
-            for (key, value) in d.change.fields() {
-                let candidate = Winner {
-                    value,
-                    precedence: d.change.precedence(),
-                    change_id: d.change.change_id,
-                };
-                match winners.get(&key) {
-                    Some(current) if !candidate.beats(current) => {}
-                    _ => {
-                        winners.insert(key, candidate);
-                    }
-                }
-            }
-        }
-
-        let last = synced.get(email);
-        let mut send = BTreeMap::new();
-        let mut touch = SyncedFields::new();
-        for (key, w) in winners {
-            match last.and_then(|fields| fields.get(&key)) {
-                Some(s) if s.precedence >= w.precedence => out.skipped_stale += 1,
-                Some(s) if s.value == w.value => {
-                    out.skipped_unchanged += 1;
-                    touch.insert(
-                        key,
-                        SyncedField {
-                            value: w.value,
-                            precedence: w.precedence,
-                        },
-                    );
-                }
-                _ => {
-                    send.insert(key, w);
-                }
-            }
-        }
+        let (send, touch) = against_synced(winners(&group), synced.get(email), &mut out);
         if !touch.is_empty() {
             out.touches.push((email.clone(), touch));
         }
-
         let indexes: Vec<usize> = group.iter().map(|d| d.index).collect();
         if send.is_empty() {
             out.absorbed.extend(indexes);
@@ -187,6 +149,57 @@ pub fn coalesce(decoded: &[Decoded], synced: &HashMap<Email, SyncedFields>) -> C
             .then(a.oldest_accepted.cmp(&b.oldest_accepted))
     });
     out
+}
+
+/// The latest value of each field among one user's changes.
+fn winners(group: &[&Decoded]) -> BTreeMap<FieldKey, Winner> {
+    let mut winners: BTreeMap<FieldKey, Winner> = BTreeMap::new();
+    for d in group {
+        for (key, value) in d.change.fields() {
+            let candidate = Winner {
+                value,
+                precedence: d.change.precedence(),
+                change_id: d.change.change_id,
+            };
+            match winners.get(&key) {
+                Some(current) if !candidate.beats(current) => {}
+                _ => {
+                    winners.insert(key, candidate);
+                }
+            }
+        }
+    }
+    winners
+}
+
+/// Splits one user's winning fields against what was last synced: the fields to send, and the unchanged
+/// ones to touch (their timestamp moves forward); stale and unchanged fields are counted in `out`.
+fn against_synced(
+    winners: BTreeMap<FieldKey, Winner>,
+    last: Option<&SyncedFields>,
+    out: &mut Coalesced,
+) -> (BTreeMap<FieldKey, Winner>, SyncedFields) {
+    let mut send = BTreeMap::new();
+    let mut touch = SyncedFields::new();
+    for (key, w) in winners {
+        match last.and_then(|fields| fields.get(&key)) {
+            Some(s) if s.precedence >= w.precedence => out.skipped_stale += 1,
+            Some(s) if s.value == w.value => {
+                out.skipped_unchanged += 1;
+                touch.insert(
+                    key,
+                    SyncedField {
+                        value: w.value,
+                        precedence: w.precedence,
+                    },
+                );
+            }
+            _ => {
+                send.insert(key, w);
+            }
+        }
+    }
+    (send, touch)
 }
 
 #[cfg(test)]

@@ -138,6 +138,8 @@ impl<P: DrainPorts> Drain<P> {
         Ok(())
     }
 
+    /// The queue actions, in the order that loses nothing: deletes (the data is recorded), dead letters,
+    /// then what is handed back.
     async fn carry_out(&self, run: &mut Run, actions: Actions) -> Result<(), DrainError> {
         let queue = self.ports.queue();
         if !actions.deletes.is_empty() {
@@ -175,6 +177,12 @@ impl<P: DrainPorts> Drain<P> {
             run.done
                 .extend(actions.dead_letters.iter().map(|(i, _, _)| *i));
         }
+        self.hand_back(run, &actions).await
+    }
+
+    /// The retries: released for a later delivery (one receive more) or re-queued as fresh copies (none).
+    async fn hand_back(&self, run: &mut Run, actions: &Actions) -> Result<(), DrainError> {
+        let queue = self.ports.queue();
         if !actions.releases.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
             let items: Vec<(ReceiptHandle, Duration)> = actions
