@@ -69,6 +69,29 @@ pub fn parse_changes(body: &[u8], stamp: RequestStamp) -> Result<Vec<Change>, Pa
     }
 
     let mut problems = Vec::new();
+    let items = envelope_items(entries, &mut problems)?;
+    let mut changes = Vec::with_capacity(items.len());
+    // At most MAX_CHANGES, so this always fits.
+    let size = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_change(item, index, size, stamp) {
+            Ok(change) => changes.push(change),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(changes)
+    } else {
+        Err(ParseError::Invalid(problems))
+    }
+}
+
+/// The `changes` array of a `{"changes": [...]}` body, with the envelope's problems in `problems` (an error
+/// when none of the changes could be read).
+fn envelope_items(
+    entries: Vec<(String, Json)>,
+    problems: &mut Vec<FieldProblem>,
+) -> Result<Vec<Json>, ParseError> {
     let mut items = None;
     for (key, value) in entries {
         if key != "changes" {
@@ -95,9 +118,9 @@ pub fn parse_changes(body: &[u8], stamp: RequestStamp) -> Result<Vec<Change>, Pa
                 Some("changes"),
                 format!("must be an array of change objects, not {}", other.kind()),
             ));
-            return Err(ParseError::Invalid(problems));
+            return Err(ParseError::Invalid(std::mem::take(problems)));
         }
-        None => Vec::new(), // unreachable: the key was found above
+        None => Vec::new(), // unreachable: the key was found by the caller
     };
     if items.is_empty() {
         problems.push(FieldProblem::new(
@@ -115,23 +138,9 @@ pub fn parse_changes(body: &[u8], stamp: RequestStamp) -> Result<Vec<Change>, Pa
                 items.len()
             ),
         ));
-        return Err(ParseError::Invalid(problems));
+        return Err(ParseError::Invalid(std::mem::take(problems)));
     }
-
-    let mut changes = Vec::with_capacity(items.len());
-    // At most MAX_CHANGES, so this always fits.
-    let size = u32::try_from(items.len()).unwrap_or(u32::MAX);
-    for (index, item) in items.into_iter().enumerate() {
-        match parse_change(item, index, size, stamp) {
-            Ok(change) => changes.push(change),
-            Err(mut p) => problems.append(&mut p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(changes)
-    } else {
-        Err(ParseError::Invalid(problems))
-    }
+    Ok(items)
 }
 
 /// One change, or its problems (at most [`MAX_PROBLEMS_PER_CHANGE`], plus a summary line).
@@ -150,16 +159,7 @@ fn parse_change(
         )]);
     };
     let mut p = Problems::new(index);
-    let mut seen: Vec<&'static str> = Vec::with_capacity(entries.len());
-    let mut email = None;
-    let mut name = None;
-    let mut time_zone = None;
-    let mut custom_fields = BTreeMap::new();
-    let mut occurred_at = None;
-    let mut priority = Priority::default();
-    // Whether any attribute was sent at all (even an invalid one), to tell "empty" from "bad".
-    let mut sets_something = false;
-
+    let mut draft = Draft::default();
     for (key, value) in entries {
         let Some(field) = CHANGE_FIELDS.iter().copied().find(|f| *f == key) else {
             p.push(
@@ -171,118 +171,151 @@ fn parse_change(
             );
             continue;
         };
-        if seen.contains(&field) {
+        if draft.seen.contains(&field) {
             p.push(field, "appears more than once");
             continue;
         }
-        seen.push(field);
+        draft.seen.push(field);
+        draft.take(field, value, &mut p, stamp);
+    }
+    draft.into_change(p, index, size, stamp)
+}
+
+/// One change's fields as they are read, before the change is whole.
+#[derive(Default)]
+struct Draft {
+    seen: Vec<&'static str>,
+    email: Option<Email>,
+    name: Option<Name>,
+    time_zone: Option<TimeZone>,
+    custom_fields: BTreeMap<String, String>,
+    occurred_at: Option<DateTime<Utc>>,
+    priority: Priority,
+    /// Whether any attribute was sent at all (even an invalid one), to tell "empty" from "bad".
+    sets_something: bool,
+}
+
+impl Draft {
+    /// Reads one known field (its name checked and not seen before).
+    fn take(&mut self, field: &'static str, value: Json, p: &mut Problems, stamp: RequestStamp) {
         match field {
-            "email" => {
-                email = p.check(field, string(&value).and_then(parse_email));
-            }
+            "email" => self.email = p.check(field, string(&value).and_then(parse_email)),
             "name" => {
-                sets_something = true;
-                name = p.check(
+                self.sets_something = true;
+                self.name = p.check(
                     field,
                     string(&value).and_then(|s| Name::parse(s).map_err(|e| e.0)),
                 );
             }
             "time_zone" => {
-                sets_something = true;
-                time_zone = p.check(
+                self.sets_something = true;
+                self.time_zone = p.check(
                     field,
                     string(&value).and_then(|s| TimeZone::parse(s).map_err(|e| e.0)),
                 );
             }
-            "custom_fields" => {
-                let Json::Object(fields) = value else {
-                    p.push(
-                        field,
-                        format!("must be an object of string values, not {}", value.kind()),
-                    );
-                    sets_something = true;
-                    continue;
-                };
-                sets_something |= !fields.is_empty();
-                if fields.len() > MAX_CUSTOM_FIELDS {
-                    p.push(
-                        field,
-                        format!(
-                            "at most {MAX_CUSTOM_FIELDS} custom fields per change, got {}",
-                            fields.len()
-                        ),
-                    );
-                    continue;
-                }
-                for (raw_key, raw_value) in fields {
-                    let path = format!("custom_fields.{}", truncate(&raw_key, 64));
-                    let key = match CustomFieldKey::parse(&raw_key) {
-                        Ok(k) => k,
-                        Err(e) => {
-                            p.push(&path, e.0);
-                            continue;
-                        }
-                    };
-                    if custom_fields.contains_key(key.as_str()) {
-                        p.push(&path, "appears more than once");
-                        continue;
-                    }
-                    let parsed = string(&raw_value)
-                        .and_then(|s| CustomFieldValue::parse(s).map_err(|e| e.0));
-                    if let Some(v) = p.check(&path, parsed) {
-                        custom_fields.insert(key.into_string(), v.into_string());
-                    }
-                }
-            }
+            "custom_fields" => self.take_custom_fields(value, p),
             "occurred_at" => {
-                occurred_at = p.check(
+                self.occurred_at = p.check(
                     field,
                     string(&value).and_then(|s| parse_occurred_at(s, stamp.received_at)),
                 );
             }
             "priority" => {
                 if let Some(v) = p.check(field, string(&value).and_then(parse_priority)) {
-                    priority = v;
+                    self.priority = v;
                 }
             }
             _ => {}
         }
     }
 
-    if !seen.contains(&"email") {
-        p.push("email", "is required");
+    fn take_custom_fields(&mut self, value: Json, p: &mut Problems) {
+        let field = "custom_fields";
+        let Json::Object(fields) = value else {
+            p.push(
+                field,
+                format!("must be an object of string values, not {}", value.kind()),
+            );
+            self.sets_something = true;
+            return;
+        };
+        self.sets_something |= !fields.is_empty();
+        if fields.len() > MAX_CUSTOM_FIELDS {
+            p.push(
+                field,
+                format!(
+                    "at most {MAX_CUSTOM_FIELDS} custom fields per change, got {}",
+                    fields.len()
+                ),
+            );
+            return;
+        }
+        for (raw_key, raw_value) in fields {
+            let path = format!("custom_fields.{}", truncate(&raw_key, 64));
+            let key = match CustomFieldKey::parse(&raw_key) {
+                Ok(k) => k,
+                Err(e) => {
+                    p.push(&path, e.0);
+                    continue;
+                }
+            };
+            if self.custom_fields.contains_key(key.as_str()) {
+                p.push(&path, "appears more than once");
+                continue;
+            }
+            let parsed =
+                string(&raw_value).and_then(|s| CustomFieldValue::parse(s).map_err(|e| e.0));
+            if let Some(v) = p.check(&path, parsed) {
+                self.custom_fields
+                    .insert(key.into_string(), v.into_string());
+            }
+        }
     }
-    if !sets_something {
-        p.push_whole("changes nothing: set at least one of name, time_zone, custom_fields");
+
+    /// The change, or every problem found in it.
+    fn into_change(
+        self,
+        mut p: Problems,
+        index: usize,
+        size: u32,
+        stamp: RequestStamp,
+    ) -> Result<Change, Vec<FieldProblem>> {
+        if !self.seen.contains(&"email") {
+            p.push("email", "is required");
+        }
+        if !self.sets_something {
+            p.push_whole("changes nothing: set at least one of name, time_zone, custom_fields");
+        }
+        let problems = p.finish();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let Some(email) = self.email else {
+            // Unreachable: a missing or invalid email was reported above.
+            return Err(vec![FieldProblem::new(
+                Some(index),
+                Some("email"),
+                "is required",
+            )]);
+        };
+        Ok(Change {
+            change_id: ChangeId::new(),
+            request_id: stamp.request_id,
+            email,
+            name: self.name.map(Name::into_string),
+            time_zone: self.time_zone,
+            custom_fields: self.custom_fields,
+            // Absent, `occurred_at` is the request's stamp time for every change in it; `position` then
+            // decides which of them is the latest (the later one in the array).
+            occurred_at: self.occurred_at.unwrap_or(stamp.received_at),
+            priority: self.priority,
+            accepted_at: stamp.received_at,
+            // At most MAX_CHANGES, so this always fits.
+            position: u32::try_from(index).unwrap_or(u32::MAX),
+            request_size: Some(size),
+        })
     }
-    let problems = p.finish();
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let Some(email) = email else {
-        // Unreachable: a missing or invalid email was reported above.
-        return Err(vec![FieldProblem::new(
-            Some(index),
-            Some("email"),
-            "is required",
-        )]);
-    };
-    Ok(Change {
-        change_id: ChangeId::new(),
-        request_id: stamp.request_id,
-        email,
-        name: name.map(Name::into_string),
-        time_zone,
-        custom_fields,
-        // Absent, `occurred_at` is the request's stamp time for every change in it; `position` then
-        // decides which of them is the latest (the later one in the array).
-        occurred_at: occurred_at.unwrap_or(stamp.received_at),
-        priority,
-        accepted_at: stamp.received_at,
-        // At most MAX_CHANGES, so this always fits.
-        position: u32::try_from(index).unwrap_or(u32::MAX),
-        request_size: Some(size),
-    })
 }
 
 /// Collects one change's problems, capped.

@@ -117,89 +117,81 @@ impl IngestError {
 
     /// The problem+json body: safe to show to any client.
     pub fn problem(&self) -> Problem {
-        let (slug, title, detail, errors) = match self {
-            IngestError::Unauthorized => (
-                "unauthorized",
-                "Unauthorized",
-                "Send the API key in the x-api-key header.".to_string(),
-                vec![],
+        let (slug, title) = self.slug_and_title();
+        let errors = match self {
+            IngestError::Invalid(problems) => problems.clone(),
+            _ => vec![],
+        };
+        Problem {
+            kind: format!("urn:sluice:problem:{slug}"),
+            title: title.to_string(),
+            status: self.status(),
+            detail: self.detail(),
+            errors,
+        }
+    }
+
+    /// The problem type's slug (`urn:sluice:problem:<slug>`) and title.
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            IngestError::Unauthorized => ("unauthorized", "Unauthorized"),
+            IngestError::NotFound(_) => ("not-found", "Not found"),
+            IngestError::MethodNotAllowed { .. } => ("method-not-allowed", "Method not allowed"),
+            IngestError::UnsupportedMediaType { .. } => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
+            IngestError::PayloadTooLarge { .. } => ("payload-too-large", "Payload too large"),
+            IngestError::Malformed(_) => ("malformed-body", "Malformed body"),
+            IngestError::BadIdempotencyKey(_) => {
+                ("invalid-idempotency-key", "Invalid Idempotency-Key")
+            }
+            IngestError::Invalid(_) => ("validation", "Invalid changes"),
+            IngestError::IdempotencyKeyReused => {
+                ("idempotency-key-reused", "Idempotency-Key reused")
+            }
+            IngestError::IdempotencyInProgress => ("request-in-progress", "Request in progress"),
+            IngestError::Unavailable(_) => ("unavailable", "Service unavailable"),
+            IngestError::Unexpected(_) => ("internal", "Internal error"),
+        }
+    }
+
+    /// What happened and what to do about it, for the client.
+    fn detail(&self) -> String {
+        match self {
+            IngestError::Unauthorized => "Send the API key in the x-api-key header.".to_string(),
+            IngestError::NotFound(what) => what.clone(),
+            IngestError::MethodNotAllowed { allow } => {
+                format!("This resource allows {allow} only.")
+            }
+            IngestError::UnsupportedMediaType { got } => match got {
+                Some(got) => format!(
+                    "Content-Type must be application/json, not '{}'.",
+                    crate::domain::truncate(got, 64)
+                ),
+                None => "Content-Type must be application/json.".to_string(),
+            },
+            IngestError::PayloadTooLarge { limit, got } => format!(
+                "The body is {got} bytes; at most {limit} bytes are accepted. Split the changes over several requests."
             ),
-            IngestError::NotFound(what) => ("not-found", "Not found", what.clone(), vec![]),
-            IngestError::MethodNotAllowed { allow } => (
-                "method-not-allowed",
-                "Method not allowed",
-                format!("This resource allows {allow} only."),
-                vec![],
-            ),
-            IngestError::UnsupportedMediaType { got } => (
-                "unsupported-media-type",
-                "Unsupported media type",
-                match got {
-                    Some(got) => format!(
-                        "Content-Type must be application/json, not '{}'.",
-                        crate::domain::truncate(got, 64)
-                    ),
-                    None => "Content-Type must be application/json.".to_string(),
-                },
-                vec![],
-            ),
-            IngestError::PayloadTooLarge { limit, got } => (
-                "payload-too-large",
-                "Payload too large",
-                format!("The body is {got} bytes; at most {limit} bytes are accepted. Split the changes over several requests."),
-                vec![],
-            ),
-            IngestError::Malformed(why) => ("malformed-body", "Malformed body", why.clone(), vec![]),
-            IngestError::BadIdempotencyKey(why) => (
-                "invalid-idempotency-key",
-                "Invalid Idempotency-Key",
-                why.clone(),
-                vec![],
-            ),
+            IngestError::Malformed(why) | IngestError::BadIdempotencyKey(why) => why.clone(),
             IngestError::Invalid(problems) => {
                 let mut items: Vec<usize> = problems.iter().filter_map(|p| p.index).collect();
                 items.dedup();
-                let detail = if items.is_empty() {
+                if items.is_empty() {
                     "The request is invalid; nothing was accepted.".to_string()
                 } else {
                     format!(
                         "{} change(s) are invalid; nothing was accepted. Fix every item listed in `errors` and send the request again.",
                         items.len()
                     )
-                };
-                ("validation", "Invalid changes", detail, problems.clone())
+                }
             }
-            IngestError::IdempotencyKeyReused => (
-                "idempotency-key-reused",
-                "Idempotency-Key reused",
-                "This Idempotency-Key was used within the last 24 hours with a different body. Use a new key for a new request.".to_string(),
-                vec![],
-            ),
-            IngestError::IdempotencyInProgress => (
-                "request-in-progress",
-                "Request in progress",
-                "A request with this Idempotency-Key is still being processed; retry shortly with the same key and body.".to_string(),
-                vec![],
-            ),
-            IngestError::Unavailable(_) => (
-                "unavailable",
-                "Service unavailable",
-                "The changes could not all be queued; nothing should be assumed accepted. Retry the same request (with the same Idempotency-Key).".to_string(),
-                vec![],
-            ),
-            IngestError::Unexpected(_) => (
-                "internal",
-                "Internal error",
-                "Something went wrong on our side. Retrying may help.".to_string(),
-                vec![],
-            ),
-        };
-        Problem {
-            kind: format!("urn:sluice:problem:{slug}"),
-            title: title.to_string(),
-            status: self.status(),
-            detail,
-            errors,
+            IngestError::IdempotencyKeyReused => "This Idempotency-Key was used within the last 24 hours with a different body. Use a new key for a new request.".to_string(),
+            IngestError::IdempotencyInProgress => "A request with this Idempotency-Key is still being processed; retry shortly with the same key and body.".to_string(),
+            IngestError::Unavailable(_) => "The changes could not all be queued; nothing should be assumed accepted. Retry the same request (with the same Idempotency-Key).".to_string(),
+            IngestError::Unexpected(_) => {
+                "Something went wrong on our side. Retrying may help.".to_string()
+            }
         }
     }
 }
