@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::memory::MemoryStore;
-use crate::adapters::sqs_sink::check_message_body;
+use crate::ports::sink::check_message_body;
 use crate::domain::{Change, ChangeMessage, RequestId};
 use crate::ports::{PortError, PortResult};
 
