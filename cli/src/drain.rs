@@ -11,7 +11,7 @@ use anyhow::Context;
 use aws_config::SdkConfig;
 use chrono::Utc;
 use sluice::Config;
-use sluice::config::ProviderKeySource;
+use sluice::config::{FromVars, ProviderKeySource};
 use sluice::drain::{DrainReport, Idle, QuotaSummary};
 
 use crate::args::{DrainArgs, GlobalArgs};

@@ -27,7 +27,7 @@ use axum::routing::post;
 use chrono::Utc;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
-use sluice::config::IngestConfig;
+use sluice::config::{FromVars, IngestConfig};
 use sluice::drain::{Drain, DrainReport};
 use sluice::startup::AwsDrainPorts;
 use tokio::sync::{mpsc, oneshot};

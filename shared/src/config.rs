@@ -156,18 +156,24 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
-impl Config {
-    /// Reads the drain's configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+/// A configuration view: read from the one [`Vars`] reader, from the process environment or from any key
+/// lookup (tests pass a map).
+pub trait FromVars: Sized {
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError>;
+
+    /// Reads the view from the process environment.
+    fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Vars::env())
     }
 
-    /// Reads the drain's configuration from any key lookup (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the view from any key lookup.
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Self::from_vars(&Vars::new(get))
     }
+}
 
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+impl FromVars for Config {
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         let (provider_timeout, drain_timeout) = timeouts(vars)?;
         Ok(Self {
             queue_url: vars.required("QUEUE_URL")?,
@@ -298,18 +304,8 @@ impl std::fmt::Debug for IngestConfig {
     }
 }
 
-impl IngestConfig {
-    /// Reads the ingest configuration from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::env())
-    }
-
-    /// Reads the ingest configuration from any key lookup (tests pass a map).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::new(get))
-    }
-
-    pub fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
+impl FromVars for IngestConfig {
+    fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             queue_url: vars.required("QUEUE_URL")?,
             table_name: vars.required("TABLE_NAME")?,

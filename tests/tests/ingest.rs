@@ -16,7 +16,7 @@ use ingest::{AwsIngest, IDEMPOTENT_REPLAYED};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use sluice::adapters::dynamo::DynamoState;
-use sluice::config::IngestConfig;
+use sluice::config::{FromVars, IngestConfig};
 use sluice::domain::ChangeId;
 use sluice::domain::{Change, ChangeMessage, RequestId};
 use sluice::ingest::Problem;

@@ -15,7 +15,7 @@ use ingest::AwsIngest;
 use lambda_http::Request;
 use serde_json::{Value, json};
 use sluice::adapters::dynamo::DynamoState;
-use sluice::config::IngestConfig;
+use sluice::config::{FromVars, IngestConfig};
 use sluice::domain::{ChangeMessage, Email, FieldKey, Precedence};
 use sluice::ports::{InFlight, SyncStateStore, SyncWrite, SyncedField, SyncedFields};
 use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle};

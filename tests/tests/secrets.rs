@@ -11,7 +11,7 @@ use base64::Engine;
 use ingest::AwsIngest;
 use serde_json::{Value, json};
 use sluice::adapters::secrets;
-use sluice::config::IngestConfig;
+use sluice::config::{FromVars, IngestConfig};
 
 const HTTP_API_POST: &str = include_str!("../fixtures/apigw-http-post-changes.json");
 

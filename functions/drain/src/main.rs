@@ -1,6 +1,7 @@
 //! The drain Lambda: run every minute by EventBridge; releases queued changes within the provider's quota.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use sluice::config::FromVars;
 use sluice::{Config, telemetry};
 
 #[tokio::main]

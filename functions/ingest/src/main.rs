@@ -2,7 +2,7 @@
 
 use lambda_http::{Error, run};
 use sluice::adapters::secrets;
-use sluice::config::IngestConfig;
+use sluice::config::{FromVars, IngestConfig};
 use sluice::telemetry;
 
 #[tokio::main]

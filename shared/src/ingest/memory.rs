@@ -10,8 +10,8 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::memory::MemoryStore;
-use crate::ports::sink::check_message_body;
 use crate::domain::{Change, ChangeMessage, RequestId};
+use crate::ports::sink::check_message_body;
 use crate::ports::{PortError, PortResult};
 
 use crate::ports::{

@@ -27,6 +27,7 @@ use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::provider_http::HttpProvider;
 use sluice::adapters::secrets;
 use sluice::adapters::sqs::SqsChangeQueue;
+use sluice::config::FromVars;
 use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use sluice::drain::{Drain, DrainReport, DrainSettings};
 use sluice::ports::{ChangeQueue, DrainAdapters, SystemClock};

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::memory::{
     ManualClock, MemoryProvider, MemoryQueue, MemoryStore, ProviderCalls, QueueCalls,
 };
-use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, Limits};
+use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, FromVars, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
 use sluice::ports::DrainAdapters;

@@ -13,6 +13,7 @@ use aws_sdk_sqs::types::{
 };
 use lambda_runtime::{Context, LambdaEvent};
 use sluice::Config;
+use sluice::config::FromVars;
 use sluice::domain::{Change, ChangeMessage};
 use sluice::drain::{Drain, DrainReport};
 use sluice::startup::{AwsDrainPorts, aws_drain};
