@@ -169,7 +169,8 @@ where
     }
 
     /// [`Self::accept`] at most once per key: the first request claims the key with a conditional write,
-    /// concurrent ones wait briefly for its answer.
+    /// concurrent ones wait briefly for its answer. The loop is that wait (another request's answer is not
+    /// there yet), not a retry of a failed call: the store's SDK calls retry on their own.
     async fn accept_once(
         &self,
         key: &IdempotencyKey,
