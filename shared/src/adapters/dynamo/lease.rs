@@ -1,13 +1,10 @@
 //! The drain lease (`lease#drain`): one run at a time holds it, taken by a conditional put when absent or
 //! expired, renewed and released only by its holder.
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use chrono::{DateTime, Utc};
 
-use super::DynamoState;
 use super::item::{LEASE_KEY, n, s};
-use crate::adapters::sdk_error::port_error;
+use super::{DynamoState, conditional_write};
 use crate::ports::{DrainLease, PortResult};
 
 impl DrainLease for DynamoState {
@@ -29,15 +26,7 @@ impl DrainLease for DynamoState {
             .expression_attribute_values(":now", n(now.timestamp_millis()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(port_error("taking the drain lease", e)),
-        }
+        conditional_write(result, "taking the drain lease")
     }
 
     async fn release_lease(&self, holder: &str) -> PortResult<()> {
@@ -50,13 +39,8 @@ impl DrainLease for DynamoState {
             .expression_attribute_values(":h", s(holder))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(port_error("releasing the drain lease", e)),
-        }
+        // Not ours (any more): nothing to release.
+        conditional_write(result, "releasing the drain lease").map(drop)
     }
 
     async fn renew_lease(
@@ -78,12 +62,6 @@ impl DrainLease for DynamoState {
             .expression_attribute_values(":exp", n(until.timestamp() + 86_400))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(port_error("renewing the drain lease", e)),
-        }
+        conditional_write(result, "renewing the drain lease")
     }
 }

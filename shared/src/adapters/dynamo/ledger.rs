@@ -6,8 +6,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::DynamoState;
 use super::item::{clamp_u32, counter, get_n, n, quota_key, s};
+use super::{DynamoState, conditional_write};
 use crate::adapters::sdk_error::port_error;
 use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window};
 
@@ -80,12 +80,7 @@ impl QuotaLedger for DynamoState {
             .condition_expression("attribute_not_exists(used) OR used < :limit")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(port_error("marking quota spent", e)),
-        }
+        // Already at (or past) the limit: nothing to mark.
+        conditional_write(result, "marking quota spent").map(drop)
     }
 }

@@ -28,6 +28,8 @@
 //! of a BatchExecuteStatement (see [`batch`]).
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use crate::ports::PortResult;
 
@@ -49,6 +51,26 @@ pub use item::{note_key, quota_key, request_key, user_key};
 
 use super::sdk_error::port_error;
 use item::{Item, s};
+
+/// A conditional write's answer: `true` when it was written, `false` when its condition failed (the item
+/// is not in the state the write expects); any other error is classified by [`port_error`].
+pub(crate) fn conditional_write<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    what: &'static str,
+) -> PortResult<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e))
+            if e.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(port_error(what, e)),
+    }
+}
 
 /// The drain's DynamoDB state: quota ledger, sync state, lease and circuit, request progress. Cheap to
 /// clone (the client is shared).

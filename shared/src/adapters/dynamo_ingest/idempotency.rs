@@ -2,12 +2,11 @@
 //! completes it with its answer, or abandons it; a retry with the same key reads the record.
 
 use anyhow::{Context, anyhow};
-use aws_sdk_dynamodb::error::SdkError;
 use chrono::{DateTime, Utc};
 
 use super::DynamoIngestStore;
+use crate::adapters::dynamo::conditional_write;
 use crate::adapters::dynamo::item::{Item, get_n, get_s, idempotency_key, n, s};
-use crate::adapters::sdk_error::port_error;
 use crate::domain::RequestId;
 use crate::ports::{
     Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
@@ -73,15 +72,10 @@ impl IdempotencyStore for DynamoIngestStore {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Claim::Won),
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(Claim::Held(self.get(key, claim.now).await?))
-            }
-            Err(e) => Err(port_error("claim idempotency key", e)),
+        if conditional_write(put, "claim idempotency key")? {
+            return Ok(Claim::Won);
         }
+        Ok(Claim::Held(self.get(key, claim.now).await?))
     }
 
     async fn get(
@@ -125,18 +119,13 @@ impl IdempotencyStore for DynamoIngestStore {
             .expression_attribute_values(":owner", s(owner.to_string()))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_conditional_check_failed_exception() =>
-            {
-                Err(PortError::permanent(
-                    "complete idempotency record",
-                    anyhow!("another request took the key over (lease ran out)"),
-                ))
-            }
-            Err(e) => Err(port_error("complete idempotency record", e)),
+        if conditional_write(update, "complete idempotency record")? {
+            return Ok(());
         }
+        Err(PortError::permanent(
+            "complete idempotency record",
+            anyhow!("another request took the key over (lease ran out)"),
+        ))
     }
 
     async fn abandon(&self, key: &IdempotencyKey, owner: RequestId) -> PortResult<()> {
@@ -152,15 +141,7 @@ impl IdempotencyStore for DynamoIngestStore {
             .expression_attribute_values(":in_progress", s(IN_PROGRESS))
             .send()
             .await;
-        match delete {
-            Ok(_) => Ok(()),
-            // Someone else holds it now: theirs to finish.
-            Err(SdkError::ServiceError(ctx))
-                if ctx.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(port_error("abandon idempotency record", e)),
-        }
+        // Someone else holds it now: theirs to finish.
+        conditional_write(delete, "abandon idempotency record").map(drop)
     }
 }
