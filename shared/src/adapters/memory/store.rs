@@ -22,7 +22,7 @@ pub(super) struct RequestSets {
     pub(super) dead_lettered: BTreeSet<ChangeId>,
 }
 
-/// Quota ledger, sync state, coordination and request progress in memory (what DynamoDB holds in AWS).
+/// Quota ledger, sync state, lease and circuit, request progress in memory (what DynamoDB holds in AWS).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     pub(super) quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
