@@ -35,8 +35,8 @@ pub(super) const NOTE_CHUNK_BYTES: usize = 300_000;
 const NOTE_LIFETIME_SECS: i64 = 86_400;
 
 /// A run's in-flight note as chunk bodies: JSON objects `{email: {field storage key: precedence key}}`,
-/// each at most [`NOTE_CHUNK_BYTES`] (a user is never split across chunks). Public so the simulator meters
-/// the bytes the adapter really writes.
+/// each at most `NOTE_CHUNK_BYTES` (300 KB; a user is never split across chunks). Public so the simulator
+/// meters the bytes the adapter really writes.
 pub fn note_chunks(intents: &[(Email, InFlight)]) -> Vec<String> {
     let mut chunks = Vec::new();
     let mut chunk = String::from("{");

@@ -12,11 +12,12 @@
 //! | `request#<id>`           | `accepted` (ingest); `delivered_ids`, `skipped_ids`, `dead_lettered_ids` (SS of change ids) | `ADD` of sets, once per request per run: idempotent per change. A single-change request's item (ingest also put its change's `email`, `field_keys`, `precedence` in it) gets only its dead letters: its status is derived from `user#<email>` (`ports::requests`) |
 //!
 //! # Layout
-//! - [`item`]: the one item mapping — attribute helpers, every key, the precedence and field encodings.
+//! - `item`: the one item mapping — attribute helpers, every key, the precedence and field encodings.
 //! - `ledger`: [`QuotaLedger`](crate::ports::QuotaLedger), conditional counters per quota window.
 //! - `sync_state` (with `statements`, its PartiQL): [`SyncStateStore`](crate::ports::SyncStateStore)'s
 //!   load and record; `in_flight`: the per-run in-flight notes of the same port.
-//! - `lease`, `circuit`: [`DrainLease`](crate::ports::DrainLease), [`CircuitStore`](crate::ports::CircuitStore).
+//! - `lease`, `circuit`: [`DrainLease`](crate::ports::DrainLease) and
+//!   [`CircuitStore`](crate::ports::CircuitStore).
 //! - `requests`: the drain's [`RequestTracker`](crate::ports::RequestTracker).
 //! - `reads`: what operators read (`sluice status`): the lease and the circuit as stored.
 //! - `batch`: BatchGetItem / BatchWriteItem with their unprocessed keys and items.
@@ -25,7 +26,7 @@
 //! retried there, within the timeouts set where the client is built); SDK errors are classified once, by
 //! [`super::sdk_error::port_error`]. The only loops here are for what the SDK never retries because the
 //! call itself succeeded: a batch call's UnprocessedKeys / UnprocessedItems, and the throttled statements
-//! of a BatchExecuteStatement (see [`batch`]).
+//! of a BatchExecuteStatement (see `batch`).
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
