@@ -1,0 +1,86 @@
+//! The quota ledger: one `quota#<kind>#<start>` item per window, its `used` counter moved only by
+//! conditional updates, so no two runs can together reserve past the limit.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::item::{clamp_u32, counter, get_n, n, quota_key, s};
+use super::{DynamoState, conditional_write};
+use crate::adapters::sdk_error::port_error;
+use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window};
+
+impl DynamoState {
+    /// An update of a window's quota item that also stores its limit and expiry (a day after the window
+    /// after it): `#limit` and `:limit`, `:exp` are bound for the caller's expressions.
+    fn quota_update(&self, kind: QuotaKind, window: Window, limit: u32) -> UpdateItemFluentBuilder {
+        let expires = window.end() + i64::from(window.length) + 86_400;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(quota_key(kind, window)))
+            .expression_attribute_names("#limit", "limit")
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":exp", n(expires))
+    }
+}
+
+impl QuotaLedger for DynamoState {
+    async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
+        let item = self
+            .get_consistent(quota_key(kind, window), "reading quota")
+            .await?;
+        Ok(counter(item.as_ref(), "used"))
+    }
+
+    async fn reserve(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        units: u32,
+        limit: u32,
+    ) -> PortResult<Reservation> {
+        if units > limit {
+            return Ok(Reservation::Exhausted {
+                used: self.used(kind, window).await?,
+            });
+        }
+        let result = self
+            .quota_update(kind, window, limit)
+            .update_expression("ADD used :n SET #limit = :limit, expires_at = :exp")
+            .condition_expression("attribute_not_exists(used) OR used <= :max")
+            .expression_attribute_values(":n", n(units))
+            .expression_attribute_values(":max", n(limit - units))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Reservation::Granted {
+                used: get_n(out.attributes(), "used").unwrap_or(i64::from(units)) as u32,
+            }),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let used = match e.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => get_n(c.item(), "used"),
+                    _ => None,
+                };
+                Ok(Reservation::Exhausted {
+                    used: clamp_u32(used.unwrap_or(i64::from(limit))),
+                })
+            }
+            Err(e) => Err(port_error("reserving quota", e)),
+        }
+    }
+
+    async fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> PortResult<()> {
+        let result = self
+            .quota_update(kind, window, limit)
+            .update_expression("SET used = :limit, #limit = :limit, expires_at = :exp")
+            .condition_expression("attribute_not_exists(used) OR used < :limit")
+            .send()
+            .await;
+        // Already at (or past) the limit: nothing to mark.
+        conditional_write(result, "marking quota spent").map(drop)
+    }
+}

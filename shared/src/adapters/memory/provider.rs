@@ -1,0 +1,340 @@
+//! A provider in memory that enforces the limits on its own count (answering 429 over them), can be
+//! scripted to fail, refuse or go down, and records every delivery.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use super::{CallHook, lock};
+use crate::domain::Subscriber;
+use crate::ports::{Clock, Provider, ProviderError, QuotaKind, Reply, Window};
+
+/// What the in-memory provider received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub at: DateTime<Utc>,
+    pub kind: QuotaKind,
+    /// Sequence number of the accepted request that carried this record (records of one batch share it).
+    pub request: u64,
+    pub subscriber: Subscriber,
+}
+
+/// Requests the provider answered, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderCalls {
+    /// Accepted batch requests.
+    pub batch: u64,
+    /// Accepted individual requests.
+    pub individual: u64,
+    /// Requests answered 429 (over the limit; the same count as [`MemoryProvider::over_limit`]).
+    pub rate_limited: u64,
+    /// Requests refused with 422, or failed by a scripted error.
+    pub failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct ProviderState {
+    deliveries: Vec<Delivery>,
+    used: HashMap<(QuotaKind, i64), u32>,
+    over_limit: u32,
+    scripted: VecDeque<ProviderError>,
+    reject: Vec<String>,
+    /// Refused records whose refusal does not say which record it is.
+    reject_unindexed: Vec<String>,
+    max_users_twice: u32,
+    calls: ProviderCalls,
+    /// Every call before this time fails as a 503 (an outage).
+    down_until: Option<DateTime<Utc>>,
+    /// Calls made (of any kind, probes included) while down.
+    calls_while_down: u64,
+    probes: u64,
+    /// Records with these emails fail as a 503, whatever else happens.
+    fail_emails: Vec<String>,
+    /// Calls that carried each email, whatever their answer.
+    attempts: HashMap<String, u32>,
+}
+
+/// A provider that enforces the limits on its own count (answering 429 over them) and records everything.
+#[derive(Debug, Clone)]
+pub struct MemoryProvider<C: Clock + Clone> {
+    state: Arc<Mutex<ProviderState>>,
+    /// Runs before every call (e.g. moves a virtual clock: a slow provider).
+    on_call: Arc<Mutex<Option<CallHook>>>,
+    clock: C,
+    batch_limit: u32,
+    individual_limit: u32,
+    window_seconds: u32,
+}
+
+impl<C: Clock + Clone> MemoryProvider<C> {
+    pub fn new(clock: C, batch_limit: u32, individual_limit: u32, window_seconds: u32) -> Self {
+        Self {
+            state: Arc::default(),
+            on_call: Arc::default(),
+            clock,
+            batch_limit,
+            individual_limit,
+            window_seconds,
+        }
+    }
+
+    /// The next calls fail with these errors, in order (before quota is counted).
+    pub fn script(&self, errors: impl IntoIterator<Item = ProviderError>) {
+        lock(&self.state).scripted.extend(errors);
+    }
+
+    /// Drops the scripted errors not yet used.
+    pub fn clear_script(&self) {
+        lock(&self.state).scripted.clear();
+    }
+
+    /// Records with this email are refused with a 422 naming them.
+    pub fn reject_email(&self, email: &str) {
+        lock(&self.state).reject.push(email.to_string());
+    }
+
+    /// Records with this email are refused with a 4xx that names no record (a 400 without an index).
+    pub fn reject_email_unindexed(&self, email: &str) {
+        lock(&self.state).reject_unindexed.push(email.to_string());
+    }
+
+    /// Runs `f` at the start of every call (a slow provider on a virtual clock: a call that started at
+    /// `t` answers, and stamps its records, at `t` plus what `f` advanced).
+    pub fn on_call(&self, f: impl Fn() + Send + Sync + 'static) {
+        *lock(&self.on_call) = Some(CallHook(Arc::new(f)));
+    }
+
+    fn hook(&self) {
+        let hook = lock(&self.on_call).clone();
+        if let Some(CallHook(f)) = hook {
+            f();
+        }
+    }
+
+    /// Records with this email fail as a 503 on every call (a record the provider keeps failing).
+    pub fn fail_email(&self, email: &str) {
+        lock(&self.state).fail_emails.push(email.to_string());
+    }
+
+    /// Calls that carried each email (delivery attempts, whatever the answer).
+    pub fn attempts_by_email(&self) -> HashMap<String, u32> {
+        lock(&self.state).attempts.clone()
+    }
+
+    /// The provider is down (every call a 503) until `until`.
+    pub fn down_until(&self, until: DateTime<Utc>) {
+        lock(&self.state).down_until = Some(until);
+    }
+
+    /// Calls that arrived while the provider was down.
+    pub fn calls_while_down(&self) -> u64 {
+        lock(&self.state).calls_while_down
+    }
+
+    /// Half-open probes answered.
+    pub fn probes(&self) -> u64 {
+        lock(&self.state).probes
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        lock(&self.state).deliveries.clone()
+    }
+
+    /// Removes and returns the deliveries recorded so far: a long simulation reads them as it goes
+    /// instead of holding a day of records. [`Self::latest`] sees only what has not been taken.
+    pub fn take_deliveries(&self) -> Vec<Delivery> {
+        std::mem::take(&mut lock(&self.state).deliveries)
+    }
+
+    /// Requests answered so far, by outcome.
+    pub fn calls(&self) -> ProviderCalls {
+        lock(&self.state).calls
+    }
+
+    /// Requests that arrived over the limit (answered 429). Must stay 0.
+    pub fn over_limit(&self) -> u32 {
+        lock(&self.state).over_limit
+    }
+
+    /// Requests that named one user twice. Must stay 0.
+    pub fn users_twice_in_one_request(&self) -> u32 {
+        lock(&self.state).max_users_twice
+    }
+
+    /// The provider's view: every delivered field folded in arrival order.
+    pub fn latest(&self) -> BTreeMap<String, Subscriber> {
+        let mut out: BTreeMap<String, Subscriber> = BTreeMap::new();
+        for d in lock(&self.state).deliveries.iter() {
+            let s = out
+                .entry(d.subscriber.email.clone())
+                .or_insert_with(|| Subscriber {
+                    email: d.subscriber.email.clone(),
+                    ..Subscriber::default()
+                });
+            if let Some(n) = &d.subscriber.name {
+                s.name = Some(n.clone());
+            }
+            if let Some(t) = &d.subscriber.time_zone {
+                s.time_zone = Some(t.clone());
+            }
+            s.custom_fields.extend(d.subscriber.custom_fields.clone());
+        }
+        out
+    }
+
+    /// The limit of `kind`'s requests per window.
+    fn limit(&self, kind: QuotaKind) -> u32 {
+        match kind {
+            QuotaKind::Batch => self.batch_limit,
+            QuotaKind::Individual => self.individual_limit,
+        }
+    }
+
+    /// Counts one request of `kind` in the window of `now`, or answers 429 when the window is full.
+    fn spend_request(
+        &self,
+        s: &mut ProviderState,
+        kind: QuotaKind,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProviderError> {
+        let window = Window::containing(now, self.window_seconds);
+        let limit = self.limit(kind);
+        let used = s.used.entry((kind, window.start)).or_insert(0);
+        if *used >= limit {
+            s.over_limit += 1;
+            s.calls.rate_limited += 1;
+            return Err(ProviderError::RateLimited { retry_after: None });
+        }
+        *used += 1;
+        Ok(())
+    }
+
+    /// A request of `records`: attempts counted, then (in order) an outage or scripted error, a record that
+    /// always fails, the rate limit, a refusal; else every record delivered.
+    fn call(&self, kind: QuotaKind, records: &[Subscriber]) -> Result<(), ProviderError> {
+        self.hook();
+        let now = self.clock.now();
+        let mut s = lock(&self.state);
+        for r in records {
+            *s.attempts.entry(r.email.clone()).or_default() += 1;
+        }
+        if let Some(e) = s.fault(now) {
+            return Err(e);
+        }
+        if records.iter().any(|r| s.fail_emails.contains(&r.email)) {
+            s.calls.failed += 1;
+            return Err(ProviderError::transient(
+                "HTTP 503 (this record always fails)",
+            ));
+        }
+        self.spend_request(&mut s, kind, now)?;
+        if let Some(refusal) = s.refusal(records) {
+            return Err(refusal);
+        }
+        s.deliver(kind, records, now);
+        Ok(())
+    }
+
+    /// A half-open probe: an outage or scripted error, else one individual request of the window.
+    fn probe_call(&self) -> Result<(), ProviderError> {
+        let now = self.clock.now();
+        let mut s = lock(&self.state);
+        s.probes += 1;
+        if let Some(e) = s.fault(now) {
+            return Err(e);
+        }
+        self.spend_request(&mut s, QuotaKind::Individual, now)
+    }
+}
+
+impl ProviderState {
+    /// A call's fate before quota is counted: down, or a scripted error.
+    fn fault(&mut self, now: DateTime<Utc>) -> Option<ProviderError> {
+        if self.down_until.is_some_and(|t| now < t) {
+            self.calls_while_down += 1;
+            self.calls.failed += 1;
+            return Some(ProviderError::transient(
+                "HTTP 503 Service Unavailable (outage)",
+            ));
+        }
+        let e = self.scripted.pop_front()?;
+        self.calls.failed += 1;
+        Some(e)
+    }
+
+    /// The refusal of a request with a refused record: a 422 naming the records, or a 400 naming none.
+    fn refusal(&mut self, records: &[Subscriber]) -> Option<ProviderError> {
+        let named: Vec<usize> = (0..records.len())
+            .filter(|&i| self.reject.contains(&records[i].email))
+            .collect();
+        if !named.is_empty() {
+            self.calls.failed += 1;
+            let detail = named
+                .iter()
+                .map(|i| format!("subscribers[{i}].email: rejected"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Some(ProviderError::Rejected {
+                indexes: named,
+                detail,
+            });
+        }
+        if records
+            .iter()
+            .any(|r| self.reject_unindexed.contains(&r.email))
+        {
+            self.calls.failed += 1;
+            return Some(ProviderError::Rejected {
+                indexes: Vec::new(),
+                detail: "HTTP 400: invalid request".into(),
+            });
+        }
+        None
+    }
+
+    /// An accepted request: its records delivered (and a user named twice counted).
+    fn deliver(&mut self, kind: QuotaKind, records: &[Subscriber], now: DateTime<Utc>) {
+        let mut emails: Vec<&str> = records.iter().map(|r| r.email.as_str()).collect();
+        emails.sort_unstable();
+        let n = emails.len();
+        emails.dedup();
+        if emails.len() != n {
+            self.max_users_twice += 1;
+        }
+        let request = self.calls.batch + self.calls.individual;
+        match kind {
+            QuotaKind::Batch => self.calls.batch += 1,
+            QuotaKind::Individual => self.calls.individual += 1,
+        }
+        for r in records {
+            self.deliveries.push(Delivery {
+                at: now,
+                kind,
+                request,
+                subscriber: r.clone(),
+            });
+        }
+    }
+}
+
+impl<C: Clock + Clone> Provider for MemoryProvider<C> {
+    async fn send_batch(&self, records: &[Subscriber]) -> Reply {
+        reply(self.call(QuotaKind::Batch, records))
+    }
+
+    async fn send_individual(&self, record: &Subscriber) -> Reply {
+        reply(self.call(QuotaKind::Individual, std::slice::from_ref(record)))
+    }
+
+    async fn probe(&self) -> Reply {
+        reply(self.probe_call())
+    }
+}
+
+fn reply(result: Result<(), ProviderError>) -> Reply {
+    Reply {
+        result,
+        info: Default::default(),
+    }
+}
