@@ -1,30 +1,29 @@
-//! SQS adapter for ingest: puts accepted changes on the changes queue.
+//! Ingest's sink on SQS ([`ChangeSink`]): puts accepted changes on the changes queue.
 //!
 //! Changes go out with `SendMessageBatch`, in batches of at most 10 entries and 256 KiB, sent in parallel.
-//! Entries SQS reports as failed through no fault of ours are retried with a short backoff (10/20/40 ms,
-//! jittered); whole calls that fail transiently are retried too (on top of the SDK's own retries). The
-//! result is all-or-nothing from the API's point of view: `Ok` only when every change is on the queue.
+//! A call that fails is retried by the SDK (standard mode, configured in [`super::ingest_client`]); what
+//! the SDK never retries is a call that succeeds with some entries refused, so entries SQS refused through
+//! no fault of ours are retried here with a short backoff (10/20/40 ms, jittered). The result is
+//! all-or-nothing from the API's point of view: `Ok` only when every change is on the queue.
 
 use std::time::Duration;
 
 use anyhow::anyhow;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 
-use super::sdk_error::error_kind;
+use super::MAX_BATCH_ENTRIES;
+use crate::adapters::sdk_error::error_kind;
 use crate::domain::{Change, ChangeMessage};
-use crate::ingest::ChangeSink;
-use crate::ports::{ErrorKind, PortError, PortResult};
+use crate::ports::{ChangeSink, ErrorKind, PortError, PortResult};
 
-/// Most entries in one `SendMessageBatch` call.
-pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Largest message body, and largest sum of bodies in one batch call, SQS accepts by default.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Batch calls in flight at once for one request (a 1,000-change request is 100 calls).
 const CONCURRENCY: usize = 16;
-/// Tries per batch, the first included.
+/// Tries of the refused entries of one batch, the first included.
 const ATTEMPTS: u32 = 4;
 /// First retry delay; doubled each time.
 const BASE_BACKOFF: Duration = Duration::from_millis(10);
@@ -94,73 +93,36 @@ struct BatchFailure {
 }
 
 impl SqsChangeSink {
-    /// Sends one batch, retrying failed entries; returns what could not be sent.
+    /// Sends one batch, retrying the entries SQS refused (not the calls: the SDK did); returns what could
+    /// not be sent.
     async fn send_batch(&self, bodies: &[String], batch: Vec<usize>) -> Result<(), BatchFailure> {
         let mut pending = batch;
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
-                let base = BASE_BACKOFF * 2u32.pow(attempt - 1);
-                let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
-                tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+                tokio::time::sleep(backoff(attempt)).await;
             }
-            let entries = pending
-                .iter()
-                .map(|&i| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(&bodies[i])
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| BatchFailure {
-                    unsent: pending.len(),
+            let failed = self.send_entries(bodies, &pending).await?;
+            if let Some(ours) = failed.iter().find(|f| f.sender_fault()) {
+                // Our request is wrong for this entry: sending it again will not help.
+                return Err(BatchFailure {
+                    unsent: failed.len(),
                     kind: ErrorKind::Permanent,
-                    reason: e.to_string(),
-                })?;
-            let sent = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await;
-            match sent {
-                Ok(out) => {
-                    let failed = out.failed();
-                    if let Some(ours) = failed.iter().find(|f| f.sender_fault()) {
-                        // Our request is wrong for this entry: sending it again will not help.
-                        return Err(BatchFailure {
-                            unsent: failed.len(),
-                            kind: ErrorKind::Permanent,
-                            reason: format!(
-                                "SQS refused entry: {} {}",
-                                ours.code(),
-                                ours.message().unwrap_or("")
-                            ),
-                        });
-                    }
-                    pending.retain(|i| failed.iter().any(|f| f.id() == i.to_string()));
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    last = failed
-                        .first()
-                        .map(|f| format!("{} {}", f.code(), f.message().unwrap_or("")))
-                        .unwrap_or_default();
-                }
-                Err(e) => {
-                    let kind = error_kind(&e);
-                    last = format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e));
-                    if kind == ErrorKind::Permanent {
-                        return Err(BatchFailure {
-                            unsent: pending.len(),
-                            kind,
-                            reason: last,
-                        });
-                    }
-                }
+                    reason: format!(
+                        "SQS refused entry: {} {}",
+                        ours.code(),
+                        ours.message().unwrap_or("")
+                    ),
+                });
             }
+            pending.retain(|i| failed.iter().any(|f| f.id() == i.to_string()));
+            if pending.is_empty() {
+                return Ok(());
+            }
+            last = failed
+                .first()
+                .map(|f| format!("{} {}", f.code(), f.message().unwrap_or("")))
+                .unwrap_or_default();
         }
         Err(BatchFailure {
             unsent: pending.len(),
@@ -168,6 +130,49 @@ impl SqsChangeSink {
             reason: last,
         })
     }
+
+    /// One `SendMessageBatch` of the bodies at `pending` (each entry's id is its body's index); returns
+    /// the entries SQS refused. A failed call (after the SDK's retries) fails the whole batch.
+    async fn send_entries(
+        &self,
+        bodies: &[String],
+        pending: &[usize],
+    ) -> Result<Vec<BatchResultErrorEntry>, BatchFailure> {
+        let entries = pending
+            .iter()
+            .map(|&i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(&bodies[i])
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BatchFailure {
+                unsent: pending.len(),
+                kind: ErrorKind::Permanent,
+                reason: e.to_string(),
+            })?;
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| BatchFailure {
+                unsent: pending.len(),
+                kind: error_kind(&e),
+                reason: format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)),
+            })?;
+        Ok(out.failed().to_vec())
+    }
+}
+
+/// The wait before try `attempt` (1, 2, 3): 10, 20, 40 ms, plus up to half of it again at random.
+fn backoff(attempt: u32) -> Duration {
+    let base = BASE_BACKOFF * 2u32.pow(attempt - 1);
+    let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
+    base + Duration::from_millis(jitter)
 }
 
 impl ChangeSink for SqsChangeSink {
