@@ -211,6 +211,7 @@ impl ChangeSink for SqsChangeSink {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -233,5 +234,107 @@ mod tests {
         assert!(check_message_body("\u{FFFF}").is_err());
         assert!(check_message_body("\u{1}").is_err());
         assert!(check_message_body(&"x".repeat(MAX_MESSAGE_BYTES + 1)).is_err());
+    }
+
+    /// SQS over HTTP (wiremock): answers `SendMessageBatch` calls in turn from `answers`, the last one
+    /// again once they run out.
+    struct Answers {
+        answers: Vec<wiremock::ResponseTemplate>,
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl wiremock::Respond for Answers {
+        fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.answers[n.min(self.answers.len() - 1)].clone()
+        }
+    }
+
+    fn batch_answer(failed: &[(&str, bool)]) -> wiremock::ResponseTemplate {
+        let failed: Vec<serde_json::Value> = failed
+            .iter()
+            .map(|(id, sender)| {
+                serde_json::json!({"Id": id, "SenderFault": sender, "Code": "InternalError", "Message": "x"})
+            })
+            .collect();
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"Successful": [], "Failed": failed}))
+    }
+
+    fn server_error() -> wiremock::ResponseTemplate {
+        wiremock::ResponseTemplate::new(500)
+            .set_body_json(serde_json::json!({"__type": "InternalError", "message": "boom"}))
+    }
+
+    /// Enqueues two changes through a sink whose SQS answers `answers`; returns the result and the calls.
+    async fn enqueue_against(answers: Vec<wiremock::ResponseTemplate>) -> (PortResult<()>, usize) {
+        let server = wiremock::MockServer::start().await;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(Answers {
+                answers,
+                calls: calls.clone(),
+            })
+            .mount(&server)
+            .await;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(server.uri())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await;
+        let sink = SqsChangeSink::new(super::super::ingest_client(&sdk), "http://q");
+        let result = sink.enqueue(&two_changes()).await;
+        (result, calls.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn two_changes() -> Vec<Change> {
+        ["a@x.io", "b@x.io"]
+            .iter()
+            .map(|email| {
+                let body = format!(
+                    r#"{{"v":"1","change_id":"6f2c1c52-6a53-4a43-9d1f-0c8f3a4d1e01","request_id":"0b7e6f58-2f7a-4a57-9c3e-2f1d6f0e9a02","email":"{email}","occurred_at":"2025-03-01T10:00:00Z","accepted_at":"2025-03-01T10:00:01Z"}}"#
+                );
+                ChangeMessage::from_body(&body).unwrap().into_change()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_retried_by_the_sdk_and_a_refused_entry_by_the_sink() {
+        // 500: the SDK tries again; then SQS refuses entry 1 (not our fault): the sink sends it alone.
+        let answers = vec![
+            server_error(),
+            batch_answer(&[("1", false)]),
+            batch_answer(&[]),
+        ];
+        let (result, calls) = enqueue_against(answers).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn what_keeps_failing_is_transient_after_four_tries_and_our_fault_at_once_permanent() {
+        let (result, calls) = enqueue_against(vec![server_error()]).await;
+        assert_eq!(result.unwrap_err().kind, ErrorKind::Transient);
+        assert_eq!(calls, 4, "the SDK's tries of the call");
+
+        let (result, calls) = enqueue_against(vec![batch_answer(&[("0", false)])]).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        assert!(
+            err.to_string().contains("1 of 2 changes not enqueued"),
+            "{err}"
+        );
+        assert_eq!(
+            calls, ATTEMPTS as usize,
+            "the sink's tries of the refused entry"
+        );
+
+        let (result, calls) = enqueue_against(vec![batch_answer(&[("0", true)])]).await;
+        assert_eq!(result.unwrap_err().kind, ErrorKind::Permanent);
+        assert_eq!(calls, 1);
     }
 }
