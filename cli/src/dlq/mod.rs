@@ -2,12 +2,12 @@
 //! [`SqsDeadLetters`] (every SQS call is the adapter's).
 //!
 //! - [`message`]: one dead-lettered message, read from its SQS attributes.
-//! - [`peek`]: `list` and `show` *peek*: SQS cannot read a message without receiving it, so each message is
+//! - [`peek`](mod@peek): `list` and `show` *peek*: SQS cannot read a message without receiving it, so each message is
 //!   received with a short visibility timeout ([`PEEK_VISIBILITY_S`]) and made visible again (visibility 0)
 //!   as soon as the scan ends. Nothing is deleted; the DLQ has no redrive policy, so the extra receives
 //!   cannot move a message anywhere. If the CLI dies mid-scan, the messages reappear by themselves after
 //!   the timeout.
-//! - [`redrive`]: moves messages back to the changes queue. Without `--filter`/`--limit` SQS moves them
+//! - [`redrive`](mod@redrive): moves messages back to the changes queue. Without `--filter`/`--limit` SQS moves them
 //!   itself (`StartMessageMoveTask`, which SQS makes safe); otherwise, or where the move task is not
 //!   available, the CLI receives a batch, sends copies to the changes queue and only then deletes the
 //!   originals. An interruption therefore never loses a message; at worst the batch in flight (≤ 10

@@ -4,7 +4,7 @@
 //! never reserves), queue depths from `GetQueueAttributes` (nothing is received, so no receive count
 //! moves), lease and circuit from their items in the table: every read through the library's adapters
 //! ([`DynamoState`], [`queue_backlog`]), but the oldest message's age, which is a CloudWatch metric.
-//! [`render`] is the human view.
+//! [`render`](mod@render) is the human view.
 
 pub mod render;
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The DLQ as operators handle it (`sluice dlq`): the other end of [`super::SqsChangeQueue::dead_letter`].
+//! The DLQ as operators handle it (`sluice dlq`): the other end of the drain's dead-lettering
+//! ([`super::SqsChangeQueue`]'s `dead_letter`).
 //!
 //! - peek: receive with every attribute and a visibility timeout, then show the messages again;
 //! - hide or show received messages in batches (`ChangeMessageVisibilityBatch`);
