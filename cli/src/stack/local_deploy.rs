@@ -43,17 +43,7 @@ pub async fn deploy_local(
     stack_name: &str,
     extra_params: &[(String, String)],
 ) -> anyhow::Result<StackOutputs> {
-    let template_path = template_path.as_ref();
-    let template = std::fs::read_to_string(template_path)
-        .with_context(|| format!("reading the template {}", template_path.display()))?;
-    let body = local_template(&template);
-    if body.len() > MAX_TEMPLATE_BODY_BYTES {
-        bail!(
-            "{} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY_BYTES} inline",
-            template_path.display(),
-            body.len()
-        );
-    }
+    let body = read_local_template(template_path.as_ref())?;
     let params = local_parameters(extra_params);
 
     match describe(cf, stack_name).await? {
@@ -96,6 +86,21 @@ pub async fn deploy_local(
         bail!("stack {stack_name} ended in {status}:\n{reasons}");
     }
     StackOutputs::from_outputs(stack.outputs()).with_context(|| format!("stack {stack_name}"))
+}
+
+/// The template at `template_path` as LocalStack takes it ([`local_template`]), small enough to send inline.
+fn read_local_template(template_path: &Path) -> anyhow::Result<String> {
+    let template = std::fs::read_to_string(template_path)
+        .with_context(|| format!("reading the template {}", template_path.display()))?;
+    let body = local_template(&template);
+    if body.len() > MAX_TEMPLATE_BODY_BYTES {
+        bail!(
+            "{} is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY_BYTES} inline",
+            template_path.display(),
+            body.len()
+        );
+    }
+    Ok(body)
 }
 
 /// Deletes the stack and waits until it is gone. A stack that does not exist is already deleted.
