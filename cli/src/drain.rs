@@ -141,33 +141,23 @@ pub fn render(report: &DrainReport) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::stack::StackOutputs;
     use sluice::drain::PerKind;
 
     #[test]
     fn the_config_takes_names_from_the_stack_and_the_key_from_the_environment() {
-        let stack = DeployedStack {
-            name: "s".into(),
-            outputs: StackOutputs {
-                queue_url: "http://q".into(),
-                queue_arn: "arn:q".into(),
-                dlq_url: "http://dlq".into(),
-                dlq_arn: "arn:dlq".into(),
-                table_name: "t".into(),
-                api_url: None,
-                alarm_topic_arn: None,
-                dashboard_name: None,
-            },
-            parameters: BTreeMap::from([
-                ("ProviderBaseUrl".into(), "https://api.getdrip.com".into()),
-                ("ProviderAccountId".into(), "local".into()),
+        let stack = DeployedStack::for_tests(
+            "s",
+            ["http://q", "http://dlq", "t"],
+            &[
+                ("ProviderBaseUrl", "https://api.getdrip.com"),
+                ("ProviderAccountId", "local"),
                 (
-                    "ProviderApiKeySecretArn".into(),
-                    "arn:aws:secretsmanager:us-east-1:000000000000:secret:x".into(),
+                    "ProviderApiKeySecretArn",
+                    "arn:aws:secretsmanager:us-east-1:000000000000:secret:x",
                 ),
-                ("QuotaWindowSeconds".into(), "60".into()),
-            ]),
-        };
+                ("QuotaWindowSeconds", "60"),
+            ],
+        );
         let env = BTreeMap::from([
             ("PROVIDER_BASE_URL", "http://127.0.0.1:8025"),
             ("PROVIDER_API_KEY", "k"),

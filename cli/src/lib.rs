@@ -3,15 +3,17 @@
 //! # Layout
 //! - [`args`]: the command line (clap): global options and the [`args::Command`] enum.
 //! - [`aws`]: the shared AWS SDK configuration (`--endpoint-url`, `--region`).
-//! - [`stack`]: `template.yaml` as a CloudFormation stack: local deploy to LocalStack, outputs,
-//!   delete. Used by `sluice local` and by the integration tests.
+//! - [`stack`]: a deployed stack read back (outputs and parameters), in AWS or on LocalStack;
+//!   [`stack::local_template`](mod@stack::local_template) and [`stack::local_deploy`]: `template.yaml` deployed to LocalStack and
+//!   deleted again (used by `sluice local` and by the integration tests).
 //! - [`settings`]: what the functions see (environment first, then the stack's outputs and parameters).
 //! - [`status`]: `sluice status` (read-only: quota, backlog, DLQ depth, lease, circuit).
-//! - [`dlq`]: `sluice dlq list|show|redrive`.
+//! - [`dlq`]: `sluice dlq list|show|redrive`, over the library's SQS adapter
+//!   (`sluice::adapters::sqs::SqsDeadLetters`).
 //! - [`drain`]: `sluice drain --once` (the Lambda's engine, run from here).
 //! - [`local`]: `sluice local deploy|destroy|serve`.
 //! - [`serve`]: `sluice local serve` (both functions' code as one long-lived local server).
-//! - [`format`]: durations, tables, redacted emails.
+//! - [`format`](mod@format): durations, tables, redacted emails.
 //!
 //! Adding a command: a variant in [`args::Command`], a module with its `run`, one arm in [`run`].
 

@@ -8,7 +8,8 @@ use aws_config::SdkConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{GlobalArgs, LocalCommand, LocalDeployArgs};
-use crate::stack::{self, StackOutputs};
+use crate::stack::StackOutputs;
+use crate::stack::local_deploy::{delete_stack, deploy_local};
 
 pub async fn run(
     command: &LocalCommand,
@@ -21,7 +22,7 @@ pub async fn run(
         LocalCommand::Serve(args) => crate::serve::run(args, global, config).await,
         LocalCommand::Destroy => {
             let spinner = spinner(format!("deleting stack {}", global.stack_name));
-            let result = stack::delete_stack(&cf, &global.stack_name).await;
+            let result = delete_stack(&cf, &global.stack_name).await;
             spinner.finish_and_clear();
             result?;
             println!("deleted stack {}", global.stack_name);
@@ -42,7 +43,7 @@ async fn deploy(
         global.stack_name,
         args.template.display()
     ));
-    let result = stack::deploy_local(cf, &args.template, &global.stack_name, &args.params).await;
+    let result = deploy_local(cf, &args.template, &global.stack_name, &args.params).await;
     spinner.finish_and_clear();
     let outputs = result?;
 

@@ -94,31 +94,21 @@ pub fn limits(vars: &BTreeMap<String, String>) -> anyhow::Result<Limits> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::stack::StackOutputs;
 
     fn stack() -> DeployedStack {
-        DeployedStack {
-            name: "prod".into(),
-            outputs: StackOutputs {
-                queue_url: "https://sqs/q".into(),
-                queue_arn: "arn:q".into(),
-                dlq_url: "https://sqs/dlq".into(),
-                dlq_arn: "arn:dlq".into(),
-                table_name: "t".into(),
-                api_url: None,
-                alarm_topic_arn: None,
-                dashboard_name: None,
-            },
-            parameters: BTreeMap::from([
-                ("QuotaWindowSeconds".into(), "60".into()),
-                ("BatchLimitPerHour".into(), "5".into()),
-                ("ProviderAccountId".into(), "42".into()),
+        DeployedStack::for_tests(
+            "prod",
+            ["https://sqs/q", "https://sqs/dlq", "t"],
+            &[
+                ("QuotaWindowSeconds", "60"),
+                ("BatchLimitPerHour", "5"),
+                ("ProviderAccountId", "42"),
                 (
-                    "ProviderApiKeySecretArn".into(),
-                    "arn:aws:secretsmanager:eu-west-1:1:secret:k".into(),
+                    "ProviderApiKeySecretArn",
+                    "arn:aws:secretsmanager:eu-west-1:1:secret:k",
                 ),
-            ]),
-        }
+            ],
+        )
     }
 
     #[test]

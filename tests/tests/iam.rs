@@ -3,7 +3,7 @@
 //! the AWS operations each function's adapters call against the actions `template.yaml` grants it:
 //! 1. which adapters serve which function: the `adapters::<module>` each `functions/<name>/src` names
 //!    (a builder in `startup.rs`, such as `aws_drain`, brings the modules it names; a module is a file or a
-//!    folder of files);
+//!    folder of files, and of a folder only the files that hold or use the items named count);
 //! 2. what each adapter calls: every SDK call on a client (`client.update_item()`, `.client\n.get_item()`)
 //!    and, for PartiQL calls, the verb each statement literal starts with (INSERT/UPDATE/SELECT/DELETE);
 //! 3. the IAM action(s) of each operation (SQS batch calls are authorized by the single-message action;
@@ -238,11 +238,12 @@ fn adapter_modules() -> BTreeMap<String, Vec<PathBuf>> {
 
 /// The adapter files each function's code reaches, by binary name: the `adapters::<module>` its
 /// `functions/<name>/src` names, and the modules a builder in `shared/src/startup.rs` (e.g. `aws_drain`)
-/// names when the function calls one.
+/// names when the function calls one. Of a folder module, only the files [`reached_files`] finds.
 fn adapter_files(function: &str) -> BTreeSet<PathBuf> {
     let modules = adapter_modules();
     let dir = root().join("functions").join(function).join("src");
     let mut named = BTreeSet::new();
+    let mut sources = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         let (code, _) = code_and_strings(&source);
@@ -256,14 +257,125 @@ fn adapter_files(function: &str) -> BTreeSet<PathBuf> {
                     .filter(|m| startup.contains(&format!("{m}::")))
                     .cloned(),
             );
+            sources.push(startup);
         }
+        sources.push(code);
     }
     named
         .iter()
-        .filter_map(|name| modules.get(name))
-        .flatten()
+        .filter_map(|name| Some((name, modules.get(name)?)))
+        .flat_map(|(name, files)| {
+            let items: BTreeSet<String> = sources
+                .iter()
+                .flat_map(|code| items_named(code, name))
+                .collect();
+            reached_files(files, &items)
+        })
+        .collect()
+}
+
+/// Of a module's files, those code naming `items` of it (`sqs::SqsChangeSink`) reaches. A file module is
+/// reached whole. Of a folder: its `mod.rs`; every file that mentions one of the items (defines,
+/// implements or re-uses it) or is itself named; and, over and over, the sibling files those name
+/// (`batch::`). So a function that names the changes queue is not charged for the operators' DLQ calls.
+fn reached_files(files: &[PathBuf], items: &BTreeSet<String>) -> Vec<PathBuf> {
+    let is_folder = files
+        .iter()
+        .any(|f| f.file_stem().is_some_and(|s| s == "mod"));
+    if !is_folder || items.is_empty() {
+        return files.to_vec();
+    }
+    let stem = |f: &PathBuf| f.file_stem().unwrap().to_string_lossy().to_string();
+    let code: BTreeMap<String, String> = files
+        .iter()
+        .map(|f| {
+            (
+                stem(f),
+                code_and_strings(&std::fs::read_to_string(f).unwrap()).0,
+            )
+        })
+        .collect();
+    let mut reached: BTreeSet<String> = code
+        .iter()
+        .filter(|(stem, code)| {
+            *stem == "mod" || items.iter().any(|i| i == *stem || mentions(code, i))
+        })
+        .map(|(stem, _)| stem.clone())
+        .collect();
+    loop {
+        let more: Vec<String> = code
+            .keys()
+            .filter(|sibling| !reached.contains(*sibling))
+            .filter(|sibling| {
+                reached
+                    .iter()
+                    .filter(|r| *r != "mod")
+                    .any(|r| mentions(&code[r], &format!("{sibling}::")))
+            })
+            .cloned()
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        reached.extend(more);
+    }
+    files
+        .iter()
+        .filter(|f| reached.contains(&stem(f)))
         .cloned()
         .collect()
+}
+
+fn is_identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Whether `code` has `word` with no identifier character just before or after it.
+fn mentions(code: &str, word: &str) -> bool {
+    code.match_indices(word).any(|(at, _)| {
+        let before = code[..at].chars().next_back();
+        let after = code[at + word.len()..].chars().next();
+        let word_ends_in_identifier = word.chars().last().is_some_and(is_identifier_char);
+        let joined_before = before.is_some_and(is_identifier_char);
+        let joined_after = word_ends_in_identifier && after.is_some_and(is_identifier_char);
+        !joined_before && !joined_after
+    })
+}
+
+/// The items `code` names in `module` (`module::Item`, `module::{A, B}`), not counting `self`.
+fn items_named(code: &str, module: &str) -> BTreeSet<String> {
+    let prefix = format!("{module}::");
+    let mut items = BTreeSet::new();
+    for (at, _) in code.match_indices(&prefix) {
+        if code[..at]
+            .chars()
+            .next_back()
+            .is_some_and(is_identifier_char)
+        {
+            continue;
+        }
+        let rest = &code[at + prefix.len()..];
+        let list = match rest.strip_prefix('{') {
+            Some(inner) => &inner[..inner.find('}').unwrap_or(inner.len())],
+            None => rest,
+        };
+        let names = if rest.starts_with('{') {
+            list.split(',').collect()
+        } else {
+            vec![list]
+        };
+        for name in names {
+            let name: String = name
+                .trim_start()
+                .chars()
+                .take_while(|c| is_identifier_char(*c))
+                .collect();
+            if !name.is_empty() && name != "self" {
+                items.insert(name);
+            }
+        }
+    }
+    items
 }
 
 fn identifiers_after(code: &str, prefix: &str) -> BTreeSet<String> {

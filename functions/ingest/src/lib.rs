@@ -25,7 +25,7 @@ use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use serde::Serialize;
 use sluice::adapters::dynamo_ingest::DynamoIngestStore;
-use sluice::adapters::sqs_sink::SqsChangeSink;
+use sluice::adapters::sqs::{self, SqsChangeSink};
 use sluice::config::IngestConfig;
 use sluice::ingest::{
     ApiKey, ChangeSink, ChangesRequest, IdempotencyStore, IngestError, IngestService,
@@ -57,7 +57,7 @@ impl AwsIngest {
     /// Builds the SDK-backed ingest from one shared SDK configuration (clients are built once, at cold start).
     pub fn aws(config: &IngestConfig, aws: &aws_config::SdkConfig) -> Self {
         let store = DynamoIngestStore::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
-        let sink = SqsChangeSink::new(aws_sdk_sqs::Client::new(aws), &config.queue_url);
+        let sink = SqsChangeSink::new(sqs::ingest_client(aws), &config.queue_url);
         Self::new(
             IngestService::new(sink, store.clone(), store),
             config.ingest_api_key.as_deref().map(ApiKey::new),

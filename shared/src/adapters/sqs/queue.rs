@@ -1,16 +1,21 @@
-//! The changes queue on SQS, for the drain: receive in parallel calls of 10, delete and release in
-//! batches of 10, dead-letter with the reason as message attributes.
+//! The changes queue on SQS, for the drain ([`ChangeQueue`]): receive in parallel calls of 10, delete and
+//! release in batches of 10, re-queue held messages as fresh copies, dead-letter with the reason as message
+//! attributes (the names are in [`super`]).
 
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use super::batch::{self, entry_id, split_refused};
+use super::{
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTERED_AT, ATTR_DETAIL, ATTR_REASON, ATTR_RECEIVE_COUNT,
+    ATTR_SOURCE_MESSAGE_ID, MAX_BATCH_ENTRIES, classify,
+};
 use crate::domain::truncate;
 use crate::ports::{
     Backlog, ChangeQueue, DeadLetter, PortError, PortResult, ReceiptHandle, ReceivedMessage,
@@ -18,21 +23,8 @@ use crate::ports::{
 
 /// Parallel SQS calls in flight at once.
 const PARALLEL_CALLS: usize = 10;
-/// SQS's longest visibility timeout (12 h).
-const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
-
-/// Message attribute names written on dead-lettered messages.
-pub const ATTR_REASON: &str = "sluice.reason";
-pub const ATTR_DETAIL: &str = "sluice.detail";
-pub const ATTR_SOURCE_MESSAGE_ID: &str = "sluice.source_message_id";
-pub const ATTR_RECEIVE_COUNT: &str = "sluice.receive_count";
-pub const ATTR_DEAD_LETTERED_AT: &str = "sluice.dead_lettered_at";
-/// On a re-queued copy (on the changes queue): delivery attempts of earlier copies of the change.
-pub const ATTR_ATTEMPTS: &str = "sluice.attempts";
 /// SQS's longest message delay (15 min).
 const MAX_DELAY: Duration = Duration::from_secs(900);
-
-pub(crate) use super::sdk_error::port_error as classify;
 
 /// Runs batch calls `PARALLEL_CALLS` at a time; the first error ends them.
 async fn in_parallel<T>(
@@ -42,6 +34,15 @@ async fn in_parallel<T>(
         .buffer_unordered(PARALLEL_CALLS)
         .try_collect()
         .await
+}
+
+/// A message attribute of `data_type` (`String`, `Number`).
+fn attribute(data_type: &str, value: String) -> PortResult<MessageAttributeValue> {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .map_err(|e| PortError::permanent("building a message attribute", e))
 }
 
 /// The changes queue and its DLQ.
@@ -62,93 +63,20 @@ impl SqsChangeQueue {
     }
 
     async fn delete_chunk(&self, chunk: Vec<ReceiptHandle>) -> PortResult<Vec<ReceiptHandle>> {
-        if chunk.is_empty() {
-            return Ok(Vec::new());
-        }
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&r.0)
-                    .build()
-                    .map_err(|e| PortError::permanent("building a delete entry", e))
-            })
-            .collect::<PortResult<Vec<_>>>()?;
-        let out = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify("deleting delivered messages", e))?;
-        Ok(out
-            .failed()
-            .iter()
-            .filter_map(|f| {
-                f.id()
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|i| chunk.get(i).cloned())
-            })
-            .collect())
+        batch::delete(
+            &self.client,
+            &self.queue_url,
+            &chunk,
+            "deleting delivered messages",
+        )
+        .await
     }
 
     async fn release_chunk(&self, chunk: Vec<(ReceiptHandle, Duration)>) -> PortResult<()> {
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, (r, delay))| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&r.0)
-                    .visibility_timeout(delay.min(&MAX_VISIBILITY).as_secs() as i32)
-                    .build()
-                    .map_err(|e| PortError::permanent("building a visibility entry", e))
-            })
-            .collect::<PortResult<Vec<_>>>()?;
         // A failed entry keeps its current visibility timeout and comes back a little later: harmless.
-        self.client
-            .change_message_visibility_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify("releasing messages", e))?;
+        batch::change_visibility(&self.client, &self.queue_url, &chunk, "releasing messages")
+            .await?;
         Ok(())
-    }
-
-    /// One `SendMessageBatch` to `queue_url`; returns the receipts (of the messages the entries were made
-    /// from, in order) whose entry was sent, and the indexes of the entries that failed.
-    async fn send_batch(
-        &self,
-        queue_url: &str,
-        entries: Vec<SendMessageBatchRequestEntry>,
-        receipts: &[ReceiptHandle],
-        what: &'static str,
-    ) -> PortResult<(Vec<ReceiptHandle>, Vec<usize>)> {
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify(what, e))?;
-        let failed: Vec<usize> = out
-            .failed()
-            .iter()
-            .filter_map(|f| f.id().parse().ok())
-            .collect();
-        let sent = receipts
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !failed.contains(i))
-            .map(|(_, r)| r.clone())
-            .collect();
-        Ok((sent, failed))
     }
 
     /// One `SendMessageBatch` of fresh copies, then one delete of the originals that were copied.
@@ -158,14 +86,10 @@ impl SqsChangeQueue {
     ) -> PortResult<Vec<ReceiptHandle>> {
         let mut entries = Vec::with_capacity(chunk.len());
         for (i, (m, delay)) in chunk.iter().enumerate() {
-            let attempts = MessageAttributeValue::builder()
-                .data_type("Number")
-                .string_value(m.attempts_before_this_receive().to_string())
-                .build()
-                .map_err(|e| PortError::permanent("building a message attribute", e))?;
+            let attempts = attribute("Number", m.attempts_before_this_receive().to_string())?;
             entries.push(
                 SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
+                    .id(entry_id(i))
                     .message_body(&m.body)
                     .delay_seconds(delay.min(&MAX_DELAY).as_secs() as i32)
                     .message_attributes(ATTR_ATTEMPTS, attempts)
@@ -176,15 +100,52 @@ impl SqsChangeQueue {
         let receipts: Vec<ReceiptHandle> = chunk.iter().map(|(m, _)| m.receipt.clone()).collect();
         // Delete only the originals whose copy is on the queue; the others stay, hidden until their
         // visibility timeout, and are received again.
-        let (copied, _) = self
-            .send_batch(
-                &self.queue_url,
-                entries,
-                &receipts,
-                "re-queueing held messages",
-            )
-            .await?;
+        let refused = batch::send(
+            &self.client,
+            &self.queue_url,
+            entries,
+            "re-queueing held messages",
+        )
+        .await?;
+        let (copied, _) = split_refused(&receipts, &refused);
         self.delete_chunk(copied).await
+    }
+
+    /// One `SendMessageBatch` of dead letters to the DLQ, then one delete of the originals that reached it.
+    async fn dead_letter_chunk(&self, chunk: &[DeadLetter], now: &str) -> PortResult<()> {
+        let attr = |v: String| attribute("String", v);
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, l) in chunk.iter().enumerate() {
+            let entry = SendMessageBatchRequestEntry::builder()
+                .id(entry_id(i))
+                .message_body(if l.message.body.is_empty() {
+                    " ".to_string()
+                } else {
+                    l.message.body.clone()
+                })
+                .message_attributes(ATTR_REASON, attr(l.reason.as_str().to_string())?)
+                .message_attributes(ATTR_DETAIL, attr(truncate(&l.detail, 1_000))?)
+                .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
+                .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.attempts().to_string())?)
+                .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.to_owned())?)
+                .build()
+                .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
+            entries.push(entry);
+        }
+        let receipts: Vec<ReceiptHandle> =
+            chunk.iter().map(|l| l.message.receipt.clone()).collect();
+        // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
+        let refused =
+            batch::send(&self.client, &self.dlq_url, entries, "sending to the DLQ").await?;
+        let (sent, _) = split_refused(&receipts, &refused);
+        self.delete(&sent).await?;
+        if !refused.is_empty() {
+            return Err(PortError::transient(
+                "sending to the DLQ",
+                anyhow::anyhow!("{} entries failed", refused.len()),
+            ));
+        }
+        Ok(())
     }
 
     async fn receive_one(&self, n: i32, wait_seconds: i32) -> PortResult<Vec<ReceivedMessage>> {
@@ -289,7 +250,7 @@ impl ChangeQueue for SqsChangeQueue {
     async fn delete(&self, receipts: &[ReceiptHandle]) -> PortResult<Vec<ReceiptHandle>> {
         // Futures built up front (not by a closure inside the stream) keep the future `Send` for any lifetime.
         let calls: Vec<_> = receipts
-            .chunks(10)
+            .chunks(MAX_BATCH_ENTRIES)
             .map(|c| self.delete_chunk(c.to_vec()))
             .collect();
         Ok(in_parallel(calls).await?.into_iter().flatten().collect())
@@ -297,7 +258,7 @@ impl ChangeQueue for SqsChangeQueue {
 
     async fn release(&self, items: &[(ReceiptHandle, Duration)]) -> PortResult<()> {
         let calls: Vec<_> = items
-            .chunks(10)
+            .chunks(MAX_BATCH_ENTRIES)
             .map(|c| self.release_chunk(c.to_vec()))
             .collect();
         in_parallel(calls).await?;
@@ -309,7 +270,7 @@ impl ChangeQueue for SqsChangeQueue {
         items: &[(ReceivedMessage, Duration)],
     ) -> PortResult<Vec<ReceiptHandle>> {
         let calls: Vec<_> = items
-            .chunks(10)
+            .chunks(MAX_BATCH_ENTRIES)
             .map(|c| self.requeue_chunk(c.to_vec()))
             .collect();
         Ok(in_parallel(calls).await?.into_iter().flatten().collect())
@@ -317,45 +278,8 @@ impl ChangeQueue for SqsChangeQueue {
 
     async fn dead_letter(&self, letters: &[DeadLetter]) -> PortResult<()> {
         let now = chrono::Utc::now().to_rfc3339();
-        for chunk in letters.chunks(10) {
-            let attr = |v: String| {
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(v)
-                    .build()
-                    .map_err(|e| PortError::permanent("building a message attribute", e))
-            };
-            let mut entries = Vec::with_capacity(chunk.len());
-            for (i, l) in chunk.iter().enumerate() {
-                let entry = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(if l.message.body.is_empty() {
-                        " ".to_string()
-                    } else {
-                        l.message.body.clone()
-                    })
-                    .message_attributes(ATTR_REASON, attr(l.reason.as_str().to_string())?)
-                    .message_attributes(ATTR_DETAIL, attr(truncate(&l.detail, 1_000))?)
-                    .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
-                    .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.attempts().to_string())?)
-                    .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.clone())?)
-                    .build()
-                    .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
-                entries.push(entry);
-            }
-            let receipts: Vec<ReceiptHandle> =
-                chunk.iter().map(|l| l.message.receipt.clone()).collect();
-            // Delete only what reached the DLQ; the rest stays on the queue and is tried again.
-            let (sent, failed) = self
-                .send_batch(&self.dlq_url, entries, &receipts, "sending to the DLQ")
-                .await?;
-            self.delete(&sent).await?;
-            if !failed.is_empty() {
-                return Err(PortError::transient(
-                    "sending to the DLQ",
-                    anyhow::anyhow!("{} entries failed", failed.len()),
-                ));
-            }
+        for chunk in letters.chunks(MAX_BATCH_ENTRIES) {
+            self.dead_letter_chunk(chunk, &now).await?;
         }
         Ok(())
     }

@@ -1,0 +1,134 @@
+//! `sluice status` for people: a few aligned lines, quota as a small table (`--json` prints [`Status`]).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sluice::drain::QuotaSummary;
+use sluice::ports::QuotaKind;
+
+use super::{CircuitStatus, LeaseStatus, QueueStatus, Status};
+use crate::format;
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The human view: a few aligned lines, quota as a small table.
+pub fn render(status: &Status) -> String {
+    let mut out = format!("stack {}  at {}\n\n", status.stack, time(status.at));
+    out.push_str(&quota(status));
+    let queue = &status.queue;
+    out.push_str(&format!(
+        "backlog        {} visible, {} in flight, {} delayed\n",
+        queue.visible, queue.in_flight, queue.delayed
+    ));
+    out.push_str(&format!("oldest message {}\n", oldest(queue)));
+    let dlq = &status.dlq;
+    out.push_str(&format!(
+        "dlq            {} message(s){}\n",
+        dlq.total(),
+        if dlq.total() > 0 {
+            "  (sluice dlq list)"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(&format!(
+        "drain lease    {}\n",
+        lease(&status.lease, status.at)
+    ));
+    out.push_str(&format!(
+        "circuit        {}\n",
+        circuit(&status.circuit, status.at)
+    ));
+    out
+}
+
+/// The window line and the quota table.
+fn quota(status: &Status) -> String {
+    let w = &status.window;
+    let mut out = format!(
+        "quota window   {} .. {} ({}), next window in {}\n",
+        time(w.start),
+        time(w.end),
+        format::duration(i64::from(w.length_s)),
+        format::duration(w.next_in_s)
+    );
+    let q = &status.quota;
+    let row = |kind: QuotaKind, s: &QuotaSummary| {
+        vec![
+            format!("  {}", kind.as_str()),
+            s.used.to_string(),
+            s.left.to_string(),
+            s.limit.to_string(),
+        ]
+    };
+    out.push_str(&format::table(
+        &["  requests", "used", "left", "limit"],
+        &[
+            row(QuotaKind::Batch, &q.batch),
+            row(QuotaKind::Individual, &q.individual),
+        ],
+    ));
+    out.push_str(&format!(
+        "  records left this window: {} ({} per batch)\n\n",
+        q.records_left, q.batch_size
+    ));
+    out
+}
+
+fn oldest(queue: &QueueStatus) -> String {
+    match (queue.oldest_age_s, &queue.oldest_age_note) {
+        (Some(age), _) => match queue.oldest_age_at {
+            Some(at) => format!(
+                "{} (CloudWatch, sampled {})",
+                format::duration(age),
+                at.format("%H:%M UTC")
+            ),
+            None => format::duration(age),
+        },
+        (None, Some(note)) => note.clone(),
+        (None, None) => "n/a".to_owned(),
+    }
+}
+
+fn lease(lease: &LeaseStatus, at: DateTime<Utc>) -> String {
+    match (lease, lease.held) {
+        (
+            LeaseStatus {
+                holder: Some(h),
+                until: Some(u),
+                ..
+            },
+            true,
+        ) => format!(
+            "held by {h} until {} (in {})",
+            time(*u),
+            format::duration((*u - at).num_seconds())
+        ),
+        _ => "free (no drain running)".to_owned(),
+    }
+}
+
+fn circuit(c: &CircuitStatus, at: DateTime<Utc>) -> String {
+    let reason = c
+        .reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default();
+    match (c.until, c.open, c.half_open) {
+        (Some(u), true, _) => format!(
+            "OPEN until {} (next probe in {}), {} consecutive failures{reason}",
+            time(u),
+            format::duration((u - at).num_seconds()),
+            c.failures
+        ),
+        (_, _, true) => format!(
+            "HALF-OPEN (the next drain run probes the provider), {} consecutive failures{reason}",
+            c.failures
+        ),
+        _ if c.failures > 0 => format!(
+            "closed (provider calls allowed), {} consecutive failure(s)",
+            c.failures
+        ),
+        _ => "closed (provider calls allowed)".to_owned(),
+    }
+}
