@@ -524,12 +524,12 @@ async fn the_same_key_and_body_replay_the_first_answer_and_enqueue_nothing_new()
     assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
 
     // The record: keyed by the key's hash (never the key itself), completed, kept 24 h.
-    let pk = format!("idem#{}", sluice::ingest::sha256_hex(b"order-7f3a"));
+    let pk = format!("idem#{}", sluice::ports::sha256_hex(b"order-7f3a"));
     let record = item(&stack, &pk).await.unwrap();
     assert_eq!(record["status"].as_s().unwrap(), "completed");
     assert_eq!(
         record["body_sha256"].as_s().unwrap(),
-        &sluice::ingest::sha256_hex(body.as_bytes())
+        &sluice::ports::sha256_hex(body.as_bytes())
     );
     let created = DateTime::parse_from_rfc3339(record["created_at"].as_s().unwrap()).unwrap();
     assert_eq!(

@@ -28,10 +28,9 @@ use sluice::adapters::dynamo_ingest::DynamoIngestStore;
 use sluice::adapters::sqs::{self, SqsChangeSink};
 use sluice::config::IngestConfig;
 use sluice::ingest::{
-    ApiKey, ChangeSink, ChangesRequest, IdempotencyStore, IngestError, IngestService,
-    MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE, RequestStore,
+    ApiKey, ChangesRequest, IngestError, IngestService, MAX_BODY_BYTES, PROBLEM_CONTENT_TYPE,
 };
-use sluice::ports::{Clock, SystemClock};
+use sluice::ports::{ChangeSink, Clock, IdempotencyStore, RequestStore, SystemClock};
 use tower::ServiceExt;
 use tower_http::normalize_path::NormalizePath;
 

@@ -1,18 +1,18 @@
 //! The drain engine: one run releases queued changes to the provider within quota.
 //!
 //! A run, in phases (each bounded by the run's deadline, each write fenced by the lease):
-//! 1. **gate** ([`gate`]) — nothing while the provider [`circuit`] is open; take the single-flight lease
+//! 1. **gate** (`gate.rs`) — nothing while the provider [`circuit`] is open; take the single-flight lease
 //!    (or skip); once the cool-down has passed, one half-open probe that touches no message;
-//! 2. **plan** ([`receive`]) — read both quota counters and the queue depth, and [`policy::plan`] how much
+//! 2. **plan** (`receive.rs`) — read both quota counters and the queue depth, and [`policy::plan`] how much
 //!    this run may send, *before* receiving, so no message is received only to be held;
-//! 3. **receive** ([`receive`]) that many records, by distinct users; decode them (malformed ones are
+//! 3. **receive** (`receive.rs`) that many records, by distinct users; decode them (malformed ones are
 //!    [`Outcome::Malformed`]);
 //! 4. **coalesce** them per email against the sync state ([`coalesce::coalesce`]), with other runs'
-//!    in-flight fields folded in ([`in_flight`]);
-//! 5. **send** ([`send`]): batches first when the backlog needs them, individual requests in waves, each
-//!    request's quota reserved right before the call ([`quota`]); every record ends with one typed
+//!    in-flight fields folded in (`in_flight.rs`);
+//! 5. **send** (`send.rs`): batches first when the backlog needs them, individual requests in waves, each
+//!    request's quota reserved right before the call (`quota.rs`); every record ends with one typed
 //!    [`Outcome`];
-//! 6. **settle** ([`settle`]): one table ([`outcome::action`]) maps outcomes to queue actions, carried out
+//! 6. **settle** (`settle.rs`): one table ([`outcome::action`]) maps outcomes to queue actions, carried out
 //!    in the order that loses nothing — sync state, then request progress, then the queue;
 //! 7. release the lease and report.
 

@@ -15,8 +15,8 @@ use crate::config::Limits;
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::drain::circuit::CircuitPolicy;
 use crate::ingest::memory::MemoryRequestStore;
-use crate::ingest::{NewRequest, RequestCounters, RequestStore, TrackedChange};
 use crate::ports::{DrainAdapters, ProviderError, QuotaKind, QuotaLedger};
+use crate::ports::{NewRequest, RequestCounters, RequestStore, TrackedChange};
 
 pub(super) type Ports = DrainAdapters<
     MemoryQueue<ManualClock>,

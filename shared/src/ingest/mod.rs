@@ -9,8 +9,9 @@
 //! - [`auth`]: [`ApiKey`], the constant-time `x-api-key` check for local runs.
 //! - [`memory`]: in-memory ports for tests, the benchmark and the fuzz harness.
 //!
-//! Its ports ([`ChangeSink`], [`IdempotencyStore`], [`RequestStore`]) are in [`crate::ports`] with the
-//! drain's; AWS adapters live in [`crate::adapters::sqs_sink`] and [`crate::adapters::dynamo_ingest`].
+//! Its ports ([`ChangeSink`](crate::ports::ChangeSink), [`IdempotencyStore`](crate::ports::IdempotencyStore),
+//! [`RequestStore`](crate::ports::RequestStore)) are in [`crate::ports`] with the
+//! drain's; AWS adapters live in [`crate::adapters::sqs::sink`] and [`crate::adapters::dynamo_ingest`].
 
 pub mod auth;
 pub mod memory;
@@ -18,12 +19,6 @@ pub mod parse;
 pub mod problem;
 pub mod service;
 
-pub use crate::ports::TrackedChange;
-pub use crate::ports::{
-    Accepted, ChangeSink, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState,
-    IdempotencyStore, NewClaim, NewRequest, RequestCounters, RequestStatus, RequestStore,
-    sha256_hex,
-};
 pub use auth::ApiKey;
 pub use parse::{
     MAX_BODY_BYTES, MAX_CHANGES, MAX_FUTURE_SKEW, ParseError, RequestStamp, parse_changes,

@@ -1,4 +1,4 @@
-//! Where ingest puts accepted changes: the changes queue (SQS in AWS: [`crate::adapters::sqs_sink`]).
+//! Where ingest puts accepted changes: the changes queue (SQS in AWS: [`crate::adapters::sqs::sink`]).
 
 use std::future::Future;
 

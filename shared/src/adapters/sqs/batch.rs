@@ -10,7 +10,8 @@ use aws_sdk_sqs::types::{
     SendMessageBatchRequestEntry,
 };
 
-use super::{MAX_BATCH_ENTRIES, classify};
+use super::MAX_BATCH_ENTRIES;
+use crate::adapters::sdk_error::port_error;
 use crate::ports::{PortError, PortResult, ReceiptHandle};
 
 /// SQS's longest visibility timeout (12 h).
@@ -53,7 +54,7 @@ pub(super) async fn delete(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| classify(what, e))?;
+        .map_err(|e| port_error(what, e))?;
     Ok(out
         .failed()
         .iter()
@@ -92,7 +93,7 @@ pub(super) async fn change_visibility(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| classify(what, e))?;
+        .map_err(|e| port_error(what, e))?;
     Ok(out.failed().len())
 }
 
@@ -110,7 +111,7 @@ pub(super) async fn send(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| classify(what, e))?;
+        .map_err(|e| port_error(what, e))?;
     Ok(out
         .failed()
         .iter()

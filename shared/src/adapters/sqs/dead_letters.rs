@@ -20,7 +20,8 @@ use aws_sdk_sqs::types::{
 };
 
 use super::batch::{self, entry_id, split_refused};
-use super::{ATTR_PREFIX, MAX_BATCH_ENTRIES, classify, queue_backlog};
+use super::{ATTR_PREFIX, MAX_BATCH_ENTRIES, queue_backlog};
+use crate::adapters::sdk_error::port_error;
 use crate::ports::{Backlog, PortError, PortResult, ReceiptHandle};
 
 /// StartMessageMoveTask's highest rate.
@@ -121,7 +122,7 @@ impl SqsDeadLetters {
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(|e| classify("receiving from the DLQ", e))?;
+            .map_err(|e| port_error("receiving from the DLQ", e))?;
         Ok(out.messages.unwrap_or_default())
     }
 
@@ -207,7 +208,7 @@ impl SqsDeadLetters {
                 if move_task_unavailable(&code) {
                     return Ok(MoveTaskStart::Unavailable(code));
                 }
-                Err(classify("starting the DLQ move task", e))
+                Err(port_error("starting the DLQ move task", e))
             }
         }
     }
@@ -221,7 +222,7 @@ impl SqsDeadLetters {
             .max_results(1)
             .send()
             .await
-            .map_err(|e| classify("reading the move task's progress", e))?;
+            .map_err(|e| port_error("reading the move task's progress", e))?;
         Ok(tasks.results().first().map(|task| MoveTaskProgress {
             status: task.status().unwrap_or_default().to_owned(),
             to_move: task
@@ -239,7 +240,7 @@ impl SqsDeadLetters {
             .task_handle(handle)
             .send()
             .await
-            .map_err(|e| classify("cancelling the move task", e))?;
+            .map_err(|e| port_error("cancelling the move task", e))?;
         Ok(())
     }
 }

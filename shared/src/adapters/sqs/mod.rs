@@ -21,10 +21,7 @@ use std::time::Duration;
 
 pub use dead_letters::{MoveTaskProgress, MoveTaskStart, QueueRef, RedrivenBatch, SqsDeadLetters};
 pub use queue::{SqsChangeQueue, queue_backlog};
-pub use sink::{MAX_MESSAGE_BYTES, SqsChangeSink, check_message_body};
-
-/// The one SDK error classification (see [`super::sdk_error`]), by the name the DynamoDB adapter uses.
-pub(crate) use super::sdk_error::port_error as classify;
+pub use sink::SqsChangeSink;
 
 /// Most entries in one batch call (`SendMessageBatch`, `DeleteMessageBatch`,
 /// `ChangeMessageVisibilityBatch`), and most messages one `ReceiveMessage` returns.

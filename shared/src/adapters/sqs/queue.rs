@@ -14,8 +14,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use super::batch::{self, entry_id, split_refused};
 use super::{
     ATTR_ATTEMPTS, ATTR_DEAD_LETTERED_AT, ATTR_DETAIL, ATTR_REASON, ATTR_RECEIVE_COUNT,
-    ATTR_SOURCE_MESSAGE_ID, MAX_BATCH_ENTRIES, classify,
+    ATTR_SOURCE_MESSAGE_ID, MAX_BATCH_ENTRIES,
 };
+use crate::adapters::sdk_error::port_error;
 use crate::domain::truncate;
 use crate::ports::{
     Backlog, ChangeQueue, DeadLetter, PortError, PortResult, ReceiptHandle, ReceivedMessage,
@@ -159,7 +160,7 @@ impl SqsChangeQueue {
             .message_attribute_names(ATTR_ATTEMPTS)
             .send()
             .await
-            .map_err(|e| classify("receiving from the changes queue", e))?;
+            .map_err(|e| port_error("receiving from the changes queue", e))?;
         Ok(out
             .messages()
             .iter()
@@ -198,7 +199,7 @@ pub async fn queue_backlog(client: &Client, queue_url: &str) -> PortResult<Backl
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
-        .map_err(|e| classify("reading the queue depth", e))?;
+        .map_err(|e| port_error("reading the queue depth", e))?;
     let get = |name: QueueAttributeName| -> u64 {
         out.attributes()
             .and_then(|a| a.get(&name))

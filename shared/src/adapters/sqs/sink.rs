@@ -17,10 +17,9 @@ use rand::Rng;
 use super::MAX_BATCH_ENTRIES;
 use crate::adapters::sdk_error::error_kind;
 use crate::domain::{Change, ChangeMessage};
+use crate::ports::sink::MAX_MESSAGE_BYTES;
 use crate::ports::{ChangeSink, ErrorKind, PortError, PortResult};
 
-/// Largest message body, and largest sum of bodies in one batch call, SQS accepts by default.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Batch calls in flight at once for one request (a 1,000-change request is 100 calls).
 const CONCURRENCY: usize = 16;
 /// Tries of the refused entries of one batch, the first included.
@@ -41,26 +40,6 @@ impl SqsChangeSink {
             client,
             queue_url: queue_url.into(),
         }
-    }
-}
-
-/// Whether SQS can carry this body: its size, and its characters (SQS allows #x9 | #xA | #xD |
-/// #x20–#xD7FF | #xE000–#xFFFD | #x10000–#x10FFFF). Ingest's parser guarantees both for valid changes;
-/// the in-memory sink uses this so tests catch any regression.
-pub fn check_message_body(body: &str) -> Result<(), String> {
-    if body.len() > MAX_MESSAGE_BYTES {
-        return Err(format!(
-            "message of {} bytes is over the SQS limit",
-            body.len()
-        ));
-    }
-    let allowed = |c: char| matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
-    match body.chars().find(|c| !allowed(*c)) {
-        Some(c) => Err(format!(
-            "character U+{:04X} cannot be sent through SQS",
-            u32::from(c)
-        )),
-        None => Ok(()),
     }
 }
 
@@ -226,14 +205,6 @@ mod tests {
         let b = batches(&big);
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
         assert!(batches(&[]).is_empty());
-    }
-
-    #[test]
-    fn bodies_sqs_cannot_carry_are_caught() {
-        assert!(check_message_body("{\"v\":\"1\",\"name\":\"Zoë 😀\"}").is_ok());
-        assert!(check_message_body("\u{FFFF}").is_err());
-        assert!(check_message_body("\u{1}").is_err());
-        assert!(check_message_body(&"x".repeat(MAX_MESSAGE_BYTES + 1)).is_err());
     }
 
     /// SQS over HTTP (wiremock): answers `SendMessageBatch` calls in turn from `answers`, the last one
