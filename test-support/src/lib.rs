@@ -6,7 +6,7 @@
 //!   (payload 2.0) request a test needs. Used by `functions/ingest/src/tests.rs`, its bench
 //!   (`functions/ingest/benches/handler.rs`) and `tests/tests/{ingest,secrets}.rs`.
 //! - [`changes`]: changes as ingest accepts them, for tests that enqueue them directly
-//!   (`tests/tests/drain.rs`, `cli/tests/ops.rs`).
+//!   (`tests/tests/drain.rs`, `cli/tests/ops.rs`, the simulator's baseline test).
 //! - [`localstack`] (feature `localstack`): the LocalStack endpoint and the SDK configuration for it.
 //! - [`stack`] (feature `localstack`): [`TestStack`], a stack of `template.yaml` of one test's own on
 //!   LocalStack (random name, deleted at the end), with the queue reads and writes tests repeat, the
