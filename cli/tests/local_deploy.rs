@@ -10,29 +10,21 @@ use anyhow::{Context, ensure};
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_cli::stack::{self, StackOutputs};
+use sluice_test_support::localstack;
 
 /// The project's template, or `SLUICE_TEMPLATE` to try another one.
 fn template_path() -> PathBuf {
     std::env::var_os("SLUICE_TEMPLATE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
-}
-
-async fn localstack_config() -> aws_config::SdkConfig {
-    let endpoint =
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned());
-    sluice_cli::aws::sdk_config(Some(&endpoint), Some("us-east-1")).await
+        .unwrap_or_else(sluice_test_support::stack::template)
 }
 
 #[tokio::test]
 #[ignore = "needs LocalStack: infra/localstack/up, then `cargo test -p sluice-cli --test local_deploy -- --ignored`"]
 async fn template_deploys_to_localstack_and_deletes() -> anyhow::Result<()> {
-    let config = localstack_config().await;
+    let config = localstack::sdk_config().await;
     let cf = aws_sdk_cloudformation::Client::new(&config);
-    let stack_name = format!(
-        "sluice-test-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let stack_name = localstack::unique_name("sluice-test");
 
     let started = Instant::now();
     let deployed = stack::deploy_local(
@@ -65,6 +57,18 @@ async fn template_deploys_to_localstack_and_deletes() -> anyhow::Result<()> {
 
 async fn check_stack(
     config: &aws_config::SdkConfig,
+    cf: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+    outputs: &StackOutputs,
+) -> anyhow::Result<()> {
+    check_outputs(cf, stack_name, outputs).await?;
+    check_queues(&aws_sdk_sqs::Client::new(config), outputs).await?;
+    check_table(&aws_sdk_dynamodb::Client::new(config), outputs).await
+}
+
+/// The outputs name the stack's resources, read back the same, survive an unchanged redeploy and go
+/// into the env file.
+async fn check_outputs(
     cf: &aws_sdk_cloudformation::Client,
     stack_name: &str,
     outputs: &StackOutputs,
@@ -107,9 +111,11 @@ async fn check_stack(
         env.contains(&format!("TABLE_NAME={}\n", outputs.table_name)),
         "{env}"
     );
+    Ok(())
+}
 
-    // The queue takes messages and dead-letters into the DLQ after MaxReceiveCount receives.
-    let sqs = aws_sdk_sqs::Client::new(config);
+/// The queue takes messages and dead-letters into the DLQ after MaxReceiveCount receives.
+async fn check_queues(sqs: &aws_sdk_sqs::Client, outputs: &StackOutputs) -> anyhow::Result<()> {
     sqs.send_message()
         .queue_url(&outputs.queue_url)
         .message_body(r#"{"email":"a@example.com"}"#)
@@ -164,9 +170,11 @@ async fn check_stack(
             .map(String::as_str)
             == Some("1209600")
     );
+    Ok(())
+}
 
-    // The table takes items keyed by `pk` and expires them by `expires_at`.
-    let ddb = aws_sdk_dynamodb::Client::new(config);
+/// The table takes items keyed by `pk` and expires them by `expires_at`.
+async fn check_table(ddb: &aws_sdk_dynamodb::Client, outputs: &StackOutputs) -> anyhow::Result<()> {
     ddb.put_item()
         .table_name(&outputs.table_name)
         .item("pk", AttributeValue::S("probe#1".into()))

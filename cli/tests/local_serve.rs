@@ -8,13 +8,14 @@
 //!   infra/localstack/up && cargo test -p sluice-cli --test local_serve -- --include-ignored
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sluice_cli::stack;
-use sluice_tests::emulator::{Emulator, EmulatorConfig};
+use sluice_test_support::TestStack;
+use sluice_test_support::drain_run::start_emulator;
+use sluice_test_support::events::SCHEDULED_EVENT;
+use sluice_tests::emulator::EmulatorConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long the stack is left alone.
@@ -23,10 +24,6 @@ const IDLE: Duration = Duration::from_secs(150);
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 const API_KEY: &str = "idle-test-key";
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
-}
-
 /// The local server, started as `infra/local/up` starts it; killed when dropped.
 struct Served {
     child: tokio::process::Child,
@@ -34,38 +31,21 @@ struct Served {
 }
 
 impl Served {
-    async fn start(stack: &str, provider: &str) -> Self {
+    async fn start(stack: &TestStack, provider: &str) -> Self {
         let emulator = EmulatorConfig::default();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
         // Only what `make up` writes to .sluice/local.env; nothing from the developer's shell.
-        for var in [
-            "QUEUE_URL",
-            "DLQ_URL",
-            "TABLE_NAME",
-            "PROVIDER_API_KEY_SECRET_ARN",
-            "BATCH_LIMIT_PER_HOUR",
-            "INDIVIDUAL_LIMIT_PER_HOUR",
-            "BATCH_SIZE",
-            "DRAIN_MAX_MESSAGES",
-            "QUOTA_WINDOW_SECONDS",
-            "DRAIN_INTERVAL_SECONDS",
-        ] {
-            command.env_remove(var);
-        }
+        let mut command = stack.sluice_command(env!("CARGO_BIN_EXE_sluice"));
         command
-            .args(["--endpoint-url", &endpoint(), "--stack-name", stack])
             .args(["local", "serve", "--listen", "127.0.0.1:0"])
             // No timer: the quiet is real — not one call reaches either function while it lasts.
             .args(["--drain-every", "0"])
-            .env("AWS_REGION", "us-east-1")
             .env("PROVIDER_BASE_URL", provider)
             .env("PROVIDER_ACCOUNT_ID", &emulator.account_id)
             .env("PROVIDER_API_KEY", &emulator.api_key)
             .env("INGEST_API_KEY", API_KEY)
             .env("SLUICE_LOG", "info")
             .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         // The server names its address once it listens; its later log lines go on to this test's stderr.
@@ -116,7 +96,7 @@ async fn post(
 
 /// Invokes the drain through the Lambda Invoke API route, with the scheduled-event fixture.
 async fn invoke_drain(http: &reqwest::Client, base: &str) -> (Value, Duration) {
-    let event = include_str!("../../tests/fixtures/scheduled-event.json");
+    let event = SCHEDULED_EVENT;
     let started = Instant::now();
     let r = http
         .post(format!("{base}/2015-03-31/functions/drain/invocations"))
@@ -140,18 +120,9 @@ fn delivered(report: &Value) -> u64 {
 #[tokio::test]
 #[ignore = "needs LocalStack and 150 s of quiet: `cargo test -p sluice-cli --test local_serve -- --include-ignored`"]
 async fn the_local_stack_answers_within_seconds_after_150_s_idle() {
-    let sdk = sluice_cli::aws::sdk_config(Some(&endpoint()), Some("us-east-1")).await;
-    let cf = aws_sdk_cloudformation::Client::new(&sdk);
-    let name = format!(
-        "sluice-idle-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    );
-    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    stack::deploy_local(&cf, template, &name, &[])
-        .await
-        .unwrap_or_else(|e| panic!("deploying {name} to LocalStack at {} failed (is it up? infra/localstack/up): {e:#}", endpoint()));
-    let emulator = Emulator::spawn(EmulatorConfig::default()).await.unwrap();
-    let mut served = Served::start(&name, &emulator.base_url()).await;
+    let stack = TestStack::deploy("sluice-idle", &[]).await;
+    let emulator = start_emulator(EmulatorConfig::default()).await;
+    let mut served = Served::start(&stack, &emulator.base_url()).await;
     // Each call must answer within the bound: a hang fails the test instead of stalling it.
     let http = reqwest::Client::builder()
         .timeout(ANSWER_WITHIN)
@@ -211,7 +182,5 @@ async fn the_local_stack_answers_within_seconds_after_150_s_idle() {
 
     served.child.kill().await.unwrap();
     emulator.shutdown().await;
-    if let Err(e) = stack::delete_stack(&cf, &name).await {
-        eprintln!("could not delete {name}: {e:#}");
-    }
+    stack.destroy().await;
 }

@@ -8,93 +8,42 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::Utc;
 use serde_json::Value;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::sqs::SqsChangeQueue;
-use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
+use sluice::domain::ChangeMessage;
 use sluice::ports::{
     ChangeQueue, DeadLetter, DeadLetterReason, QuotaKind, QuotaLedger, Reservation, Window,
 };
-use sluice_cli::stack::{self, StackOutputs};
+use sluice_test_support::TestStack;
+use sluice_test_support::changes::name_change;
 use sluice_tests::emulator::{Emulator, EmulatorConfig};
 
-fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
+/// A stack of this test's own: `MaxReceiveCount=1`, so a message received twice is moved to the DLQ by SQS.
+async fn ops_stack(params: &[(&str, &str)]) -> TestStack {
+    let mut all = vec![("MaxReceiveCount", "1")];
+    all.extend_from_slice(params);
+    TestStack::deploy("sluice-ops", &all).await
 }
 
-/// A stack of this test's own.
-struct TestStack {
-    name: String,
-    outputs: StackOutputs,
-    sdk: aws_config::SdkConfig,
-    sqs: aws_sdk_sqs::Client,
+/// What these tests do to their stack besides what [`TestStack`] does: run the `sluice` binary against it
+/// and fill its DLQ the ways production does.
+trait OpsSteps {
+    async fn sluice(&self, args: &[&str], env: &[(&str, &str)]) -> Output;
+    async fn dead_letter(&self, bodies: &[String], reason: DeadLetterReason, detail: &str);
+    async fn exhaust_retries(&self, bodies: &[String]);
+    async fn fill_dlq(&self) -> BTreeMap<&'static str, Vec<String>>;
 }
 
-impl TestStack {
-    /// `MaxReceiveCount=1`, so a message received twice is moved to the DLQ by SQS.
-    async fn deploy(params: &[(&str, &str)]) -> Self {
-        let sdk = sluice_cli::aws::sdk_config(Some(&endpoint()), Some("us-east-1")).await;
-        let cf = aws_sdk_cloudformation::Client::new(&sdk);
-        let name = format!(
-            "sluice-ops-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..10]
-        );
-        let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-        let mut all = vec![("MaxReceiveCount".to_owned(), "1".to_owned())];
-        all.extend(
-            params
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        let outputs = stack::deploy_local(&cf, template, &name, &all)
-            .await
-            .unwrap_or_else(|e| panic!("deploying {name} to LocalStack at {} failed (is it up? infra/localstack/up): {e:#}", endpoint()));
-        Self {
-            name,
-            outputs,
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            sdk,
-        }
-    }
-
-    async fn destroy(self) {
-        let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
-        if let Err(e) = stack::delete_stack(&cf, &self.name).await {
-            eprintln!("could not delete {}: {e:#}", self.name);
-        }
-    }
-
+impl OpsSteps for TestStack {
     /// Runs the `sluice` binary against this stack with only the given function variables set.
     async fn sluice(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-        for var in [
-            "QUEUE_URL",
-            "DLQ_URL",
-            "TABLE_NAME",
-            "PROVIDER_BASE_URL",
-            "PROVIDER_ACCOUNT_ID",
-            "PROVIDER_API_KEY",
-            "PROVIDER_API_KEY_SECRET_ARN",
-            "BATCH_LIMIT_PER_HOUR",
-            "INDIVIDUAL_LIMIT_PER_HOUR",
-            "BATCH_SIZE",
-            "DRAIN_MAX_MESSAGES",
-            "QUOTA_WINDOW_SECONDS",
-            "DRAIN_INTERVAL_SECONDS",
-        ] {
-            command.env_remove(var);
-        }
-        command
-            .args(["--endpoint-url", &endpoint(), "--stack-name", &self.name])
-            .args(args)
-            .envs(env.iter().copied())
-            .env("AWS_REGION", "us-east-1")
-            .kill_on_drop(true);
+        let mut command = self.sluice_command(env!("CARGO_BIN_EXE_sluice"));
+        command.args(args).envs(env.iter().copied());
         let started = Instant::now();
         let out = command.output().await.unwrap();
         let output = Output {
@@ -112,31 +61,6 @@ impl TestStack {
             output.stderr
         );
         output
-    }
-
-    async fn send(&self, url: &str, bodies: &[String]) {
-        for chunk in bodies.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(b)
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            let out = self
-                .sqs
-                .send_message_batch()
-                .queue_url(url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .unwrap();
-            assert!(out.failed().is_empty(), "{:?}", out.failed());
-        }
     }
 
     /// Dead-letters `bodies` through the drain's own SQS adapter: onto the changes queue, received, then
@@ -235,54 +159,6 @@ impl TestStack {
             ("retries_exhausted", exhausted),
         ])
     }
-
-    /// (visible, in flight).
-    async fn depth(&self, url: &str) -> (u64, u64) {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let get = |n: QueueAttributeName| -> u64 {
-            out.attributes()
-                .and_then(|a| a.get(&n))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
-    }
-
-    /// Every body on a queue (received, hidden for a minute: call once, at the end of a test).
-    async fn bodies(&self, url: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        loop {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .unwrap();
-            if got.messages().is_empty() {
-                return out;
-            }
-            out.extend(
-                got.messages()
-                    .iter()
-                    .map(|m| m.body().unwrap_or_default().to_owned()),
-            );
-        }
-    }
 }
 
 struct Output {
@@ -292,25 +168,8 @@ struct Output {
     took: Duration,
 }
 
-fn change(email: &str) -> Change {
-    let now = Utc::now();
-    Change {
-        change_id: ChangeId::new(),
-        request_id: RequestId::new(),
-        email: Email::parse(email).unwrap(),
-        name: Some(format!("Name of {email}")),
-        time_zone: None,
-        custom_fields: BTreeMap::new(),
-        occurred_at: now,
-        priority: Priority::Normal,
-        accepted_at: now,
-        position: 0,
-        request_size: None,
-    }
-}
-
 fn body(email: &str) -> String {
-    ChangeMessage::V1(change(email)).to_body()
+    ChangeMessage::V1(name_change(email, &format!("Name of {email}"))).to_body()
 }
 
 fn sorted(bodies: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -324,7 +183,7 @@ fn sorted(bodies: impl IntoIterator<Item = String>) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn redrive_moves_every_message_back_exactly_once() {
-    let stack = TestStack::deploy(&[]).await;
+    let stack = ops_stack(&[]).await;
     let filled = stack.fill_dlq().await;
 
     let out = stack.sluice(&["dlq", "redrive"], &[]).await;
@@ -347,7 +206,7 @@ async fn redrive_moves_every_message_back_exactly_once() {
 #[tokio::test]
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn filtered_and_client_side_redrives_move_only_what_was_asked() {
-    let stack = TestStack::deploy(&[]).await;
+    let stack = ops_stack(&[]).await;
     let filled = stack.fill_dlq().await;
 
     let out = stack
@@ -416,7 +275,7 @@ async fn filtered_and_client_side_redrives_move_only_what_was_asked() {
 #[tokio::test]
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn dlq_list_and_show_read_without_keeping_messages() {
-    let stack = TestStack::deploy(&[]).await;
+    let stack = ops_stack(&[]).await;
     stack.exhaust_retries(&[body("xena@example.com")]).await;
     stack
         .dead_letter(
@@ -502,7 +361,7 @@ async fn dlq_list_and_show_read_without_keeping_messages() {
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn status_reports_depths_and_quota_from_the_ledger() {
     // A one-day window: the test cannot straddle a window boundary except at midnight UTC.
-    let stack = TestStack::deploy(&[("QuotaWindowSeconds", "86400")]).await;
+    let stack = ops_stack(&[("QuotaWindowSeconds", "86400")]).await;
     let bodies: Vec<String> = (0..7).map(|i| body(&format!("s{i}@example.com"))).collect();
     stack
         .dead_letter(&bodies[..3], DeadLetterReason::Rejected, "422")
@@ -510,16 +369,8 @@ async fn status_reports_depths_and_quota_from_the_ledger() {
     stack.send(&stack.outputs.queue_url, &bodies[3..]).await;
     stack.send(&stack.outputs.queue_url, &bodies[..3]).await;
     // Two in flight, as if a drain were working on them.
-    let held = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.outputs.queue_url)
-        .max_number_of_messages(2)
-        .visibility_timeout(120)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(held.messages().len(), 2);
+    let held = stack.receive(&stack.outputs.queue_url, 2, 120).await;
+    assert_eq!(held.len(), 2);
 
     let state = DynamoState::new(
         aws_sdk_dynamodb::Client::new(&stack.sdk),
@@ -604,7 +455,7 @@ async fn status_reports_depths_and_quota_from_the_ledger() {
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn drain_once_delivers_queued_changes() {
     // One-day windows (stack and emulator): the run and the status read share a window.
-    let stack = TestStack::deploy(&[("QuotaWindowSeconds", "86400")]).await;
+    let stack = ops_stack(&[("QuotaWindowSeconds", "86400")]).await;
     let emulator = Emulator::spawn(EmulatorConfig {
         window_seconds: 86_400,
         ..EmulatorConfig::default()
@@ -670,17 +521,15 @@ async fn drain_once_delivers_queued_changes() {
 #[tokio::test]
 #[ignore = "needs LocalStack (see the module doc)"]
 async fn an_interrupted_redrive_loses_and_duplicates_nothing() {
-    let stack = TestStack::deploy(&[]).await;
+    let stack = ops_stack(&[]).await;
     let filled = stack.fill_dlq().await;
 
     // 5 per second: about 5 s for 25, so the interrupt lands mid-way.
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--endpoint-url", &endpoint(), "--stack-name", &stack.name])
+    let child = stack
+        .sluice_command(env!("CARGO_BIN_EXE_sluice"))
         .args(["dlq", "redrive", "--client-side", "--max-per-second", "5"])
-        .env("AWS_REGION", "us-east-1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
@@ -725,7 +574,7 @@ async fn an_interrupted_redrive_loses_and_duplicates_nothing() {
 #[ignore = "needs LocalStack (make test runs it)"]
 async fn status_reads_the_oldest_age_from_cloudwatch() {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-    let stack = TestStack::deploy(&[]).await;
+    let stack = ops_stack(&[]).await;
     let queue_name = stack
         .outputs
         .queue_url

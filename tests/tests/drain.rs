@@ -6,31 +6,20 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use sluice::domain::{Change, ChangeId, Email, Priority, RequestId};
+use sluice::domain::{Change, RequestId};
 use sluice::drain::DrainReport;
+use sluice_test_support::changes::name_change;
 use sluice_tests::emulator::{EmulatorConfig, Faults};
 
 use common::{TestStack, invoke};
 
 fn change(email: &str, name: &str, occurred_offset_ms: i64) -> Change {
-    let now = Utc::now();
-    Change {
-        change_id: ChangeId::new(),
-        request_id: RequestId::new(),
-        email: Email::parse(email).unwrap(),
-        name: Some(name.into()),
-        time_zone: None,
-        custom_fields: BTreeMap::new(),
-        occurred_at: now + chrono::Duration::milliseconds(occurred_offset_ms),
-        priority: Priority::Normal,
-        accepted_at: now,
-        position: 0,
-        request_size: None,
-    }
+    let mut change = name_change(email, name);
+    change.occurred_at += chrono::Duration::milliseconds(occurred_offset_ms);
+    change
 }
 
 async fn assert_queue_empty(stack: &TestStack) {
@@ -153,13 +142,16 @@ async fn rejected_and_malformed_messages_go_to_the_dlq_with_a_reason() {
     changes.push(change("bad@x.io", "n", 0));
     stack.enqueue(&changes).await;
     stack
-        .enqueue_raw(&["{\"v\":\"1\",\"email\":".to_string()])
+        .send(
+            &stack.outputs.queue_url,
+            &["{\"v\":\"1\",\"email\":".to_string()],
+        )
         .await;
     let drain = stack.drain(&emulator, &[]).await;
     let report = invoke(&drain).await;
     assert_eq!(report.dead_lettered, 2);
     assert_eq!(report.delivered_records(), 120);
-    let dlq = stack.dlq().await;
+    let dlq = stack.dead_letters().await;
     assert_eq!(dlq.len(), 2);
     let reasons: Vec<&str> = dlq
         .iter()
@@ -258,7 +250,10 @@ async fn an_outage_of_many_cool_downs_dead_letters_nothing() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert_queue_empty(&stack).await;
-    assert!(stack.dlq().await.is_empty(), "nothing dead-lettered");
+    assert!(
+        stack.dead_letters().await.is_empty(),
+        "nothing dead-lettered"
+    );
     assert_eq!(emulator.stats().over_limit, 0);
     stack.destroy().await;
 }

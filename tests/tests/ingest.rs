@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use ingest::{AwsIngest, IDEMPOTENT_REPLAYED};
 use lambda_http::{Body, Request, Response};
@@ -22,14 +21,12 @@ use sluice::domain::{Change, ChangeMessage, RequestId};
 use sluice::ingest::Problem;
 use sluice::ports::{RequestTracker, Settled};
 use sluice::startup::aws_drain;
+use sluice_test_support::events::{
+    HTTP_API_POST, JSON, REST_POST, event, rest_get_request, rest_post, status_and_json,
+};
 use sluice_tests::emulator::EmulatorConfig;
 
 use common::TestStack;
-
-const REST_POST: &str = include_str!("../fixtures/apigw-post-changes.json");
-const REST_GET: &str = include_str!("../fixtures/apigw-get-request.json");
-const HTTP_API_POST: &str = include_str!("../fixtures/apigw-http-post-changes.json");
-const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 /// The ingest function as deployed, pointed at this test's stack.
 fn ingest_for(stack: &TestStack, api_key: Option<&str>, queue_url: Option<&str>) -> AwsIngest {
@@ -45,54 +42,8 @@ fn ingest_for(stack: &TestStack, api_key: Option<&str>, queue_url: Option<&str>)
     AwsIngest::aws(&config, &stack.sdk)
 }
 
-/// A fixture event with method, path, body and headers replaced (v1 REST payload, or v2 for HTTP API).
-fn event(
-    fixture: &str,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-    headers: &[(&str, &str)],
-) -> Request {
-    let mut e: Value = serde_json::from_str(fixture).unwrap();
-    let encoded = body.map(|b| base64::engine::general_purpose::STANDARD.encode(b));
-    e["body"] = encoded.map_or(Value::Null, Value::String);
-    e["isBase64Encoded"] = json!(body.is_some());
-    if e["version"] == "2.0" {
-        e["rawPath"] = json!(path);
-        e["requestContext"]["http"]["method"] = json!(method);
-        e["requestContext"]["http"]["path"] = json!(path);
-        for (k, v) in headers {
-            e["headers"][k.to_ascii_lowercase()] = json!(v);
-        }
-    } else {
-        e["httpMethod"] = json!(method);
-        e["path"] = json!(path);
-        for (k, v) in headers {
-            e["headers"][*k] = json!(v);
-            e["multiValueHeaders"][*k] = json!([v]);
-        }
-    }
-    lambda_http::request::from_str(&e.to_string()).unwrap()
-}
-
-fn post(body: &str, headers: &[(&str, &str)]) -> Request {
-    event(
-        REST_POST,
-        "POST",
-        "/v1/changes",
-        Some(body.as_bytes()),
-        headers,
-    )
-}
-
-fn get_request(id: &str) -> Request {
-    event(REST_GET, "GET", &format!("/v1/requests/{id}"), None, &[])
-}
-
 async fn call(ingest: &AwsIngest, req: Request) -> (u16, Value, Response<Body>) {
-    let r = ingest.handle(req).await.unwrap();
-    let v: Value = serde_json::from_slice(r.body().as_ref()).unwrap_or(Value::Null);
-    (r.status().as_u16(), v, r)
+    status_and_json(ingest.handle(req).await.unwrap())
 }
 
 async fn expect_problem(ingest: &AwsIngest, req: Request, status: u16) -> Problem {
@@ -116,17 +67,8 @@ async fn drain_queue(stack: &TestStack, expected: usize) -> Vec<Change> {
     let mut changes: HashMap<String, Change> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while changes.len() < expected && Instant::now() < deadline {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.outputs.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .visibility_timeout(120)
-            .send()
-            .await
-            .unwrap();
-        for m in got.messages() {
+        let got = stack.receive(&stack.outputs.queue_url, 10, 120).await;
+        for m in &got {
             let change = ChangeMessage::from_body(m.body().unwrap())
                 .unwrap()
                 .into_change();
@@ -175,7 +117,7 @@ async fn a_change_reaches_the_queue_as_a_versioned_message_and_its_request_is_tr
         "email": "Ann@Example.com", "name": "Ann", "time_zone": "Europe/Amsterdam",
         "custom_fields": {"plan": "pro"}, "occurred_at": "2026-01-31T09:30:00+01:00", "priority": "high",
     });
-    let (status, answer, r) = call(&ingest, post(&body.to_string(), &[JSON])).await;
+    let (status, answer, r) = call(&ingest, rest_post(&body.to_string(), &[JSON])).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(r.headers()["content-type"], "application/json");
 
@@ -205,7 +147,7 @@ async fn a_change_reaches_the_queue_as_a_versioned_message_and_its_request_is_tr
         7 * 24 * 3600
     );
 
-    let (status, progress, _) = call(&ingest, get_request(&c.request_id.to_string())).await;
+    let (status, progress, _) = call(&ingest, rest_get_request(&c.request_id.to_string())).await;
     assert_eq!(status, 200);
     assert_eq!(
         progress,
@@ -219,7 +161,7 @@ async fn request_status_shows_what_the_drain_recorded() {
     let stack = common::stack().await;
     let ingest = ingest_for(&stack, None, None);
     let body = json!({"changes": (0..5).map(change_json).collect::<Vec<_>>()});
-    let (_, answer, _) = call(&ingest, post(&body.to_string(), &[JSON])).await;
+    let (_, answer, _) = call(&ingest, rest_post(&body.to_string(), &[JSON])).await;
     let id: RequestId = serde_json::from_value(answer["request_id"].clone()).unwrap();
 
     // The drain's own request tracker, on the same table.
@@ -246,7 +188,7 @@ async fn request_status_shows_what_the_drain_recorded() {
         .await
         .unwrap();
 
-    let (status, v, _) = call(&ingest, get_request(&id.to_string())).await;
+    let (status, v, _) = call(&ingest, rest_get_request(&id.to_string())).await;
     assert_eq!(status, 200);
     assert_eq!(
         (
@@ -261,8 +203,13 @@ async fn request_status_shows_what_the_drain_recorded() {
         (Some(1), Some(1))
     );
 
-    expect_problem(&ingest, get_request(&RequestId::new().to_string()), 404).await;
-    expect_problem(&ingest, get_request("not-a-uuid"), 404).await;
+    expect_problem(
+        &ingest,
+        rest_get_request(&RequestId::new().to_string()),
+        404,
+    )
+    .await;
+    expect_problem(&ingest, rest_get_request("not-a-uuid"), 404).await;
     stack.destroy().await;
 }
 
@@ -270,7 +217,7 @@ async fn request_status_shows_what_the_drain_recorded() {
 const SETS: [&str; 3] = ["delivered_ids", "skipped_ids", "dead_lettered_ids"];
 
 async fn status_of(ingest: &AwsIngest, id: &Value) -> (u64, u64, u64, u64, u64) {
-    let (status, v, _) = call(ingest, get_request(id.as_str().unwrap())).await;
+    let (status, v, _) = call(ingest, rest_get_request(id.as_str().unwrap())).await;
     assert_eq!(status, 200, "{v}");
     let n = |k: &str| v[k].as_u64().unwrap();
     (
@@ -299,10 +246,10 @@ async fn a_single_change_request_is_derived_from_the_sync_state_and_a_multi_chan
 
     let single =
         json!({"email": "solo@example.com", "name": "Solo", "custom_fields": {"plan": "pro"}});
-    let (status, one, _) = call(&ingest, post(&single.to_string(), &[JSON])).await;
+    let (status, one, _) = call(&ingest, rest_post(&single.to_string(), &[JSON])).await;
     assert_eq!(status, 202, "{one}");
     let bulk = json!({"changes": [change_json(1), change_json(2)]});
-    let (status, two, _) = call(&ingest, post(&bulk.to_string(), &[JSON])).await;
+    let (status, two, _) = call(&ingest, rest_post(&bulk.to_string(), &[JSON])).await;
     assert_eq!(status, 202, "{two}");
     assert_eq!(
         status_of(&ingest, &one["request_id"]).await,
@@ -355,7 +302,7 @@ async fn a_single_change_request_is_derived_from_the_sync_state_and_a_multi_chan
     // A change older than what the provider has: skipped as soon as it is accepted, and still after the
     // drain dropped it — again without a write to its request item.
     let stale = json!({"email": "solo@example.com", "name": "Older", "occurred_at": "2020-01-01T00:00:00Z"});
-    let (status, old, _) = call(&ingest, post(&stale.to_string(), &[JSON])).await;
+    let (status, old, _) = call(&ingest, rest_post(&stale.to_string(), &[JSON])).await;
     assert_eq!(status, 202, "{old}");
     assert_eq!(
         status_of(&ingest, &old["request_id"]).await,
@@ -382,7 +329,7 @@ async fn a_bulk_of_1000_changes_goes_end_to_end() {
     let ingest = ingest_for(&stack, None, None);
     let body = json!({"changes": (0..1000).map(change_json).collect::<Vec<_>>()}).to_string();
     let started = Instant::now();
-    let (status, answer, _) = call(&ingest, post(&body, &[JSON])).await;
+    let (status, answer, _) = call(&ingest, rest_post(&body, &[JSON])).await;
     println!(
         "1,000-change request on LocalStack answered in {:?} ({} bytes)",
         started.elapsed(),
@@ -426,11 +373,11 @@ async fn every_error_class_is_problem_json_and_enqueues_nothing() {
     let ingest = ingest_for(&stack, None, None);
     let one = r#"{"email":"a@x.io","name":"A"}"#;
 
-    expect_problem(&ingest, post("{\"email\":", &[JSON]), 400).await;
-    expect_problem(&ingest, post("[]", &[JSON]), 400).await;
+    expect_problem(&ingest, rest_post("{\"email\":", &[JSON]), 400).await;
+    expect_problem(&ingest, rest_post("[]", &[JSON]), 400).await;
     expect_problem(
         &ingest,
-        post(one, &[JSON, ("Idempotency-Key", &"k".repeat(256))]),
+        rest_post(one, &[JSON, ("Idempotency-Key", &"k".repeat(256))]),
         400,
     )
     .await;
@@ -462,11 +409,11 @@ async fn every_error_class_is_problem_json_and_enqueues_nothing() {
         r#"{{"email":"a@x.io","name":"{}"}}"#,
         "x".repeat(1024 * 1024)
     );
-    expect_problem(&ingest, post(&huge, &[JSON]), 413).await;
-    expect_problem(&ingest, post(one, &[]), 415).await;
+    expect_problem(&ingest, rest_post(&huge, &[JSON]), 413).await;
+    expect_problem(&ingest, rest_post(one, &[]), 415).await;
     expect_problem(
         &ingest,
-        post(
+        rest_post(
             one,
             &[("Content-Type", "application/x-www-form-urlencoded")],
         ),
@@ -476,7 +423,7 @@ async fn every_error_class_is_problem_json_and_enqueues_nothing() {
 
     let p = expect_problem(
         &ingest,
-        post(
+        rest_post(
             &json!({"changes": [
                 {"email": "ok@x.io", "name": "fine"},
                 {"email": "ok@x.io"},
@@ -495,7 +442,7 @@ async fn every_error_class_is_problem_json_and_enqueues_nothing() {
     let bad: BTreeSet<usize> = p.errors.iter().filter_map(|e| e.index).collect();
     assert_eq!(bad, BTreeSet::from([1, 2, 3, 4, 5, 6]), "{:?}", p.errors);
     let too_many = json!({"changes": (0..1001).map(change_json).collect::<Vec<_>>()});
-    let p = expect_problem(&ingest, post(&too_many.to_string(), &[JSON]), 422).await;
+    let p = expect_problem(&ingest, rest_post(&too_many.to_string(), &[JSON]), 422).await;
     assert_eq!(p.errors[0].field.as_deref(), Some("changes"));
 
     assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
@@ -509,8 +456,8 @@ async fn the_same_key_and_body_replay_the_first_answer_and_enqueue_nothing_new()
     let body = json!({"changes": [change_json(1), change_json(2)]}).to_string();
     let key = ("Idempotency-Key", "order-7f3a");
 
-    let (s1, first, r1) = call(&ingest, post(&body, &[JSON, key])).await;
-    let (s2, second, r2) = call(&ingest, post(&body, &[JSON, key])).await;
+    let (s1, first, r1) = call(&ingest, rest_post(&body, &[JSON, key])).await;
+    let (s2, second, r2) = call(&ingest, rest_post(&body, &[JSON, key])).await;
     assert_eq!((s1, s2), (202, 202), "{first} {second}");
     assert_eq!(first, second);
     assert!(r1.headers().get(IDEMPOTENT_REPLAYED).is_none());
@@ -519,7 +466,7 @@ async fn the_same_key_and_body_replay_the_first_answer_and_enqueue_nothing_new()
 
     // Same key, different body: refused, nothing enqueued.
     let other = json!({"changes": [change_json(3)]}).to_string();
-    let p = expect_problem(&ingest, post(&other, &[JSON, key]), 422).await;
+    let p = expect_problem(&ingest, rest_post(&other, &[JSON, key]), 422).await;
     assert_eq!(p.kind, "urn:sluice:problem:idempotency-key-reused");
     assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
 
@@ -546,7 +493,7 @@ async fn concurrent_first_requests_with_one_key_enqueue_once() {
     let body = json!({"changes": (0..50).map(change_json).collect::<Vec<_>>()}).to_string();
     let calls = (0..8).map(|_| {
         let ingest = &ingest;
-        let req = post(&body, &[JSON, ("Idempotency-Key", "concurrent-1")]);
+        let req = rest_post(&body, &[JSON, ("Idempotency-Key", "concurrent-1")]);
         async move { call(ingest, req).await }
     });
     let results = futures::future::join_all(calls).await;
@@ -577,15 +524,20 @@ async fn writes_need_the_api_key_when_one_is_configured() {
     let stack = common::stack().await;
     let ingest = ingest_for(&stack, Some("local-s3cret"), None);
     let one = r#"{"email":"a@x.io","name":"A"}"#;
-    let p = expect_problem(&ingest, post(one, &[JSON]), 401).await;
+    let p = expect_problem(&ingest, rest_post(one, &[JSON]), 401).await;
     assert_eq!(p.kind, "urn:sluice:problem:unauthorized");
     expect_problem(
         &ingest,
-        post(one, &[JSON, ("x-api-key", "local-s3cre")]),
+        rest_post(one, &[JSON, ("x-api-key", "local-s3cre")]),
         401,
     )
     .await;
-    expect_problem(&ingest, get_request(&RequestId::new().to_string()), 401).await;
+    expect_problem(
+        &ingest,
+        rest_get_request(&RequestId::new().to_string()),
+        401,
+    )
+    .await;
     assert_eq!(stack.depth(&stack.outputs.queue_url).await, (0, 0));
 
     // HTTP API / function-URL events carry the key the same way.
@@ -609,14 +561,14 @@ async fn a_queue_failure_is_a_retryable_503_and_frees_the_key() {
     let broken = ingest_for(&stack, None, Some(&missing_queue));
     let one = r#"{"email":"a@x.io","name":"A"}"#;
     let key = ("Idempotency-Key", "retry-me");
-    let p = expect_problem(&broken, post(one, &[JSON, key]), 503).await;
+    let p = expect_problem(&broken, rest_post(one, &[JSON, key]), 503).await;
     assert_eq!(p.kind, "urn:sluice:problem:unavailable");
-    let r = broken.handle(post(one, &[JSON])).await.unwrap();
+    let r = broken.handle(rest_post(one, &[JSON])).await.unwrap();
     assert_eq!(r.headers()["retry-after"], "1");
 
     // The retry (same key, same body) is a first attempt again, not a 409 or a replay of the failure.
     let fixed = ingest_for(&stack, None, None);
-    let (status, _, r) = call(&fixed, post(one, &[JSON, key])).await;
+    let (status, _, r) = call(&fixed, rest_post(one, &[JSON, key])).await;
     assert_eq!(status, 202);
     assert!(r.headers().get(IDEMPOTENT_REPLAYED).is_none());
     drain_queue(&stack, 1).await;
@@ -634,7 +586,7 @@ async fn the_largest_allowed_change_fits_through_sqs() {
     let big =
         json!({"email": "big@x.io", "name": "\u{1F600}".repeat(200), "custom_fields": custom});
     let body = json!({"changes": [big.clone(), big]}).to_string();
-    let (status, v, _) = call(&ingest, post(&body, &[JSON])).await;
+    let (status, v, _) = call(&ingest, rest_post(&body, &[JSON])).await;
     assert_eq!(status, 202, "{v}");
     let changes = drain_queue(&stack, 2).await;
     assert!(changes.iter().all(|c| c.custom_fields.len() == 50));

@@ -537,17 +537,7 @@ async fn within_one_request_the_later_change_wins_a_tie() {
 async fn release_in_order(stack: &TestStack, first_name: &str, later: i32) {
     let mut held = Vec::new();
     while held.len() < 2 {
-        let got = stack
-            .sqs
-            .receive_message()
-            .queue_url(&stack.outputs.queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(30)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        held.extend(got.messages().iter().cloned());
+        held.extend(stack.receive(&stack.outputs.queue_url, 10, 30).await);
     }
     assert_eq!(held.len(), 2);
     for m in held {

@@ -7,13 +7,11 @@ mod common;
 
 use std::collections::HashMap;
 
-use base64::Engine;
 use ingest::AwsIngest;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice::adapters::secrets;
 use sluice::config::{FromVars, IngestConfig};
-
-const HTTP_API_POST: &str = include_str!("../fixtures/apigw-http-post-changes.json");
+use sluice_test_support::events::{HTTP_API_POST, JSON, event};
 
 async fn create_secret(sdk: &aws_config::SdkConfig, value: &str) -> String {
     aws_sdk_secretsmanager::Client::new(sdk)
@@ -29,18 +27,18 @@ async fn create_secret(sdk: &aws_config::SdkConfig, value: &str) -> String {
 
 /// An HTTP API (payload 2.0) `POST /v1/changes` of one change, with `key` as `x-api-key` if given.
 fn post(key: Option<&str>) -> lambda_http::Request {
-    let mut e: Value = serde_json::from_str(HTTP_API_POST).unwrap();
     let body = json!({"email": "a@x.io", "name": "A"}).to_string();
-    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
-    e["isBase64Encoded"] = json!(true);
-    e["rawPath"] = json!("/v1/changes");
-    e["requestContext"]["http"]["method"] = json!("POST");
-    e["requestContext"]["http"]["path"] = json!("/v1/changes");
-    e["headers"]["content-type"] = json!("application/json");
+    let mut headers = vec![JSON];
     if let Some(key) = key {
-        e["headers"]["x-api-key"] = json!(key);
+        headers.push(("x-api-key", key));
     }
-    lambda_http::request::from_str(&e.to_string()).unwrap()
+    event(
+        HTTP_API_POST,
+        "POST",
+        "/v1/changes",
+        Some(body.as_bytes()),
+        &headers,
+    )
 }
 
 #[tokio::test]
@@ -89,7 +87,7 @@ async fn the_ingest_key_comes_from_its_secret_and_guards_every_write() {
 
 #[tokio::test]
 async fn a_key_secret_may_be_bare_or_json() {
-    let sdk = common::sdk().await;
+    let sdk = sluice_test_support::localstack::sdk_config().await;
     for (value, want) in [
         ("bare-key\n", "bare-key"),
         (r#"{"api_key": "json-key"}"#, "json-key"),

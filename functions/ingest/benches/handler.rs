@@ -8,25 +8,26 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use ingest::Ingest;
 use lambda_http::Request;
 use serde_json::{Value, json};
 use sluice::ingest::IngestService;
 use sluice::ingest::memory::{MemoryIdempotencyStore, MemoryRequestStore, MemorySink};
+use sluice_test_support::events::{self, JSON, REST_POST};
 
-const REST_POST: &str = include_str!("../../../tests/fixtures/apigw-post-changes.json");
-
+/// A REST API `POST /v1/changes` event with `body`, as JSON text (its decoding is timed on its own).
 fn event_json(body: &str, idempotency_key: Option<&str>) -> String {
-    let mut e: Value = serde_json::from_str(REST_POST).unwrap();
-    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
-    e["headers"]["Content-Type"] = json!("application/json");
-    e["multiValueHeaders"]["Content-Type"] = json!(["application/json"]);
+    let mut headers = vec![JSON];
     if let Some(k) = idempotency_key {
-        e["headers"]["Idempotency-Key"] = json!(k);
-        e["multiValueHeaders"]["Idempotency-Key"] = json!([k]);
+        headers.push(("Idempotency-Key", k));
     }
-    e.to_string()
+    events::event_json(
+        REST_POST,
+        "POST",
+        "/v1/changes",
+        Some(body.as_bytes()),
+        &headers,
+    )
 }
 
 fn change(i: usize) -> Value {

@@ -258,22 +258,14 @@ impl FixedSpacing {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use sluice::domain::{ChangeId, Email, Priority, RequestId};
+    use sluice_test_support::changes::name_change;
 
     fn message(email: &str, secs: i64, name: &str) -> ReceivedMessage {
         let at = DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap();
         let change = Change {
-            change_id: ChangeId::new(),
-            request_id: RequestId::new(),
-            email: Email::parse(email).unwrap(),
-            name: Some(name.into()),
-            time_zone: None,
-            custom_fields: BTreeMap::new(),
             occurred_at: at,
-            priority: Priority::Normal,
             accepted_at: at,
-            position: 0,
-            request_size: None,
+            ..name_change(email, name)
         };
         ReceivedMessage {
             message_id: "m".into(),

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -32,8 +31,12 @@ use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId
 use sluice::drain::{Drain, DrainReport, DrainSettings};
 use sluice::ports::{ChangeQueue, DrainAdapters, SystemClock};
 use sluice::startup::{AwsDrainPorts, aws_drain, drain_timeouts};
-use sluice_cli::stack::{StackOutputs, delete_stack, deploy_local};
-use sluice_tests::emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use sluice_cli::stack::StackOutputs;
+use sluice_test_support::TestStack;
+use sluice_test_support::drain_run::start_emulator;
+use sluice_test_support::localstack::endpoint;
+use sluice_test_support::stack::batch_entries;
+use sluice_tests::emulator::{EmulatorConfig, EmulatorHandle};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
@@ -52,48 +55,25 @@ pub type MeteredAwsPorts = DrainAdapters<
     Metered<DynamoState>,
 >;
 
-pub fn endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
-}
-
-pub async fn sdk() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .load()
-        .await
-}
-
-/// A stack of `template.yaml` on LocalStack for the bench, deleted by [`BenchStack::destroy`].
+/// The bench's stack: a [`TestStack`] with the bench's 5 s provider timeout, concurrent enqueues, and
+/// errors returned rather than panics. Deleted by [`BenchStack::destroy`].
 pub struct BenchStack {
-    pub name: String,
-    pub outputs: StackOutputs,
-    pub sdk: SdkConfig,
-    pub sqs: aws_sdk_sqs::Client,
+    stack: TestStack,
 }
 
 impl BenchStack {
     pub async fn deploy() -> anyhow::Result<Self> {
-        let sdk = sdk().await;
-        let name = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let cf = aws_sdk_cloudformation::Client::new(&sdk);
-        let outputs = deploy_local(&cf, repo_root().join("template.yaml"), &name, &[])
-            .await
-            .with_context(|| {
-                format!(
-                    "deploying a bench stack to LocalStack at {} (is it up? `infra/localstack/up`)",
-                    endpoint()
-                )
-            })?;
         Ok(Self {
-            name,
-            outputs,
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            sdk,
+            stack: TestStack::try_deploy("bench", &[]).await?,
         })
+    }
+
+    pub fn outputs(&self) -> &StackOutputs {
+        &self.stack.outputs
+    }
+
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.stack.sdk
     }
 
     /// The configuration the drain would load, pointed at this stack and the emulator.
@@ -112,30 +92,9 @@ impl BenchStack {
         emulator: &EmulatorHandle,
         overrides: &[(&str, &str)],
     ) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = [
-            ("QUEUE_URL", self.outputs.queue_url.clone()),
-            ("DLQ_URL", self.outputs.dlq_url.clone()),
-            ("TABLE_NAME", self.outputs.table_name.clone()),
-            ("PROVIDER_BASE_URL", emulator.base_url()),
-            ("PROVIDER_ACCOUNT_ID", emulator.account_id().to_string()),
-            ("PROVIDER_API_KEY", emulator.api_key().to_string()),
-            (
-                "BATCH_LIMIT_PER_HOUR",
-                emulator.config().batch_limit.to_string(),
-            ),
-            (
-                "INDIVIDUAL_LIMIT_PER_HOUR",
-                emulator.config().individual_limit.to_string(),
-            ),
-            ("PROVIDER_TIMEOUT_MS", "5000".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        for (k, v) in overrides {
-            env.insert((*k).to_string(), (*v).to_string());
-        }
-        env
+        let mut all = vec![("PROVIDER_TIMEOUT_MS", "5000")];
+        all.extend_from_slice(overrides);
+        self.stack.drain_env(emulator, &all)
     }
 
     /// Enqueues changes the way ingest does (versioned bodies, `SendMessageBatch` of 10, 10 in parallel).
@@ -147,21 +106,11 @@ impl BenchStack {
         let calls: Vec<_> = bodies
             .chunks(10)
             .map(|chunk| {
-                let entries: Vec<SendMessageBatchRequestEntry> = chunk
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, b)| {
-                        SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(b)
-                            .build()
-                            .ok()
-                    })
-                    .collect();
-                self.sqs
+                self.stack
+                    .sqs
                     .send_message_batch()
-                    .queue_url(&self.outputs.queue_url)
-                    .set_entries(Some(entries))
+                    .queue_url(&self.stack.outputs.queue_url)
+                    .set_entries(Some(batch_entries(chunk)))
                     .send()
             })
             .collect();
@@ -181,38 +130,16 @@ impl BenchStack {
 
     /// Messages left on the queue (visible + in flight).
     pub async fn depth(&self) -> anyhow::Result<u64> {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.outputs.queue_url)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await?;
-        let get = |n: A| -> u64 {
-            out.attributes()
-                .and_then(|a| a.get(&n))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        Ok(get(A::ApproximateNumberOfMessages) + get(A::ApproximateNumberOfMessagesNotVisible))
+        let (visible, in_flight) = self.stack.try_depth(&self.stack.outputs.queue_url).await?;
+        Ok(visible + in_flight)
     }
 
     pub async fn purge(&self) -> anyhow::Result<()> {
-        self.sqs
-            .purge_queue()
-            .queue_url(&self.outputs.queue_url)
-            .send()
-            .await?;
-        Ok(())
+        self.stack.purge(&self.stack.outputs.queue_url).await
     }
 
     pub async fn destroy(self) {
-        let cf = aws_sdk_cloudformation::Client::new(&self.sdk);
-        if let Err(e) = delete_stack(&cf, &self.name).await {
-            eprintln!("could not delete bench stack {}: {e:#}", self.name);
-        }
+        self.stack.destroy().await;
     }
 }
 
@@ -388,9 +315,9 @@ pub async fn time_drain(
     let (users, messages, iterations) = (case.users, case.messages, case.iterations);
     let config = stack.config(emulator, &overrides)?;
     let meter = Meter::with_spans();
-    let metered = metered_drain(&config, &stack.sdk, &meter).await?;
-    let plain: Drain<AwsDrainPorts> = aws_drain(&config, &stack.sdk).await?;
-    let floor_queue = drain_queue(&config, &stack.sdk);
+    let metered = metered_drain(&config, stack.sdk(), &meter).await?;
+    let plain: Drain<AwsDrainPorts> = aws_drain(&config, stack.sdk()).await?;
+    let floor_queue = drain_queue(&config, stack.sdk());
     let mut rows: Vec<(Option<DrainReport>, [f64; 7], u64, u64)> = Vec::new();
     let (mut unmetered, mut floors, mut failures) = (Vec::new(), Vec::new(), Vec::new());
     // The deadline Lambda gives an invocation: its start plus the function's timeout.
@@ -867,9 +794,9 @@ pub fn sizes(functions: &[&str]) -> Vec<Size> {
 
 /// Starts the provider emulator with these limits.
 pub async fn emulator(individual_limit: u64) -> anyhow::Result<EmulatorHandle> {
-    Ok(Emulator::spawn(EmulatorConfig {
+    Ok(start_emulator(EmulatorConfig {
         individual_limit,
         ..EmulatorConfig::default()
     })
-    .await?)
+    .await)
 }

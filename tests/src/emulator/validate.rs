@@ -56,25 +56,8 @@ pub fn parse_request(
 
 /// `{"batches":[{"subscribers":[…1..1000]}]}` — exactly one batch object.
 fn batch_records(value: &Value) -> Result<&[Value], ApiError> {
-    let batches = object(value, None)?
-        .get("batches")
-        .filter(|v| !v.is_null())
-        .ok_or_else(|| {
-            ApiError::new(
-                "presence_error",
-                Some("batches".into()),
-                "batches is required",
-            )
-        })?
-        .as_array()
-        .ok_or_else(|| {
-            ApiError::new(
-                "format_error",
-                Some("batches".into()),
-                "batches must be an array",
-            )
-        })?;
-    let batch = match batches.as_slice() {
+    let batches = required_array(object(value, None)?, "batches")?;
+    let batch = match batches {
         [] => {
             return Err(ApiError::new(
                 "presence_error",
@@ -135,26 +118,33 @@ fn object<'a>(
     })
 }
 
-/// The non-empty `subscribers` array of an object.
-fn subscribers(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
-    let records = object
-        .get("subscribers")
+/// `object[key]` as an array: a `presence_error` if it is missing or null, a `format_error` if it is not
+/// an array.
+fn required_array<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], ApiError> {
+    object
+        .get(key)
         .filter(|v| !v.is_null())
         .ok_or_else(|| {
             ApiError::new(
                 "presence_error",
-                Some("subscribers".into()),
-                "subscribers is required",
+                Some(key.to_owned()),
+                format!("{key} is required"),
             )
         })?
         .as_array()
+        .map(Vec::as_slice)
         .ok_or_else(|| {
             ApiError::new(
                 "format_error",
-                Some("subscribers".into()),
-                "subscribers must be an array",
+                Some(key.to_owned()),
+                format!("{key} must be an array"),
             )
-        })?;
+        })
+}
+
+/// The non-empty `subscribers` array of an object.
+fn subscribers(object: &Map<String, Value>) -> Result<&[Value], ApiError> {
+    let records = required_array(object, "subscribers")?;
     if records.is_empty() {
         return Err(ApiError::new(
             "presence_error",

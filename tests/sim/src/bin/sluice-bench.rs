@@ -262,8 +262,8 @@ async fn measure(args: &Args, stack: &BenchStack) -> anyhow::Result<LocalstackFi
     let scheduled =
         std::fs::read_to_string(repo_root().join("tests/fixtures/scheduled-event.json"))?;
     let ingest_env = BTreeMap::from([
-        ("QUEUE_URL".to_string(), stack.outputs.queue_url.clone()),
-        ("TABLE_NAME".to_string(), stack.outputs.table_name.clone()),
+        ("QUEUE_URL".to_string(), stack.outputs().queue_url.clone()),
+        ("TABLE_NAME".to_string(), stack.outputs().table_name.clone()),
     ]);
     let functions = [
         FunctionUnderTest {
