@@ -35,15 +35,15 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use crate::ports::PortResult;
 
 mod batch;
-mod circuit;
-mod in_flight;
+pub mod circuit;
+pub mod in_flight;
 pub(crate) mod item;
-mod lease;
-mod ledger;
-mod reads;
-mod requests;
-mod statements;
-mod sync_state;
+pub mod lease;
+pub mod ledger;
+pub mod reads;
+pub mod requests;
+pub mod statements;
+pub mod sync_state;
 #[cfg(test)]
 mod tests;
 

@@ -1,5 +1,5 @@
 //! The sync state's PartiQL: one `INSERT` or guarded `UPDATE` per user (part), run in
-//! BatchExecuteStatements of 25, 8 in flight, with one [`StatementResult`] per statement.
+//! BatchExecuteStatements of 25, 8 in flight, with one `StatementResult` per statement.
 
 use std::collections::VecDeque;
 

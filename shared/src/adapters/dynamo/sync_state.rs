@@ -2,7 +2,7 @@
 //!
 //! **Sync state in batches.** One drain run records every delivered user at once: PartiQL
 //! `BatchExecuteStatement`, 25 statements a call, 8 calls in flight, each statement carrying its own
-//! per-field condition (`"f.x" IS MISSING OR "f.x".k <= ? OR "f.x".t < ?`, the guard of [`super::item`]).
+//! per-field condition (`"f.x" IS MISSING OR "f.x".k <= ? OR "f.x".t < ?`, the guard of `item.rs`).
 //! PartiQL batch was chosen because it is the only batch write that takes a condition per item at 1 WRU
 //! per item: BatchWriteItem takes no conditions, TransactWriteItems costs 2 WRU per item, and single
 //! UpdateItems are one round trip each — on LocalStack (2 cores) 1,000 users are recorded in 1.0–1.3 s

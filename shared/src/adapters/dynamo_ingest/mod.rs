@@ -22,8 +22,8 @@ use super::dynamo::item::{Item, s};
 use super::sdk_error::port_error;
 use crate::ports::PortResult;
 
-mod idempotency;
-mod request_store;
+pub mod idempotency;
+pub mod request_store;
 
 /// Idempotency records and request status in the Sluice table. Cheap to clone (the client is shared).
 #[derive(Debug, Clone)]
