@@ -132,12 +132,14 @@ impl<'de> Deserialize<'de> for TimeZone {
     }
 }
 
-/// Which changes go first when quota is short.
+/// Which changes go first when quota is short: `high` before `normal`, and `bulk` (backfills) only with
+/// what the others leave. Ordered lowest first.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
+    Bulk,
     #[default]
     Normal,
     High,

@@ -273,8 +273,9 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
     match s {
         "normal" => Ok(Priority::Normal),
         "high" => Ok(Priority::High),
+        "bulk" => Ok(Priority::Bulk),
         other => Err(format!(
-            "must be \"normal\" or \"high\", not '{}'",
+            "must be \"high\", \"normal\" or \"bulk\", not '{}'",
             truncate(other, 20)
         )),
     }

@@ -394,3 +394,18 @@ proptest! {
         prop_assert_eq!(ChangeMessage::from_body(&msg.to_body()).unwrap(), msg);
     }
 }
+
+#[test]
+fn priority_is_one_of_three_lanes_ordered_bulk_normal_high() {
+    for (raw, want) in [
+        ("high", Priority::High),
+        ("normal", Priority::Normal),
+        ("bulk", Priority::Bulk),
+    ] {
+        let changes = parse(json!({"email": "a@x.io", "name": "A", "priority": raw})).unwrap();
+        assert_eq!(changes[0].priority, want);
+    }
+    assert!(Priority::Bulk < Priority::Normal && Priority::Normal < Priority::High);
+    let p = problems(json!({"email": "a@x.io", "name": "A", "priority": "urgent"}));
+    assert_eq!(p[0].field.as_deref(), Some("priority"), "{p:?}");
+}
