@@ -42,6 +42,32 @@ pub enum Command {
     /// The local stack on LocalStack (queues, DLQ, table; the functions run outside it).
     #[command(subcommand)]
     Local(LocalCommand),
+    /// Load a file of changes (JSON Lines, or CSV with a header row) through the ingest API on the bulk
+    /// priority; resumes where it stopped when run again.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The changes: JSON Lines (.jsonl, .ndjson), or CSV with a header row (.csv) of email, name,
+    /// time_zone, occurred_at, priority and custom_fields.<key> columns.
+    pub file: PathBuf,
+    /// The file's format (default: from its extension).
+    #[arg(long, value_enum)]
+    pub format: Option<crate::backfill::source::Format>,
+    /// The ingest API's base URL (`/v1/changes` hangs off it); default: the local server
+    /// (LOCAL_URL), else the stack's ApiUrl output.
+    #[arg(long, env = "INGEST_URL")]
+    pub url: Option<String>,
+    /// The ingest API key (x-api-key); default: the stack's ApiKeySecretArn secret.
+    #[arg(long, env = "INGEST_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Changes per request.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub chunk_size: u32,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +355,25 @@ mod tests {
             panic!("expected local serve");
         };
         assert_eq!((args.listen.port(), args.drain_every), (0, 0));
+    }
+
+    #[test]
+    fn backfill_takes_a_file_and_bounds_the_chunk_size() {
+        let Command::Backfill(args) = parse(&["backfill", "users.csv", "--url", "http://x"])
+            .unwrap()
+            .command
+        else {
+            panic!("expected backfill");
+        };
+        assert_eq!(args.file, PathBuf::from("users.csv"));
+        assert_eq!(
+            (args.chunk_size, args.format, args.url.as_deref()),
+            (1_000, None, Some("http://x"))
+        );
+        assert!(parse(&["backfill"]).is_err(), "backfill needs a file");
+        assert!(parse(&["backfill", "f.csv", "--chunk-size", "1001"]).is_err());
+        assert!(parse(&["backfill", "f.csv", "--chunk-size", "0"]).is_err());
+        assert!(parse(&["backfill", "f.txt", "--format", "jsonl"]).is_ok());
     }
 
     #[test]

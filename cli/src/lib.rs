@@ -13,12 +13,14 @@
 //! - [`drain`]: `sluice drain --once` (the Lambda's engine, run from here).
 //! - [`local`]: `sluice local deploy|destroy|serve`.
 //! - [`serve`]: `sluice local serve` (both functions' code as one long-lived local server).
+//! - [`backfill`]: `sluice backfill FILE` (a file of changes through the ingest API, resumable).
 //! - [`format`](mod@format): durations, tables, redacted emails.
 //!
 //! Adding a command: a variant in [`args::Command`], a module with its `run`, one arm in [`run`].
 
 pub mod args;
 pub mod aws;
+pub mod backfill;
 pub mod dlq;
 pub mod drain;
 pub mod format;
@@ -42,5 +44,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(command) => dlq::run(command, &cli.global, &config).await,
         Command::Drain(args) => drain::run(args, &cli.global, &config).await,
         Command::Local(command) => local::run(command, &cli.global, &config).await,
+        Command::Backfill(args) => backfill::run(args, &cli.global, &config).await,
     }
 }

@@ -25,6 +25,8 @@ pub struct StackOutputs {
     pub table_name: String,
     /// Only when the functions are deployed (`DeployFunctions=true`).
     pub api_url: Option<String>,
+    /// The secret holding ingest's `x-api-key` (with the functions deployed).
+    pub api_key_secret_arn: Option<String>,
     pub alarm_topic_arn: Option<String>,
     pub dashboard_name: Option<String>,
 }
@@ -56,6 +58,7 @@ impl StackOutputs {
             dlq_arn: value("DlqArn"),
             table_name: value("TableName"),
             api_url: get("ApiUrl"),
+            api_key_secret_arn: get("ApiKeySecretArn"),
             alarm_topic_arn: get("AlarmTopicArn"),
             dashboard_name: get("DashboardName"),
         })
@@ -150,6 +153,7 @@ impl DeployedStack {
                 dlq_arn: "arn:dlq".into(),
                 table_name: table_name.into(),
                 api_url: None,
+                api_key_secret_arn: None,
                 alarm_topic_arn: None,
                 dashboard_name: None,
             },
