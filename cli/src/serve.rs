@@ -171,6 +171,22 @@ fn app(ingest: ingest::AwsIngest, drain: DrainWorker) -> Router {
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
         .with_state(drain)
         .fallback_service(ingest.api())
+        .layer(axum::middleware::from_fn(run_to_completion))
+}
+
+/// Runs each request to its end even when the client goes away, as a Lambda invocation does: hyper drops
+/// a request's future when its connection closes, which would stop ingest between claiming an
+/// `Idempotency-Key` and enqueueing (the key then held until its lease ends, the changes maybe partly
+/// enqueued) — a state the deployed function never reaches for a client that hung up.
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => invoke_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            &format!("the request's task failed: {e}"),
+        ),
+    }
 }
 
 /// `POST /2015-03-31/functions/drain/invocations`, answered as the Lambda Invoke API does: the function's

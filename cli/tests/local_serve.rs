@@ -8,67 +8,19 @@
 //!   infra/localstack/up && cargo test -p sluice-cli --test local_serve -- --include-ignored
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice_test_support::TestStack;
 use sluice_test_support::drain_run::start_emulator;
-use sluice_test_support::events::SCHEDULED_EVENT;
+use sluice_test_support::serve::LocalServe;
 use sluice_tests::emulator::EmulatorConfig;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How long the stack is left alone.
 const IDLE: Duration = Duration::from_secs(150);
 /// How long each answer after the quiet may take.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 const API_KEY: &str = "idle-test-key";
-
-/// The local server, started as `infra/local/up` starts it; killed when dropped.
-struct Served {
-    child: tokio::process::Child,
-    base: String,
-}
-
-impl Served {
-    async fn start(stack: &TestStack, provider: &str) -> Self {
-        let emulator = EmulatorConfig::default();
-        // Only what `make up` writes to .sluice/local.env; nothing from the developer's shell.
-        let mut command = stack.sluice_command(env!("CARGO_BIN_EXE_sluice"));
-        command
-            .args(["local", "serve", "--listen", "127.0.0.1:0"])
-            // No timer: the quiet is real — not one call reaches either function while it lasts.
-            .args(["--drain-every", "0"])
-            .env("PROVIDER_BASE_URL", provider)
-            .env("PROVIDER_ACCOUNT_ID", &emulator.account_id)
-            .env("PROVIDER_API_KEY", &emulator.api_key)
-            .env("INGEST_API_KEY", API_KEY)
-            .env("SLUICE_LOG", "info")
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        // The server names its address once it listens; its later log lines go on to this test's stderr.
-        let base = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                eprintln!("serve: {line}");
-                if let Some(rest) = line.split("ingest on ").nth(1) {
-                    let url = rest.split("/lambda-url/").next().unwrap();
-                    return url.to_owned();
-                }
-            }
-            panic!("sluice local serve exited before listening");
-        })
-        .await
-        .expect("sluice local serve did not start listening within 60 s");
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("serve: {line}");
-            }
-        });
-        Self { child, base }
-    }
-}
 
 /// POSTs `body` to the local ingest URL; the status, the JSON answer and how long it took.
 async fn post(
@@ -94,22 +46,11 @@ async fn post(
     (status, content_type, value, started.elapsed())
 }
 
-/// Invokes the drain through the Lambda Invoke API route, with the scheduled-event fixture.
-async fn invoke_drain(http: &reqwest::Client, base: &str) -> (Value, Duration) {
-    let event = SCHEDULED_EVENT;
+/// Invokes the drain; its report and how long it took.
+async fn invoke_drain(http: &reqwest::Client, served: &LocalServe) -> (Value, Duration) {
     let started = Instant::now();
-    let r = http
-        .post(format!("{base}/2015-03-31/functions/drain/invocations"))
-        .body(event)
-        .send()
-        .await
-        .expect("the drain did not answer");
-    assert_eq!(r.status().as_u16(), 200);
-    assert!(
-        r.headers().get("x-amz-function-error").is_none(),
-        "the drain failed"
-    );
-    (r.json().await.unwrap(), started.elapsed())
+    let report = served.invoke_drain(http).await;
+    (report, started.elapsed())
 }
 
 fn delivered(report: &Value) -> u64 {
@@ -122,7 +63,15 @@ fn delivered(report: &Value) -> u64 {
 async fn the_local_stack_answers_within_seconds_after_150_s_idle() {
     let stack = TestStack::deploy("sluice-idle", &[]).await;
     let emulator = start_emulator(EmulatorConfig::default()).await;
-    let mut served = Served::start(&stack, &emulator.base_url()).await;
+    let mut served = LocalServe::start(
+        &stack,
+        env!("CARGO_BIN_EXE_sluice"),
+        &emulator.base_url(),
+        &EmulatorConfig::default(),
+        API_KEY,
+        &[],
+    )
+    .await;
     // Each call must answer within the bound: a hang fails the test instead of stalling it.
     let http = reqwest::Client::builder()
         .timeout(ANSWER_WITHIN)
@@ -138,7 +87,7 @@ async fn the_local_stack_answers_within_seconds_after_150_s_idle() {
     )
     .await;
     assert_eq!(status, 202, "{answer}");
-    let (report, _) = invoke_drain(&http, &base).await;
+    let (report, _) = invoke_drain(&http, &served).await;
     assert_eq!(delivered(&report), 1, "{report}");
 
     eprintln!("idle for {IDLE:?}");
@@ -166,7 +115,7 @@ async fn the_local_stack_answers_within_seconds_after_150_s_idle() {
         "{problem}"
     );
 
-    let (report, took) = invoke_drain(&http, &base).await;
+    let (report, took) = invoke_drain(&http, &served).await;
     eprintln!("drain after {IDLE:?} idle: {took:?}: {report}");
     assert!(took < ANSWER_WITHIN, "the drain took {took:?}");
     assert_eq!(report["received"], json!(1), "{report}");

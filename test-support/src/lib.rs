@@ -13,6 +13,8 @@
 //!   functions' environment for it, and the `sluice` command pointed at it.
 //! - [`drain_run`] (feature `localstack`): the provider emulator's start and one invocation of the real drain
 //!   handler with the scheduled-event fixture.
+//! - [`serve`] (feature `localstack`): [`serve::LocalServe`], `sluice local serve` started for a test, and
+//!   its drain route invoked (`cli/tests/local_serve.rs`, `cli/tests/backfill.rs`).
 //!
 //! The LocalStack parts are used by `tests/tests/*` (through `tests/tests/common`), `cli/tests/*` and the
 //! LocalStack bench (`tests/sim/src/bench.rs`). They sit behind a feature because they depend on the CLI
@@ -26,6 +28,8 @@ pub mod events;
 pub mod drain_run;
 #[cfg(feature = "localstack")]
 pub mod localstack;
+#[cfg(feature = "localstack")]
+pub mod serve;
 #[cfg(feature = "localstack")]
 pub mod stack;
 

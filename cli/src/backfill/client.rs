@@ -1,6 +1,6 @@
 //! The ingest API as the backfill uses it: one bulk `POST /v1/changes` per chunk with its
 //! `Idempotency-Key`, the answer turned into an [`Answer`]. Transient answers (409 in progress, 429,
-//! 5xx, no answer) are retried here with exponential, jittered backoff (`Retry-After` respected); what
+//! 5xx, no answer) are retried here with exponential, jittered backoff (`Retry-After` as its floor); what
 //! retrying cannot fix is an error that names the status and the API's detail.
 
 use std::time::Duration;
@@ -9,8 +9,10 @@ use anyhow::{anyhow, bail};
 use rand::Rng;
 use serde::Deserialize;
 
-/// Attempts per chunk before the run stops (its state saved; run again to resume).
-const ATTEMPTS: u32 = 8;
+/// Attempts per chunk before the run stops (its state saved; run again to resume): about two minutes of
+/// backoff, longer than ingest holds the key of a request that never finished (60 s), so a chunk whose
+/// earlier attempt died mid-request is taken over instead of given up on.
+const ATTEMPTS: u32 = 10;
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
