@@ -9,10 +9,10 @@ use anyhow::{anyhow, bail};
 use rand::Rng;
 use serde::Deserialize;
 
-/// Attempts per chunk before the run stops (its state saved; run again to resume): about two minutes of
+/// Attempts per chunk before the run stops (its state saved; run again to resume): 75 s to 150 s of
 /// backoff, longer than ingest holds the key of a request that never finished (60 s), so a chunk whose
 /// earlier attempt died mid-request is taken over instead of given up on.
-const ATTEMPTS: u32 = 10;
+const ATTEMPTS: u32 = 11;
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 
@@ -189,10 +189,11 @@ fn reason(p: &FieldProblem) -> String {
     }
 }
 
-/// Full jitter: a uniformly random wait up to `delay`, at least a tenth of it.
+/// Equal jitter: between half of `delay` and all of it, so the waits add up to at least half the schedule
+/// (which keeps [`ATTEMPTS`] longer than a held key's lease) while clients still spread out.
 fn jittered(delay: Duration) -> Duration {
-    let max = delay.as_millis().max(1) as u64;
-    Duration::from_millis(rand::rng().random_range(max / 10..=max))
+    let max = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(2);
+    Duration::from_millis(rand::rng().random_range(max / 2..=max))
 }
 
 #[cfg(test)]

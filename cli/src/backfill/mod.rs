@@ -52,15 +52,7 @@ enum Ended {
 }
 
 pub async fn run(args: &BackfillArgs, global: &GlobalArgs, sdk: &SdkConfig) -> anyhow::Result<()> {
-    let format = args
-        .format
-        .or_else(|| Format::from_path(&args.file))
-        .ok_or_else(|| {
-            anyhow!(
-                "cannot tell the format of {} from its name: pass --format jsonl or --format csv",
-                args.file.display()
-            )
-        })?;
+    let format = input_format(args)?;
     let input = source::read(&args.file, format)?;
     let chunks = chunk::plan(&input.rows, args.chunk_size as usize);
     let state_path = state::path_for(&args.file);
@@ -76,23 +68,12 @@ pub async fn run(args: &BackfillArgs, global: &GlobalArgs, sdk: &SdkConfig) -> a
     let target = target::resolve(args, global, sdk).await?;
     let client = IngestClient::new(&target.url, target.api_key.clone())?;
     let capacity = target::capacity_per_hour(&target.limits);
-    let changes: usize = chunks.iter().map(|c| c.rows.len()).sum();
-    let done: usize = chunks[..state.chunks_done]
-        .iter()
-        .map(|c| c.rows.len())
-        .sum();
-    let bar = progress::bar(changes as u64, done as u64, capacity);
-    if state.chunks_done > 0 {
-        note(
-            &bar,
-            format!(
-                "resuming {}: {} of {} chunks were sent by an earlier run",
-                args.file.display(),
-                state.chunks_done,
-                chunks.len()
-            ),
-        );
-    }
+    let rows = |chunks: &[Chunk]| chunks.iter().map(|c| c.rows.len() as u64).sum::<u64>();
+    let bar = progress::bar(rows(&chunks), rows(&chunks[..state.chunks_done]), capacity);
+    note(
+        &bar,
+        where_it_starts(&args.file, &state_path, &state, chunks.len()),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(stop_on_ctrl_c(stop.clone(), bar.clone()));
     let run = Run {
@@ -102,13 +83,17 @@ pub async fn run(args: &BackfillArgs, global: &GlobalArgs, sdk: &SdkConfig) -> a
         bar: &bar,
         stop: &stop,
     };
+    let started_at = state.chunks_done;
     let ended = run.send(&chunks, &mut state).await;
     watcher.abort();
     bar.finish_and_clear();
 
     let refused_path = refused::path_for(&args.file, format);
     let refused = refused::all(&input, &state.refused);
-    refused::write(&refused_path, &input, &refused)?;
+    // A run that sent nothing leaves the file alone: the user may be fixing it.
+    if state.chunks_done > started_at || !refused_path.exists() {
+        refused::write(&refused_path, &input, &refused)?;
+    }
     let summary =
         summary::Summary::new(&args.file, &input, &chunks, &state, &refused, &refused_path);
     summary.print(args.json, capacity);
@@ -120,6 +105,32 @@ pub async fn run(args: &BackfillArgs, global: &GlobalArgs, sdk: &SdkConfig) -> a
             chunks.len(),
             state_path.display()
         )),
+    }
+}
+
+/// `--format`, else what the file's extension says.
+fn input_format(args: &BackfillArgs) -> anyhow::Result<Format> {
+    args.format
+        .or_else(|| Format::from_path(&args.file))
+        .ok_or_else(|| {
+            anyhow!(
+                "cannot tell the format of {} from its name: pass --format jsonl or --format csv",
+                args.file.display()
+            )
+        })
+}
+
+/// The run's first line: a fresh start, a resume, or nothing left to send.
+fn where_it_starts(file: &Path, state_path: &Path, state: &State, chunks: usize) -> String {
+    let file = file.display();
+    match state.chunks_done {
+        0 => format!("backfilling {file}: {chunks} chunks"),
+        done if done == chunks => format!(
+            "every chunk of {file} was sent by an earlier run: nothing to send (without {}, the API \
+             would answer its chunks as replays for 24 h)",
+            state_path.display()
+        ),
+        done => format!("resuming {file}: {done} of {chunks} chunks were sent by an earlier run"),
     }
 }
 
