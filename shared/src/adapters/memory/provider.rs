@@ -99,6 +99,17 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         lock(&self.state).other_percent = percent.min(100);
     }
 
+    /// The other client makes the requests due by now (it otherwise catches up only when one of ours
+    /// arrives, so a window we stop using early would miss its tail).
+    pub fn other_client_catch_up(&self) {
+        let now = self.clock.now();
+        let window = Window::containing(now, self.window_seconds);
+        let mut s = lock(&self.state);
+        for kind in [QuotaKind::Batch, QuotaKind::Individual] {
+            s.other_client_catch_up(kind, window, self.limit(kind), now);
+        }
+    }
+
     /// Requests the other client made in all, and those the provider refused it (its window was full).
     pub fn other_client_requests(&self) -> (u64, u64) {
         let s = lock(&self.state);
