@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use super::{CallHook, lock};
+
+#[path = "provider_sharing.rs"]
+mod sharing;
 use crate::domain::Subscriber;
 use crate::ports::{CallInfo, Clock, Provider, ProviderError, QuotaKind, Reply, Window};
 
@@ -311,34 +314,6 @@ impl<C: Clock + Clone> MemoryProvider<C> {
 }
 
 impl ProviderState {
-    /// The other client's requests of `kind` due by `now` in `window`, made while the window has room.
-    fn other_client_catch_up(
-        &mut self,
-        kind: QuotaKind,
-        window: Window,
-        limit: u32,
-        now: DateTime<Utc>,
-    ) {
-        if self.other_percent == 0 {
-            return;
-        }
-        let elapsed = (now.timestamp() - window.start).clamp(0, i64::from(window.length));
-        let due = i64::from(limit) * i64::from(self.other_percent) * elapsed
-            / (100 * i64::from(window.length));
-        let due = u32::try_from(due).unwrap_or(u32::MAX);
-        let key = (kind, window.start);
-        let made = self.other_used.entry(key).or_insert(0);
-        let used = self.used.entry(key).or_insert(0);
-        while *made < due {
-            *made += 1;
-            if *used < limit {
-                *used += 1;
-            } else {
-                self.other_refused += 1;
-            }
-        }
-    }
-
     /// A call's fate before quota is counted: down, or a scripted error.
     fn fault(&mut self, now: DateTime<Utc>) -> Option<ProviderError> {
         if self.down_until.is_some_and(|t| now < t) {
