@@ -127,6 +127,12 @@ pub fn render(report: &DrainReport) -> String {
             ""
         },
     ));
+    if report.adopted.batch > 0 || report.adopted.individual > 0 {
+        out.push_str(&format!(
+            "adopted from the provider's count: {} batch, {} individual (another client of the account)\n",
+            report.adopted.batch, report.adopted.individual,
+        ));
+    }
     out.push_str(&format!(
         "quota: {}, {}; window ends in {}; took {} ms\n",
         quota("batch", &report.quota_batch),
@@ -203,11 +209,13 @@ mod tests {
                 limit: 50,
                 used: 0,
                 left: 50,
+                adopted: 0,
             },
             quota_individual: QuotaSummary {
                 limit: 3600,
                 used: 23,
                 left: 3577,
+                adopted: 0,
             },
             duration_ms: 812,
             ..DrainReport::default()

@@ -389,6 +389,65 @@ async fn concurrent_reservations_never_exceed_the_limit() {
     stack.destroy().await;
 }
 
+/// Rule: adopting the provider's count raises the ledger only, counts exactly what it added, and never
+/// overwrites a concurrent reservation: afterwards `used` is every granted reservation plus every adopted
+/// unit. (A fixed window: the ledger does not read the clock, so where the wall clock is does not matter.)
+#[tokio::test]
+async fn adoption_raises_the_ledger_without_losing_concurrent_reservations() {
+    use sluice::adapters::dynamo::DynamoState;
+    use sluice::ports::{QuotaKind, QuotaLedger, Reservation, Window};
+    let stack = common::stack().await;
+    let ledger = DynamoState::new(stack.ddb.clone(), &stack.outputs.table_name);
+    let window = Window {
+        start: 1_800_000_000,
+        length: 3_600,
+    };
+    let kind = QuotaKind::Individual;
+    ledger.reserve(kind, window, 10, 500).await.unwrap();
+    assert_eq!(ledger.adopt(kind, window, 30, 500).await.unwrap(), 20);
+    assert_eq!(
+        ledger.adopt(kind, window, 25, 500).await.unwrap(),
+        0,
+        "never lowered"
+    );
+    let usage = ledger.usage(kind, window).await.unwrap();
+    assert_eq!((usage.used, usage.adopted), (30, 20));
+
+    let reservers = (0..6).map(|_| {
+        let ledger = ledger.clone();
+        async move {
+            let mut granted = 0u32;
+            for _ in 0..10 {
+                if let Reservation::Granted { .. } =
+                    ledger.reserve(kind, window, 1, 500).await.unwrap()
+                {
+                    granted += 1;
+                }
+            }
+            (granted, 0u32)
+        }
+    });
+    let adopter = {
+        let ledger = ledger.clone();
+        async move {
+            let mut added = 0u32;
+            for target in [45, 60, 75, 90, 105] {
+                added += ledger.adopt(kind, window, target, 500).await.unwrap();
+            }
+            (0u32, added)
+        }
+    };
+    let (mut all, adopted) = futures::join!(futures::future::join_all(reservers), adopter);
+    all.push(adopted);
+    let granted: u32 = all.iter().map(|(g, _)| g).sum();
+    let added: u32 = all.iter().map(|(_, a)| a).sum();
+    let usage = ledger.usage(kind, window).await.unwrap();
+    assert_eq!(granted, 60);
+    assert_eq!(usage.used, 30 + granted + added, "{usage:?}, added {added}");
+    assert_eq!(usage.adopted, 20 + added);
+    stack.destroy().await;
+}
+
 /// Measured (issue 11), not asserted: the wall time of one drain run of 1,000 messages of 1,000 users
 /// (one batch, one ingest request) against LocalStack. Run it with
 /// `cargo test -p sluice-tests --test drain -- --ignored --nocapture a_drain_of_1000_users`.

@@ -1,7 +1,7 @@
 //! `sluice status`: the state of a deployment at a glance, read-only.
 //!
 //! Quota comes from the drain's own ledger (`quota#<kind>#<window_start>`, a consistent `GetItem`: reading
-//! never reserves), queue depths from `GetQueueAttributes` (nothing is received, so no receive count
+//! never reserves; with the part the ledger adopted from the provider's count, another client's requests), queue depths from `GetQueueAttributes` (nothing is received, so no receive count
 //! moves), lease and circuit from their items in the table: every read through the library's adapters
 //! ([`DynamoState`], [`queue_backlog`]), but the oldest message's age, which is a CloudWatch metric.
 //! [`render`](mod@render) is the human view.
@@ -17,7 +17,7 @@ use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::sqs::queue_backlog;
 use sluice::config::Limits;
 use sluice::drain::QuotaSummary;
-use sluice::ports::{Backlog, CircuitState, QuotaKind, QuotaLedger, Window};
+use sluice::ports::{Backlog, CircuitState, QuotaKind, QuotaLedger, Window, WindowUsage};
 
 use crate::args::{GlobalArgs, StatusArgs};
 use crate::stack::DeployedStack;
@@ -145,10 +145,11 @@ pub async fn gather(
 ) -> anyhow::Result<Status> {
     let window = Window::containing(now, limits.window_seconds);
     let read = read_all(sdk, stack, window, now).await?;
-    let summary = |limit: u32, used: u32| QuotaSummary {
+    let summary = |limit: u32, usage: WindowUsage| QuotaSummary {
         limit,
-        used,
-        left: limit.saturating_sub(used),
+        used: usage.used,
+        left: limit.saturating_sub(usage.used),
+        adopted: usage.adopted,
     };
     let batch = summary(limits.batch_per_window, read.used_batch);
     let individual = summary(limits.individual_per_window, read.used_individual);
@@ -180,8 +181,8 @@ pub async fn gather(
 
 /// What `status` reads, before it is shaped into a [`Status`].
 struct Readings {
-    used_batch: u32,
-    used_individual: u32,
+    used_batch: WindowUsage,
+    used_individual: WindowUsage,
     queue: Backlog,
     dlq: Backlog,
     lease: Option<(String, DateTime<Utc>)>,
@@ -204,8 +205,8 @@ async fn read_all(
     );
     let cloudwatch = aws_sdk_cloudwatch::Client::new(sdk);
     let (used_batch, used_individual, queue, dlq, lease, circuit, oldest) = tokio::try_join!(
-        async { Ok::<_, anyhow::Error>(state.used(QuotaKind::Batch, window).await?) },
-        async { Ok(state.used(QuotaKind::Individual, window).await?) },
+        async { Ok::<_, anyhow::Error>(state.usage(QuotaKind::Batch, window).await?) },
+        async { Ok(state.usage(QuotaKind::Individual, window).await?) },
         queue_depth(&sqs, &stack.outputs.queue_url),
         queue_depth(&sqs, &stack.outputs.dlq_url),
         async { Ok(state.lease().await?) },

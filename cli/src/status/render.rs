@@ -68,6 +68,12 @@ fn quota(status: &Status) -> String {
             row(QuotaKind::Individual, &q.individual),
         ],
     ));
+    if q.batch.adopted > 0 || q.individual.adopted > 0 {
+        out.push_str(&format!(
+            "  adopted from the provider's count: {} batch, {} individual (another client of the account)\n",
+            q.batch.adopted, q.individual.adopted
+        ));
+    }
     out.push_str(&format!(
         "  records left this window: {} ({} per batch)\n\n",
         q.records_left, q.batch_size

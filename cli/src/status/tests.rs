@@ -22,11 +22,13 @@ fn sample() -> Status {
                 limit: 50,
                 used: 2,
                 left: 48,
+                adopted: 0,
             },
             individual: QuotaSummary {
                 limit: 3600,
                 used: 5,
                 left: 3595,
+                adopted: 0,
             },
             batch_size: 1000,
             records_left: 51_595,
@@ -121,6 +123,24 @@ fn the_table_shows_quota_backlog_dlq_lease_and_circuit() {
         "{text}"
     );
     assert!(text.contains("circuit        closed"), "{text}");
+}
+
+#[test]
+fn units_adopted_from_the_provider_are_shown_only_when_there_are_some() {
+    let plain = render(&sample());
+    assert!(!plain.contains("adopted"), "{plain}");
+    let mut status = sample();
+    status.quota.individual.adopted = 120;
+    status.quota.batch.adopted = 2;
+    let text = render(&status);
+    assert!(
+        text.contains(
+            "  adopted from the provider's count: 2 batch, 120 individual (another client of the account)\n"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["quota"]["individual"]["adopted"], 120);
 }
 
 #[test]

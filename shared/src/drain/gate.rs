@@ -24,7 +24,7 @@ impl<P: DrainPorts> Drain<P> {
         if !self.fence(run).await? {
             return Ok(false);
         }
-        if self.reserve(kind, run.window, 1).await? == 0 {
+        if self.reserve(run, kind, 1).await? == 0 {
             run.report.idle = Some(Idle::NoQuota);
             return Ok(false);
         }
@@ -52,6 +52,8 @@ impl<P: DrainPorts> Drain<P> {
             other => {
                 if let Err(ProviderError::RateLimited { retry_after }) = other {
                     self.spend(run, kind, *retry_after).await?;
+                } else {
+                    self.adopt(run, kind, [&reply.info]).await;
                 }
                 info!("provider probe answered; closing the circuit");
                 self.settings.circuit.success(&mut run.circuit);

@@ -81,6 +81,8 @@ struct Run {
     lease_lost: bool,
     /// When the lease was last taken or renewed.
     lease_renewed: DateTime<Utc>,
+    /// The ledger's counts as this run last saw them (to tell another client's requests in a reply).
+    ledger_used: quota::LedgerUsed,
     /// Users `load` found sync state for (a hint for how the store writes them).
     known: HashSet<Email>,
 }
@@ -149,6 +151,7 @@ impl<P: DrainPorts> Drain<P> {
             circuit,
             lease_lost: false,
             lease_renewed: now,
+            ledger_used: quota::LedgerUsed::default(),
             known: HashSet::new(),
         };
         if let Phase::Open { .. } = circuit::phase(&run.circuit, now) {
@@ -274,6 +277,8 @@ fn window_guard(window: Window) -> chrono::Duration {
     chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000))
 }
 
+#[cfg(test)]
+mod adoption_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(test)]

@@ -22,6 +22,8 @@ impl<P: DrainPorts> Drain<P> {
             self.ports.queue().backlog(),
         )?;
         let limits = &self.settings.limits;
+        run.ledger_used.note(QuotaKind::Batch, used_batch);
+        run.ledger_used.note(QuotaKind::Individual, used_individual);
         let batch = KindQuota {
             limit: limits.batch_per_window,
             used: used_batch,

@@ -64,6 +64,9 @@ pub struct QuotaSummary {
     pub limit: u32,
     pub used: u32,
     pub left: u32,
+    /// Of `used`, the units adopted from the provider's count (another client's requests).
+    #[serde(default)]
+    pub adopted: u32,
 }
 
 /// Records delivered, per kind of request.
@@ -71,6 +74,15 @@ pub struct QuotaSummary {
 pub struct PerKind {
     pub batch: u32,
     pub individual: u32,
+}
+
+impl PerKind {
+    pub fn get_mut(&mut self, kind: crate::ports::QuotaKind) -> &mut u32 {
+        match kind {
+            crate::ports::QuotaKind::Batch => &mut self.batch,
+            crate::ports::QuotaKind::Individual => &mut self.individual,
+        }
+    }
 }
 
 /// Why a run did nothing, when it did nothing on purpose.
@@ -127,6 +139,10 @@ pub struct DrainReport {
     pub dead_lettered: u32,
     /// 429 answers for the account's limit.
     pub rate_limited: u32,
+    /// Units this run's ledger adopted from the provider's `X-RateLimit-Remaining`, per kind: requests
+    /// another client of the account made in the window.
+    #[serde(default)]
+    pub adopted: PerKind,
     /// Transient provider failures (5xx, timeouts, connection errors).
     pub provider_errors: u32,
     /// The circuit was opened by this run.
@@ -179,6 +195,8 @@ impl DrainReport {
             ("Retried", f(self.retried)),
             ("DeadLettered", f(self.dead_lettered)),
             ("Provider429", f(self.rate_limited)),
+            ("AdoptedBatchUnits", f(self.adopted.batch)),
+            ("AdoptedIndividualUnits", f(self.adopted.individual)),
             ("BatchQuotaUsed", f(self.quota_batch.used)),
             ("BatchQuotaLeft", f(self.quota_batch.left)),
             ("IndividualQuotaUsed", f(self.quota_individual.used)),

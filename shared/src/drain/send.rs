@@ -136,9 +136,7 @@ impl<P: DrainPorts> Drain<P> {
             } else {
                 break;
             };
-            if !self.may_call(run, s).await?
-                || self.reserve(QuotaKind::Batch, run.window, 1).await? == 0
-            {
+            if !self.may_call(run, s).await? || self.reserve(run, QuotaKind::Batch, 1).await? == 0 {
                 s.put_back(&group);
                 break;
             }
@@ -154,6 +152,9 @@ impl<P: DrainPorts> Drain<P> {
                 started.elapsed(),
                 attempts(run, records, &group),
             );
+            if !matches!(reply.result, Err(ProviderError::RateLimited { .. })) {
+                self.adopt(run, QuotaKind::Batch, [&reply.info]).await;
+            }
             self.batch_answered(run, records, s, group, reply).await?;
         }
         // Groups still under isolation go back to the normal queue; individual requests isolate them.
@@ -251,7 +252,7 @@ impl<P: DrainPorts> Drain<P> {
                 break;
             }
             let granted = self
-                .reserve(QuotaKind::Individual, run.window, want as u32)
+                .reserve(run, QuotaKind::Individual, want as u32)
                 .await? as usize;
             if granted == 0 {
                 break;
@@ -274,6 +275,13 @@ impl<P: DrainPorts> Drain<P> {
                 .buffer_unordered(concurrency)
                 .collect()
                 .await;
+            let counted = replies
+                .iter()
+                .filter(|(_, reply, _)| {
+                    !matches!(reply.result, Err(ProviderError::RateLimited { .. }))
+                })
+                .map(|(_, reply, _)| &reply.info);
+            self.adopt(run, QuotaKind::Individual, counted).await;
             for (r, reply, elapsed) in replies {
                 run.report.calls.individual.record(&reply, elapsed);
                 log_call(

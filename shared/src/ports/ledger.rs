@@ -1,5 +1,6 @@
 //! The quota ledger: one counter per kind and window, reserved before any provider call (DynamoDB in AWS:
-//! [`crate::adapters::dynamo`]).
+//! [`crate::adapters::dynamo`]), and raised to the provider's own count when the provider says more of the
+//! window is used than the ledger knows (another client shares the account).
 
 use std::future::Future;
 
@@ -69,11 +70,39 @@ pub enum Reservation {
     Exhausted { used: u32 },
 }
 
+/// A window's counter as the ledger holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowUsage {
+    /// Units used in the window: reserved by the drain, plus what was adopted from the provider.
+    pub used: u32,
+    /// Of `used`, the units adopted from the provider's `X-RateLimit-Remaining`: requests this ledger did
+    /// not reserve (another client of the account made them).
+    pub adopted: u32,
+}
+
 /// The quota ledger: one counter per kind and window, reserved before any provider call.
 pub trait QuotaLedger: Send + Sync {
     /// Units used in the window so far. Reading does not consume.
     fn used(&self, kind: QuotaKind, window: Window)
     -> impl Future<Output = PortResult<u32>> + Send;
+    /// The window's counter with the part of it adopted from the provider. Reading does not consume.
+    fn usage(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+    ) -> impl Future<Output = PortResult<WindowUsage>> + Send;
+    /// The provider says `used` units of the window are spent (`limit − X-RateLimit-Remaining`): raises
+    /// the window's counter to `used` when it holds less, and never lowers it (so a reply that left
+    /// before some of our own reservations reached the provider takes nothing back). The raise is a
+    /// conditional write, so a concurrent reservation is never overwritten. Returns the units added (0
+    /// when the ledger already held as many).
+    fn adopt(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        used: u32,
+        limit: u32,
+    ) -> impl Future<Output = PortResult<u32>> + Send;
     /// Atomically adds `n` units if `used + n <= limit`.
     fn reserve(
         &self,

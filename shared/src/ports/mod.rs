@@ -28,7 +28,7 @@ pub use idempotency::{
     MAX_IDEMPOTENCY_KEY_LEN, NewClaim, sha256_hex,
 };
 pub use lease::DrainLease;
-pub use ledger::{QuotaKind, QuotaLedger, Reservation, Window};
+pub use ledger::{QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
 pub use provider::{CallInfo, Provider, ProviderError, Reply};
 pub use queue::{
     Backlog, ChangeQueue, DeadLetter, DeadLetterReason, ReceiptHandle, ReceivedMessage,

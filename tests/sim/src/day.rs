@@ -136,6 +136,8 @@ pub struct EngineTotals {
     pub dead_lettered: u64,
     pub rate_limited: u64,
     pub provider_errors: u64,
+    /// Units the ledger adopted from the provider's count (another client's requests), both kinds.
+    pub adopted: u64,
     /// Most messages one run received.
     pub max_received: u64,
     /// Runs that sent at least one batch.
@@ -167,6 +169,7 @@ impl EngineTotals {
         self.dead_lettered += n(r.dead_lettered);
         self.rate_limited += n(r.rate_limited);
         self.provider_errors += n(r.provider_errors);
+        self.adopted += n(r.adopted.batch) + n(r.adopted.individual);
         self.max_received = self.max_received.max(n(r.received));
         self.runs_with_batch += u64::from(r.requests.batch > 0);
     }
@@ -242,6 +245,10 @@ pub struct DayResult {
     pub queue_calls: QueueCalls,
     pub provider_calls: ProviderCalls,
     pub over_limit: u32,
+    /// Of `over_limit`, the requests after the provider's first answer of their kind in their window.
+    pub over_limit_after_reply: u32,
+    /// Requests the account's other client made, and those the provider refused it (window full).
+    pub other_client: (u64, u64),
     pub users_twice: u32,
     pub dead_lettered: usize,
     pub dynamo: DynamoUnits,
@@ -286,6 +293,11 @@ pub async fn simulate(
         clock.clone(),
         outage,
     );
+    if scenario.other_client_percent > 0 {
+        provider
+            .inner()
+            .share_with_other_client(scenario.other_client_percent);
+    }
     let meter = Meter::default();
     let period = policy.period(&limits);
     let mut runner = match policy {
@@ -350,6 +362,9 @@ pub async fn simulate(
             tracker.generated(&c);
         }
         clock.set(t);
+        if scenario.other_client_percent > 0 {
+            provider.inner().other_client_catch_up();
+        }
         if outage.is_some_and(|o| t >= o.until) && timeline.recovery.is_none() {
             timeline.recovered(t, queue.len() as u64, queue.dead_letter_count());
         }
@@ -431,6 +446,8 @@ pub async fn simulate(
         queue_calls: queue.api_calls(),
         provider_calls: provider.inner().calls(),
         over_limit: provider.inner().over_limit(),
+        over_limit_after_reply: provider.inner().over_limit_after_reply(),
+        other_client: provider.inner().other_client_requests(),
         users_twice: provider.inner().users_twice_in_one_request(),
         dead_lettered: queue.dead_letter_count(),
         dynamo: meter.dynamo(),

@@ -8,6 +8,7 @@
 //! - [`day`]: one simulated day of one scenario under one policy; what it measures.
 //! - [`fault`]: the provider down on a schedule (503s or timeouts on the virtual clock).
 //! - [`outage`]: what an outage costs each policy (dead letters, calls, recovery) and its report section.
+//! - [`shared_account`]: the shared-account day's table (another client spends part of the quota).
 //! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
 //! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
 //! - [`metered`]: a port wrapper counting and timing every call (DynamoDB units; wall-time splits).
@@ -25,6 +26,7 @@ pub mod metered;
 pub mod outage;
 pub mod plot;
 pub mod report;
+pub mod shared_account;
 pub mod summary;
 pub mod tracker;
 pub mod traffic;

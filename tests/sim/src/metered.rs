@@ -11,7 +11,7 @@ use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
     Backlog, ChangeQueue, CircuitState, CircuitStore, DeadLetter, DrainLease, InFlight, PortResult,
     Provider, QuotaKind, QuotaLedger, ReceiptHandle, ReceivedMessage, Reply, RequestTracker,
-    Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields, Window,
+    Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields, Window, WindowUsage,
 };
 
 /// The service behind a port call.
@@ -34,6 +34,8 @@ pub enum Op {
     LedgerUsed,
     LedgerReserve,
     LedgerMarkSpent,
+    /// A raise to the provider's count: a consistent read and a conditional write (the first attempt's).
+    LedgerAdopt,
     SyncLoad,
     SyncRecord,
     SyncInFlight,
@@ -71,6 +73,7 @@ impl Op {
         use Op::*;
         match self {
             LedgerUsed | CircuitRead => (1, 1, 0),
+            LedgerAdopt => (2, 1, 1),
             LedgerReserve | LedgerMarkSpent | LeaseAcquire | LeaseRenew | LeaseRelease
             | CircuitOpen => (1, 0, 1),
             SyncLoad => (items.div_ceil(100), items, 0),
@@ -335,6 +338,26 @@ impl<T: QuotaLedger> QuotaLedger for Metered<T> {
         let t = Instant::now();
         let r = self.inner.used(kind, window).await;
         self.meter.record(Op::LedgerUsed, 1, t);
+        r
+    }
+
+    async fn usage(&self, kind: QuotaKind, window: Window) -> PortResult<WindowUsage> {
+        let t = Instant::now();
+        let r = self.inner.usage(kind, window).await;
+        self.meter.record(Op::LedgerUsed, 1, t);
+        r
+    }
+
+    async fn adopt(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        used: u32,
+        limit: u32,
+    ) -> PortResult<u32> {
+        let t = Instant::now();
+        let r = self.inner.adopt(kind, window, used, limit).await;
+        self.meter.record(Op::LedgerAdopt, 1, t);
         r
     }
 

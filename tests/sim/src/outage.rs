@@ -468,6 +468,7 @@ mod tests {
                 traffic_hours: 3,
                 tail_hours: 2,
             }),
+            other_client_percent: 0,
         };
         let cfg = DayConfig {
             seed: 5,

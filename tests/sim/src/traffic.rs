@@ -230,6 +230,9 @@ pub struct Scenario {
     pub changes_per_request: u32,
     /// The provider down for part of the day.
     pub outage: Option<Outage>,
+    /// Another client of the provider account spends this percentage of both limits, evenly (0: the
+    /// account is Sluice's alone).
+    pub other_client_percent: u32,
 }
 
 impl Scenario {
@@ -252,6 +255,7 @@ pub fn scenarios() -> Vec<Scenario> {
             spike: None,
             changes_per_request: 1,
             outage: None,
+            other_client_percent: 0,
         },
         Scenario {
             name: "steady-bulk",
@@ -260,6 +264,7 @@ pub fn scenarios() -> Vec<Scenario> {
             spike: None,
             changes_per_request: 100,
             outage: None,
+            other_client_percent: 0,
         },
         Scenario {
             name: "saturated",
@@ -270,6 +275,7 @@ pub fn scenarios() -> Vec<Scenario> {
             spike: None,
             changes_per_request: 1,
             outage: None,
+            other_client_percent: 0,
         },
         Scenario {
             name: "bursty",
@@ -282,6 +288,7 @@ pub fn scenarios() -> Vec<Scenario> {
             }),
             changes_per_request: 1,
             outage: None,
+            other_client_percent: 0,
         },
         Scenario {
             name: "diurnal",
@@ -294,6 +301,16 @@ pub fn scenarios() -> Vec<Scenario> {
             spike: None,
             changes_per_request: 1,
             outage: None,
+            other_client_percent: 0,
+        },
+        Scenario {
+            name: "shared-account",
+            summary: "the steady day's 40,000 changes/h; another client of the account spends 20 % of both limits",
+            rate: Rate::Constant { per_hour: 40_000.0 },
+            spike: None,
+            changes_per_request: 1,
+            outage: None,
+            other_client_percent: 20,
         },
     ]
 }
@@ -329,6 +346,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             spike: None,
             changes_per_request: 1,
             outage: Some(outage(Fault::Unavailable)),
+            other_client_percent: 0,
         },
         Scenario {
             name: "outage-timeout",
@@ -337,6 +355,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             spike: None,
             changes_per_request: 1,
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
+            other_client_percent: 0,
         },
     ]
 }

@@ -31,6 +31,10 @@ pub struct Args {
     #[arg(long, env = "EMULATOR_WINDOW_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub window_seconds: u64,
+    /// Another client of the account spends this percentage of each kind's limit per window, evenly.
+    #[arg(long, env = "EMULATOR_OTHER_CLIENT_PERCENT", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=100))]
+    pub other_client_percent: u64,
     /// Probability (0..=1) of answering a provider request with a random 500/502/503.
     #[arg(long, env = "EMULATOR_ERROR_RATE", default_value_t = 0.0)]
     pub error_rate: f64,
@@ -87,6 +91,7 @@ impl Args {
             individual_limit: self.individual_limit,
             window_seconds: self.window_seconds,
             faults,
+            other_client_percent: self.other_client_percent,
         })
     }
 }

@@ -24,6 +24,8 @@ mod state;
 mod validate;
 
 #[cfg(test)]
+mod sharing_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -63,6 +65,10 @@ pub struct EmulatorConfig {
     pub window_seconds: u64,
     /// Faults active from the start (and until changed or reset).
     pub faults: Faults,
+    /// Another client of the same account spends this percentage (0..=100) of each kind's limit per
+    /// window, evenly over the window: its requests count in the quota and in `X-RateLimit-Remaining`,
+    /// and in [`Stats::other_client_requests`], never among the requests recorded.
+    pub other_client_percent: u64,
 }
 
 impl Default for EmulatorConfig {
@@ -75,6 +81,7 @@ impl Default for EmulatorConfig {
             individual_limit: 3600,
             window_seconds: 3600,
             faults: Faults::default(),
+            other_client_percent: 0,
         }
     }
 }

@@ -168,6 +168,9 @@ pub struct Stats {
     #[serde(with = "rfc3339_millis")]
     pub window_start: DateTime<Utc>,
     pub quota: QuotaByKind,
+    /// Requests the other client of the account made and the provider accepted (`other_client_percent`).
+    #[serde(default)]
+    pub other_client_requests: PerKind,
 }
 
 /// One entry of the `force` queue: answer the next `count` provider requests with `status`.

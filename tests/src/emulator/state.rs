@@ -32,6 +32,8 @@ struct Inner {
     counters: Counters,
     window_start: i64,
     used: PerKind,
+    /// The other client's requests due so far in this window (made, or refused when it was full).
+    other_due: PerKind,
     faults: Faults,
     /// Lowercase emails of requests between validation and their answer. Survives a reset: those
     /// requests are still running and release their emails when they finish.
@@ -55,6 +57,7 @@ struct Counters {
     dropped_connections: u64,
     duplicate_emails_in_request: u64,
     concurrent_conflicts: u64,
+    other_client_requests: PerKind,
 }
 
 /// A failure chosen by fault injection.
@@ -104,6 +107,32 @@ impl Shared {
         if start != inner.window_start {
             inner.window_start = start;
             inner.used = PerKind::default();
+            inner.other_due = PerKind::default();
+        }
+        self.other_client_catch_up(inner, now);
+    }
+
+    /// The other client's requests due by `now` (`other_client_percent` of each limit per window, spread
+    /// evenly), each taking a unit of the window while it has one.
+    fn other_client_catch_up(&self, inner: &mut Inner, now: DateTime<Utc>) {
+        let percent = self.config.other_client_percent.min(100);
+        if percent == 0 {
+            return;
+        }
+        let window = self.window_seconds();
+        let elapsed =
+            u64::try_from((now.timestamp() - inner.window_start).clamp(0, window)).unwrap_or(0);
+        let window = u64::try_from(window).unwrap_or(1);
+        for kind in [Kind::Batch, Kind::Individual] {
+            let limit = self.limit(kind);
+            let due = limit * percent * elapsed / (100 * window);
+            while inner.other_due.get(kind) < due {
+                *inner.other_due.get_mut(kind) += 1;
+                if inner.used.get(kind) < limit {
+                    *inner.used.get_mut(kind) += 1;
+                    *inner.counters.other_client_requests.get_mut(kind) += 1;
+                }
+            }
         }
     }
 
@@ -331,6 +360,7 @@ impl Shared {
                 .single()
                 .unwrap_or(now),
             quota,
+            other_client_requests: c.other_client_requests,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The quota ledger: one `quota#<kind>#<start>` item per window, its `used` counter moved only by
-//! conditional updates, so no two runs can together reserve past the limit.
+//! conditional updates, so no two runs can together reserve past the limit. `adopted` counts the units
+//! raised to the provider's own figure (another client's requests), for the report and `sluice status`.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -9,7 +10,11 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use super::item::{clamp_u32, counter, get_n, n, quota_key, s};
 use super::{DynamoState, conditional_write};
 use crate::adapters::sdk_error::port_error;
-use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window};
+use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
+
+/// Attempts of the optimistic raise before giving up for this reply (a reservation moved the counter
+/// between the read and the write each time; the next reply adopts again).
+const ADOPT_ATTEMPTS: usize = 3;
 
 impl DynamoState {
     /// An update of a window's quota item that also stores its limit and expiry (a day after the window
@@ -32,6 +37,48 @@ impl QuotaLedger for DynamoState {
             .get_consistent(quota_key(kind, window), "reading quota")
             .await?;
         Ok(counter(item.as_ref(), "used"))
+    }
+
+    async fn usage(&self, kind: QuotaKind, window: Window) -> PortResult<WindowUsage> {
+        let item = self
+            .get_consistent(quota_key(kind, window), "reading quota")
+            .await?;
+        Ok(WindowUsage {
+            used: counter(item.as_ref(), "used"),
+            adopted: counter(item.as_ref(), "adopted"),
+        })
+    }
+
+    async fn adopt(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        used: u32,
+        limit: u32,
+    ) -> PortResult<u32> {
+        // Optimistic: read the counter, then set it with a condition that it has not moved, so the
+        // added units (the `adopted` counter) are exact and no concurrent reservation is overwritten.
+        for _ in 0..ADOPT_ATTEMPTS {
+            let held = self.used(kind, window).await?;
+            if used <= held {
+                return Ok(0);
+            }
+            let result = self
+                .quota_update(kind, window, limit)
+                .update_expression(
+                    "SET used = :used, #limit = :limit, expires_at = :exp ADD adopted :added",
+                )
+                .condition_expression("attribute_not_exists(used) OR used = :held")
+                .expression_attribute_values(":used", n(used))
+                .expression_attribute_values(":held", n(held))
+                .expression_attribute_values(":added", n(used - held))
+                .send()
+                .await;
+            if conditional_write(result, "adopting the provider's quota count")? {
+                return Ok(used - held);
+            }
+        }
+        Ok(0)
     }
 
     async fn reserve(

@@ -1,7 +1,8 @@
-//! [`QuotaLedger`] in memory: a count per quota window, never past the limit.
+//! [`QuotaLedger`] in memory: a count per quota window, never past the limit, and the part of it adopted
+//! from the provider.
 
 use super::{MemoryStore, Op, lock};
-use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window};
+use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
 
 impl QuotaLedger for MemoryStore {
     async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
@@ -10,6 +11,34 @@ impl QuotaLedger for MemoryStore {
             .get(&(kind, window.start))
             .copied()
             .unwrap_or(0))
+    }
+
+    async fn usage(&self, kind: QuotaKind, window: Window) -> PortResult<WindowUsage> {
+        let used = self.used(kind, window).await?;
+        let adopted = lock(&self.adopted)
+            .get(&(kind, window.start))
+            .copied()
+            .unwrap_or(0);
+        Ok(WindowUsage { used, adopted })
+    }
+
+    async fn adopt(
+        &self,
+        kind: QuotaKind,
+        window: Window,
+        used: u32,
+        _limit: u32,
+    ) -> PortResult<u32> {
+        self.faults.check(Op::Reserve).await?;
+        let mut q = lock(&self.quota);
+        let held = q.entry((kind, window.start)).or_insert(0);
+        if used <= *held {
+            return Ok(0);
+        }
+        let added = used - *held;
+        *held = used;
+        *lock(&self.adopted).entry((kind, window.start)).or_insert(0) += added;
+        Ok(added)
     }
 
     async fn reserve(

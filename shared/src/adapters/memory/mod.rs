@@ -8,7 +8,8 @@
 //! - `queue` (state in `queue_state`): [`MemoryQueue`], the changes queue and its DLQ.
 //! - `store`: [`MemoryStore`], what DynamoDB holds in AWS; its ports in `ledger`, `sync_state`, `lease`
 //!   (lease and circuit) and `requests`.
-//! - `provider`: [`MemoryProvider`], a provider that counts its own limits and records [`Delivery`]s.
+//! - `provider`: [`MemoryProvider`], a provider that counts its own limits, says what is left, and records
+//!   [`Delivery`]s; `provider_sharing` (a child of it): the account shared with another client.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -1,5 +1,7 @@
-//! A provider in memory that enforces the limits on its own count (answering 429 over them), can be
-//! scripted to fail, refuse or go down, and records every delivery.
+//! A provider in memory that enforces the limits on its own count (answering 429 over them) and says what
+//! is left in `X-RateLimit-Limit` / `X-RateLimit-Remaining` as Drip does, can share the account with
+//! another client that spends part of the quota, can be scripted to fail, refuse or go down, and records
+//! every delivery.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -7,8 +9,11 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 
 use super::{CallHook, lock};
+
+#[path = "provider_sharing.rs"]
+mod sharing;
 use crate::domain::Subscriber;
-use crate::ports::{Clock, Provider, ProviderError, QuotaKind, Reply, Window};
+use crate::ports::{CallInfo, Clock, Provider, ProviderError, QuotaKind, Reply, Window};
 
 /// What the in-memory provider received.
 #[derive(Debug, Clone)]
@@ -38,6 +43,16 @@ struct ProviderState {
     deliveries: Vec<Delivery>,
     used: HashMap<(QuotaKind, i64), u32>,
     over_limit: u32,
+    /// Of `over_limit`, the requests that came after the provider had already answered one of this kind
+    /// in the window (and so told the client, in its headers, how much was left).
+    over_limit_after_reply: u32,
+    /// Windows (by kind) in which the provider has answered a request of ours.
+    answered: std::collections::HashSet<(QuotaKind, i64)>,
+    /// Another client of the account: the percentage of each kind's limit it spends per window, evenly.
+    other_percent: u32,
+    /// Requests the other client made (by kind and window), and those it could not make (window full).
+    other_used: HashMap<(QuotaKind, i64), u32>,
+    other_refused: u64,
     scripted: VecDeque<ProviderError>,
     reject: Vec<String>,
     /// Refused records whose refusal does not say which record it is.
@@ -77,6 +92,40 @@ impl<C: Clock + Clone> MemoryProvider<C> {
             individual_limit,
             window_seconds,
         }
+    }
+
+    /// Another client shares the account and spends `percent` % of each kind's limit per window, spread
+    /// evenly over the window (at a time `t` into it, `limit × percent/100 × t/length` requests, when the
+    /// window still has them). Its requests count in this provider's quota and headers, not in
+    /// [`Self::calls`] or [`Self::deliveries`].
+    pub fn share_with_other_client(&self, percent: u32) {
+        lock(&self.state).other_percent = percent.min(100);
+    }
+
+    /// The other client makes the requests due by now (it otherwise catches up only when one of ours
+    /// arrives, so a window we stop using early would miss its tail).
+    pub fn other_client_catch_up(&self) {
+        let now = self.clock.now();
+        let window = Window::containing(now, self.window_seconds);
+        let mut s = lock(&self.state);
+        for kind in [QuotaKind::Batch, QuotaKind::Individual] {
+            s.other_client_catch_up(kind, window, self.limit(kind), now);
+        }
+    }
+
+    /// Requests the other client made in all, and those the provider refused it (its window was full).
+    pub fn other_client_requests(&self) -> (u64, u64) {
+        let s = lock(&self.state);
+        (
+            s.other_used.values().map(|&n| u64::from(n)).sum(),
+            s.other_refused,
+        )
+    }
+
+    /// Our requests that arrived over the limit after the provider had answered one of the same kind in
+    /// that window (the headers had said how much was left). With header adoption, this stays 0.
+    pub fn over_limit_after_reply(&self) -> u32 {
+        lock(&self.state).over_limit_after_reply
     }
 
     /// The next calls fail with these errors, in order (before quota is counted).
@@ -191,28 +240,40 @@ impl<C: Clock + Clone> MemoryProvider<C> {
         }
     }
 
-    /// Counts one request of `kind` in the window of `now`, or answers 429 when the window is full.
+    /// Counts one request of `kind` in the window of `now` (after the other client's requests due by
+    /// then), or answers 429 when the window is full. Either way the answer carries what is left.
     fn spend_request(
         &self,
         s: &mut ProviderState,
         kind: QuotaKind,
         now: DateTime<Utc>,
-    ) -> Result<(), ProviderError> {
+    ) -> (Result<(), ProviderError>, CallInfo) {
         let window = Window::containing(now, self.window_seconds);
         let limit = self.limit(kind);
-        let used = s.used.entry((kind, window.start)).or_insert(0);
-        if *used >= limit {
+        s.other_client_catch_up(kind, window, limit, now);
+        let key = (kind, window.start);
+        let informed = !s.answered.insert(key);
+        let used = s.used.entry(key).or_insert(0);
+        let result = if *used >= limit {
             s.over_limit += 1;
+            s.over_limit_after_reply += u32::from(informed);
             s.calls.rate_limited += 1;
-            return Err(ProviderError::RateLimited { retry_after: None });
-        }
-        *used += 1;
-        Ok(())
+            Err(ProviderError::RateLimited { retry_after: None })
+        } else {
+            *used += 1;
+            Ok(())
+        };
+        let info = CallInfo {
+            rate_limit: Some(limit),
+            rate_remaining: Some(limit.saturating_sub(s.used[&key])),
+            ..CallInfo::default()
+        };
+        (result, info)
     }
 
     /// A request of `records`: attempts counted, then (in order) an outage or scripted error, a record that
     /// always fails, the rate limit, a refusal; else every record delivered.
-    fn call(&self, kind: QuotaKind, records: &[Subscriber]) -> Result<(), ProviderError> {
+    fn call(&self, kind: QuotaKind, records: &[Subscriber]) -> Reply {
         self.hook();
         let now = self.clock.now();
         let mut s = lock(&self.state);
@@ -220,31 +281,35 @@ impl<C: Clock + Clone> MemoryProvider<C> {
             *s.attempts.entry(r.email.clone()).or_default() += 1;
         }
         if let Some(e) = s.fault(now) {
-            return Err(e);
+            return Reply::err(e);
         }
         if records.iter().any(|r| s.fail_emails.contains(&r.email)) {
             s.calls.failed += 1;
-            return Err(ProviderError::transient(
+            return Reply::err(ProviderError::transient(
                 "HTTP 503 (this record always fails)",
             ));
         }
-        self.spend_request(&mut s, kind, now)?;
-        if let Some(refusal) = s.refusal(records) {
-            return Err(refusal);
-        }
-        s.deliver(kind, records, now);
-        Ok(())
+        let (result, info) = self.spend_request(&mut s, kind, now);
+        let result = result.and_then(|()| match s.refusal(records) {
+            Some(refusal) => Err(refusal),
+            None => {
+                s.deliver(kind, records, now);
+                Ok(())
+            }
+        });
+        Reply { result, info }
     }
 
     /// A half-open probe: an outage or scripted error, else one individual request of the window.
-    fn probe_call(&self) -> Result<(), ProviderError> {
+    fn probe_call(&self) -> Reply {
         let now = self.clock.now();
         let mut s = lock(&self.state);
         s.probes += 1;
         if let Some(e) = s.fault(now) {
-            return Err(e);
+            return Reply::err(e);
         }
-        self.spend_request(&mut s, QuotaKind::Individual, now)
+        let (result, info) = self.spend_request(&mut s, QuotaKind::Individual, now);
+        Reply { result, info }
     }
 }
 
@@ -320,21 +385,14 @@ impl ProviderState {
 
 impl<C: Clock + Clone> Provider for MemoryProvider<C> {
     async fn send_batch(&self, records: &[Subscriber]) -> Reply {
-        reply(self.call(QuotaKind::Batch, records))
+        self.call(QuotaKind::Batch, records)
     }
 
     async fn send_individual(&self, record: &Subscriber) -> Reply {
-        reply(self.call(QuotaKind::Individual, std::slice::from_ref(record)))
+        self.call(QuotaKind::Individual, std::slice::from_ref(record))
     }
 
     async fn probe(&self) -> Reply {
-        reply(self.probe_call())
-    }
-}
-
-fn reply(result: Result<(), ProviderError>) -> Reply {
-    Reply {
-        result,
-        info: Default::default(),
+        self.probe_call()
     }
 }

@@ -26,6 +26,8 @@ pub(super) struct RequestSets {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     pub(super) quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
+    /// Of each window's count, the units adopted from the provider.
+    pub(super) adopted: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     pub(super) sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
     /// In-flight notes still listed, by run (`holder`, or `<holder>-open` once resolved with open fields).
     pub(super) notes: Arc<Mutex<BTreeMap<String, HashMap<Email, InFlight>>>>,

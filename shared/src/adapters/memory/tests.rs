@@ -1,4 +1,4 @@
-//! Unit tests of the in-memory queue and sync state.
+//! Unit tests of the in-memory queue, sync state and provider headers.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -104,4 +104,49 @@ async fn sync_state_never_moves_backwards_to_the_nanosecond() {
         .await
         .unwrap();
     assert_eq!(name(&store), "later");
+}
+
+/// Rule: the in-memory provider answers with Drip's two headers, 429s included, and another client of
+/// the account spends its share of the window before ours is counted.
+#[tokio::test]
+async fn the_provider_says_what_is_left_and_counts_the_other_client() {
+    use super::MemoryProvider;
+    use crate::domain::Subscriber;
+    use crate::ports::{Provider, ProviderError};
+    let clock = ManualClock::new(Utc.timestamp_opt(1_800_000_000, 0).unwrap());
+    let provider = MemoryProvider::new(clock.clone(), 2, 10, 3_600);
+    let record = Subscriber {
+        email: "a@x.io".into(),
+        ..Subscriber::default()
+    };
+    let reply = provider.send_individual(&record).await;
+    assert_eq!(
+        (reply.info.rate_limit, reply.info.rate_remaining),
+        (Some(10), Some(9))
+    );
+    provider.share_with_other_client(50);
+    // Half an hour in: the other client has made 10 × 50 % × ½ = 2 individual requests.
+    clock.set(Utc.timestamp_opt(1_800_001_800, 0).unwrap());
+    let reply = provider.send_individual(&record).await;
+    assert_eq!(reply.info.rate_remaining, Some(6));
+    // 2 × 50 % × ½ rounds down to no batch of the other client's yet.
+    assert_eq!(provider.other_client_requests(), (2, 0));
+    for left in [1, 0] {
+        let reply = provider.send_batch(std::slice::from_ref(&record)).await;
+        assert_eq!(
+            (reply.result, reply.info.rate_remaining),
+            (Ok(()), Some(left))
+        );
+    }
+    let reply = provider.send_batch(std::slice::from_ref(&record)).await;
+    assert_eq!(
+        reply.result,
+        Err(ProviderError::RateLimited { retry_after: None })
+    );
+    assert_eq!(reply.info.rate_remaining, Some(0));
+    assert_eq!(
+        provider.over_limit_after_reply(),
+        1,
+        "the last batch reply had said 0 were left"
+    );
 }

@@ -50,7 +50,8 @@ struct Args {
     /// Days simulated in parallel.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
-    /// Only these scenarios (comma-separated): steady, saturated, bursty, diurnal, outage, outage-timeout.
+    /// Only these scenarios (comma-separated): steady, saturated, bursty, diurnal, shared-account, outage,
+    /// outage-timeout.
     #[arg(long, alias = "scenario", value_delimiter = ',')]
     only: Vec<String>,
     /// Outage days: hour of the day the provider goes down.
@@ -247,6 +248,17 @@ fn main() -> anyhow::Result<()> {
         wall: wall.elapsed(),
     };
 
+    let shared: Vec<&DayResult> = results
+        .iter()
+        .filter(|r| r.scenario == "shared-account")
+        .collect();
+    if !shared.is_empty() {
+        // Printed only: `--write` regenerates the simulator's sections as a whole.
+        println!(
+            "### Shared account\n\n{}",
+            sluice_sim::shared_account::shared_account_section(&shared)
+        );
+    }
     let capacity = Limits::default().capacity_per_window();
     let mut sections: Vec<(&str, String)> = Vec::new();
     if !results.is_empty() {
