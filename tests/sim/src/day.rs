@@ -22,7 +22,7 @@ use sluice::adapters::memory::{
 use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, FromVars, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
-use sluice::ports::DrainAdapters;
+use sluice::ports::{DrainAdapters, Lanes};
 
 use crate::baseline::{FixedSpacing, ThresholdSweep};
 use crate::fault::FaultyProvider;
@@ -298,7 +298,7 @@ pub async fn simulate(
             );
             let m = |x: MemoryStore| Metered::new(x, meter.clone());
             let ports = DrainAdapters {
-                queue: Metered::new(queue.clone(), meter.clone()),
+                lanes: Lanes::single(Metered::new(queue.clone(), meter.clone())),
                 ledger: m(store.clone()),
                 sync_state: m(store.clone()),
                 provider: Metered::new(provider.clone(), meter.clone()),
