@@ -39,6 +39,7 @@ fn sample() -> Status {
             oldest_age_at: None,
             oldest_age_note: Some(OLDEST_AGE_NOTE.into()),
         },
+        lanes: BTreeMap::new(),
         dlq: DlqDepth {
             visible: 3,
             in_flight: 0,
@@ -121,6 +122,35 @@ fn the_table_shows_quota_backlog_dlq_lease_and_circuit() {
         "{text}"
     );
     assert!(text.contains("circuit        closed"), "{text}");
+}
+
+#[test]
+fn the_backlog_of_each_lane_is_shown_high_first() {
+    let mut status = sample();
+    assert!(
+        !render(&status).contains("lanes"),
+        "one queue: no lane line"
+    );
+    let depth = |visible, in_flight| LaneDepth {
+        visible,
+        in_flight,
+        delayed: 0,
+    };
+    status.lanes = BTreeMap::from([
+        (Priority::High, depth(1, 0)),
+        (Priority::Normal, depth(7, 1)),
+        (Priority::Bulk, depth(20_000, 0)),
+    ]);
+    let text = render(&status);
+    assert!(
+        text.contains(
+            "lanes          high 1 + 0, normal 7 + 1, bulk 20000 + 0  (visible + in flight)"
+        ),
+        "{text}"
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["lanes"]["bulk"]["visible"], 20_000);
+    assert_eq!(json["lanes"]["high"]["in_flight"], 0);
 }
 
 #[test]

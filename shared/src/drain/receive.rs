@@ -76,8 +76,10 @@ impl<P: DrainPorts> Drain<P> {
     /// Receives what the plan can send, lane by lane in serving order, each lane with the room the lanes
     /// before it left: `high` first, then `normal`, then `bulk`. Every ask is for at most the room left,
     /// so the whole run receives no more than the plan can send, whatever the lanes hold (quota before
-    /// receive stays exact per lane). A lane whose depth reads 0 is asked last (SQS's counts are
-    /// approximate and may lag a fresh send; an empty queue answers an ask without raising any count).
+    /// receive stays exact per lane). A lane whose depth reads 0 is not asked, but for `normal`, which is
+    /// asked last (SQS's counts are approximate and may lag a fresh send; an empty queue answers an ask
+    /// without raising any count): a `high` change so fresh that its queue's count missed it waits for
+    /// the next run.
     ///
     /// Room is counted by distinct users rather than by messages: copies of one user coalesce into one
     /// record, so while the distinct users received stay below the plan's record capacity a lane is topped
@@ -91,7 +93,13 @@ impl<P: DrainPorts> Drain<P> {
         depths: &LaneDepths,
         receive_by: DateTime<Utc>,
     ) -> Result<Received, DrainError> {
-        let mut order = depths.clone();
+        // Lanes that read empty are skipped, but normal's, which is asked last: an ask of an empty SQS
+        // queue long-polls for a second, and one such ask per run is what a single queue cost.
+        let mut order: LaneDepths = depths
+            .iter()
+            .copied()
+            .filter(|&(lane, visible)| visible > 0 || lane == Priority::Normal)
+            .collect();
         order.sort_by_key(|&(_, visible)| visible == 0); // stable: serving order otherwise
         let mut received = Received::default();
         let room = Room {
