@@ -97,6 +97,17 @@ pub fn user_of(email: &str) -> Option<u32> {
     email.strip_prefix('u')?.split('@').next()?.parse().ok()
 }
 
+/// `high` for a `share` of changes, chosen by the top bits of the change id (already drawn: the RNG stream,
+/// and so the traffic, stay those of the same day without lanes).
+fn priority_of(id_bits: u128, share: f64) -> Priority {
+    let draw = (id_bits >> 64) as u64 as f64 / u64::MAX as f64;
+    if draw < share {
+        Priority::High
+    } else {
+        Priority::Normal
+    }
+}
+
 /// One generated change: which user, when, and the value id of each field it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenChange {
@@ -110,6 +121,8 @@ pub struct GenChange {
     pub ids: (u128, u128),
     /// Changes per request ([`Scenario::changes_per_request`]).
     pub per_request: u32,
+    /// Its lane ([`Scenario::high_share`]).
+    pub priority: Priority,
 }
 
 impl GenChange {
@@ -134,7 +147,7 @@ impl GenChange {
             time_zone: None,
             custom_fields: BTreeMap::new(),
             occurred_at: self.at,
-            priority: Priority::Normal,
+            priority: self.priority,
             accepted_at: self.at,
             position: u32::try_from(self.seq % u64::from(self.per_request.max(1))).unwrap_or(0),
             request_size: Some(self.per_request.max(1)),
@@ -230,6 +243,9 @@ pub struct Scenario {
     pub changes_per_request: u32,
     /// The provider down for part of the day.
     pub outage: Option<Outage>,
+    /// Share of changes posted `high` (the urgent day's 1 %), the rest `normal`; drawn from each change's
+    /// id bits, so the traffic itself is the same as with none.
+    pub high_share: f64,
 }
 
 impl Scenario {
@@ -251,6 +267,7 @@ pub fn scenarios() -> Vec<Scenario> {
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
         },
         Scenario {
@@ -259,6 +276,7 @@ pub fn scenarios() -> Vec<Scenario> {
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
             changes_per_request: 100,
+            high_share: 0.0,
             outage: None,
         },
         Scenario {
@@ -269,6 +287,18 @@ pub fn scenarios() -> Vec<Scenario> {
             },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
+            outage: None,
+        },
+        Scenario {
+            name: "urgent",
+            summary: "the saturated day with 1 % of changes posted `high`: they jump the backlog on their lane",
+            rate: Rate::Constant {
+                per_hour: 200_000.0,
+            },
+            spike: None,
+            changes_per_request: 1,
+            high_share: 0.01,
             outage: None,
         },
         Scenario {
@@ -281,6 +311,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 changes: 100_000,
             }),
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
         },
         Scenario {
@@ -293,6 +324,7 @@ pub fn scenarios() -> Vec<Scenario> {
             },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
         },
     ]
@@ -328,6 +360,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             rate: steady,
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: Some(outage(Fault::Unavailable)),
         },
         Scenario {
@@ -336,6 +369,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             rate: steady,
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
         },
     ]
@@ -452,6 +486,7 @@ impl Traffic {
                 fields,
                 ids,
                 per_request: self.scenario.changes_per_request,
+                priority: priority_of(ids.0, self.scenario.high_share),
             });
         }
     }
