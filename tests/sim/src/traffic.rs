@@ -556,6 +556,35 @@ mod tests {
     }
 
     #[test]
+    fn the_urgent_day_is_the_saturated_one_with_one_percent_high() {
+        let day = |name: &str| {
+            let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
+            let mut t = Traffic::new(s, start(), Duration::from_secs(600), 7).unwrap();
+            t.until(start() + chrono::Duration::seconds(600))
+        };
+        let (saturated, urgent) = (day("saturated"), day("urgent"));
+        assert_eq!(saturated.len(), urgent.len());
+        let high = urgent
+            .iter()
+            .filter(|c| c.priority == Priority::High)
+            .count();
+        // 200,000/h over 10 minutes: ~33,300 changes, ~333 of them high.
+        assert!(
+            (250..420).contains(&high),
+            "{high} high of {}",
+            urgent.len()
+        );
+        for (a, b) in saturated.iter().zip(&urgent) {
+            assert_eq!(
+                (a.seq, a.user, a.at, &a.fields),
+                (b.seq, b.user, b.at, &b.fields)
+            );
+            assert_eq!(a.priority, Priority::Normal);
+            assert_eq!(b.to_change().unwrap().priority, b.priority);
+        }
+    }
+
+    #[test]
     fn values_round_trip_and_changes_are_valid() {
         for f in [Field::Name, Field::TimeZone, Field::LastOrder] {
             assert_eq!(f.parse(&f.value(17)), Some(17));

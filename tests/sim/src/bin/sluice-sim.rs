@@ -109,11 +109,12 @@ fn run_all(
     cfg: DayConfig,
     parallel: usize,
 ) -> anyhow::Result<Vec<DayResult>> {
-    // Longest days first, so the workers finish together: the saturated ones, Sluice before baselines.
+    // Longest days first, so the workers finish together: the saturated ones (urgent is one), Sluice
+    // before baselines.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| {
         let (s, p) = &jobs[i];
-        let heavy = s.name == "saturated" || s.outage.is_some();
+        let heavy = s.name == "saturated" || s.high_share > 0.0 || s.outage.is_some();
         let cost = match p {
             PolicyKind::Sluice { max_messages } if *max_messages > 1_000 => 0, // the default
             PolicyKind::Sluice { .. } => 1,
