@@ -39,6 +39,16 @@ pub fn function_env(
         }
     };
     put(&mut vars, "QUEUE_URL", Some(&stack.outputs.queue_url));
+    put(
+        &mut vars,
+        "QUEUE_URL_HIGH",
+        stack.outputs.high_queue_url.as_deref(),
+    );
+    put(
+        &mut vars,
+        "QUEUE_URL_BULK",
+        stack.outputs.bulk_queue_url.as_deref(),
+    );
     put(&mut vars, "DLQ_URL", Some(&stack.outputs.dlq_url));
     put(&mut vars, "TABLE_NAME", Some(&stack.outputs.table_name));
     put(&mut vars, "SLUICE_STACK", Some(&stack.name));

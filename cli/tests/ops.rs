@@ -15,7 +15,7 @@ use chrono::Utc;
 use serde_json::Value;
 use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::sqs::SqsChangeQueue;
-use sluice::domain::ChangeMessage;
+use sluice::domain::{ChangeMessage, Priority};
 use sluice::ports::{
     ChangeQueue, DeadLetter, DeadLetterReason, QuotaKind, QuotaLedger, Reservation, Window,
 };
@@ -87,6 +87,7 @@ impl OpsSteps for TestStack {
             .into_iter()
             .map(|message| DeadLetter {
                 message,
+                lane: Priority::Normal,
                 reason,
                 detail: detail.to_owned(),
             })

@@ -6,6 +6,8 @@
 use std::env;
 use std::time::Duration;
 
+use crate::ports::Lanes;
+
 /// How Sluice authenticates to the provider.
 #[derive(Clone)]
 pub enum ProviderKeySource {
@@ -66,10 +68,40 @@ pub const RUN_OVERHEAD: Duration = Duration::from_secs(15);
 /// Zipf) that takes up to ~3,400 messages, after a long outage more, so the cap sits well above.
 pub const DEFAULT_DRAIN_MAX_MESSAGES: u32 = 20_000;
 
+/// The changes queue's URL for each lane: `QUEUE_URL` is the normal lane's, `QUEUE_URL_HIGH` and
+/// `QUEUE_URL_BULK` the others'. Those two are optional: a lane without one shares the normal lane's queue
+/// (a stack from before lanes, a local run with one queue), which loses nothing and only costs the lane
+/// its head start; the template always sets both. A lane URL equal to another lane's is refused: one
+/// queue read as two lanes would be counted and received twice.
+pub fn lane_urls<F: Fn(&str) -> Option<String>>(
+    vars: &Vars<F>,
+) -> Result<Lanes<String>, ConfigError> {
+    let normal = vars.required("QUEUE_URL")?;
+    let high = vars.optional("QUEUE_URL_HIGH");
+    let bulk = vars.optional("QUEUE_URL_BULK");
+    let clash = |name: &'static str, url: &Option<String>, others: &[&Option<String>]| match url {
+        Some(u) if *u == normal || others.iter().any(|o| o.as_deref() == Some(u)) => {
+            Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "{u} is already another lane's queue (leave it unset to share QUEUE_URL)"
+                ),
+            })
+        }
+        _ => Ok(()),
+    };
+    clash("QUEUE_URL_HIGH", &high, &[&bulk])?;
+    clash("QUEUE_URL_BULK", &bulk, &[])?;
+    Ok(Lanes::with_optional(high, normal, bulk))
+}
+
 /// The drain's view: everything a drain run needs, loaded once.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The normal lane's queue (`QUEUE_URL`).
     pub queue_url: String,
+    /// Every lane's queue ([`lane_urls`]): the normal one is `queue_url`.
+    pub lanes: Lanes<String>,
     pub dlq_url: String,
     pub table_name: String,
     pub provider_base_url: String,
@@ -177,6 +209,7 @@ impl FromVars for Config {
         let (provider_timeout, drain_timeout) = timeouts(vars)?;
         Ok(Self {
             queue_url: vars.required("QUEUE_URL")?,
+            lanes: lane_urls(vars)?,
             dlq_url: vars.required("DLQ_URL")?,
             table_name: vars.required("TABLE_NAME")?,
             provider_base_url: provider_base_url(vars)?,
@@ -279,7 +312,10 @@ fn timeouts<F: Fn(&str) -> Option<String>>(
 /// it never uses.
 #[derive(Clone)]
 pub struct IngestConfig {
+    /// The normal lane's queue (`QUEUE_URL`).
     pub queue_url: String,
+    /// Every lane's queue ([`lane_urls`]): ingest routes each change by its priority.
+    pub lanes: Lanes<String>,
     pub table_name: String,
     /// The `x-api-key` ingest requires, if any: `INGEST_API_KEY` (local runs), or the key read at cold
     /// start from `INGEST_API_KEY_SECRET_ARN` (behind an HTTP API). Behind a REST API, or an HTTP API
@@ -294,6 +330,7 @@ impl std::fmt::Debug for IngestConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestConfig")
             .field("queue_url", &self.queue_url)
+            .field("lanes", &self.lanes)
             .field("table_name", &self.table_name)
             .field(
                 "ingest_api_key",
@@ -308,6 +345,7 @@ impl FromVars for IngestConfig {
     fn from_vars<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             queue_url: vars.required("QUEUE_URL")?,
+            lanes: lane_urls(vars)?,
             table_name: vars.required("TABLE_NAME")?,
             ingest_api_key: (vars.get)("INGEST_API_KEY").filter(|k| !k.is_empty()),
             ingest_api_key_secret_arn: vars.optional("INGEST_API_KEY_SECRET_ARN"),
@@ -319,6 +357,7 @@ impl FromVars for IngestConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::domain::Priority;
     use std::collections::HashMap;
 
     fn base() -> HashMap<&'static str, String> {
@@ -369,6 +408,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("TABLE_NAME"), "{err}");
+    }
+
+    #[test]
+    fn lanes_without_a_queue_share_the_normal_one_and_a_shared_url_is_refused() {
+        let c = load(&base()).unwrap();
+        assert_eq!(c.lanes.queue(Priority::High), "http://q");
+        assert_eq!(c.lanes.served().count(), 1);
+        let mut m = base();
+        m.insert("QUEUE_URL_HIGH", "http://h".into());
+        m.insert("QUEUE_URL_BULK", "http://b".into());
+        let c = load(&m).unwrap();
+        assert_eq!(c.lanes.queue(Priority::High), "http://h");
+        assert_eq!(c.lanes.queue(Priority::Normal), "http://q");
+        assert_eq!(c.lanes.queue(Priority::Bulk), "http://b");
+        m.insert("QUEUE_URL_BULK", "http://h".into());
+        let err = load(&m).unwrap_err().to_string();
+        assert!(err.contains("QUEUE_URL_HIGH"), "{err}");
+        let mut m = base();
+        m.insert("QUEUE_URL_BULK", "http://q".into());
+        let err = load(&m).unwrap_err().to_string();
+        assert!(err.contains("QUEUE_URL_BULK"), "{err}");
     }
 
     #[test]

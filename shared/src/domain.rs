@@ -145,6 +145,28 @@ pub enum Priority {
     High,
 }
 
+impl Priority {
+    /// Every priority in the order the drain serves their lanes: high, normal, bulk.
+    pub const FIRST_SERVED_FIRST: [Priority; 3] =
+        [Priority::High, Priority::Normal, Priority::Bulk];
+
+    /// The name ingest accepts and the DLQ's `sluice.lane` attribute carries.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Priority::Bulk => "bulk",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
+
+    /// The priority named `s` (as [`Priority::as_str`] writes it), if any.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::FIRST_SERVED_FIRST
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
 /// An identifier that is a random (v4) UUID, shown as the UUID.
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {

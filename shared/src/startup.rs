@@ -47,7 +47,10 @@ pub async fn aws_drain(
     );
     let state = dynamo::DynamoState::new(dynamo, &config.table_name);
     let ports = DrainAdapters {
-        queue: sqs::SqsChangeQueue::new(sqs, &config.queue_url, &config.dlq_url),
+        lanes: config
+            .lanes
+            .clone()
+            .map(|_, url| sqs::SqsChangeQueue::new(sqs.clone(), url, &config.dlq_url)),
         ledger: state.clone(),
         sync_state: state.clone(),
         provider: provider_http::HttpProvider::from_config(

@@ -23,8 +23,10 @@ use crate::localstack::{REGION, endpoint, sdk_config, unique_name};
 
 /// The function variables a `sluice` process under test must not inherit from the developer's shell: it
 /// gets them from the stack, or from the test.
-const FUNCTION_ENV: [&str; 13] = [
+const FUNCTION_ENV: [&str; 15] = [
     "QUEUE_URL",
+    "QUEUE_URL_HIGH",
+    "QUEUE_URL_BULK",
     "DLQ_URL",
     "TABLE_NAME",
     "PROVIDER_BASE_URL",
@@ -102,6 +104,10 @@ impl TestStack {
         emulator: &EmulatorHandle,
         overrides: &[(&str, &str)],
     ) -> BTreeMap<String, String> {
+        let lanes = [
+            ("QUEUE_URL_HIGH", self.outputs.high_queue_url.clone()),
+            ("QUEUE_URL_BULK", self.outputs.bulk_queue_url.clone()),
+        ];
         let mut env: BTreeMap<String, String> = [
             ("QUEUE_URL", self.outputs.queue_url.clone()),
             ("DLQ_URL", self.outputs.dlq_url.clone()),
@@ -121,6 +127,11 @@ impl TestStack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        for (k, v) in lanes {
+            if let Some(v) = v {
+                env.insert(k.to_owned(), v);
+            }
+        }
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
         }

@@ -52,6 +52,7 @@ pub fn dead_letters(sdk: &SdkConfig, outputs: &StackOutputs) -> SqsDeadLetters {
         queue(&outputs.dlq_url, &outputs.dlq_arn),
         queue(&outputs.queue_url, &outputs.queue_arn),
     )
+    .with_lanes(outputs.lanes())
 }
 
 /// `sluice dlq list|show|redrive`.

@@ -2,7 +2,7 @@
 //! everything, else from this machine in batches (copy, then delete), through the library's
 //! [`SqsDeadLetters`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use sluice::adapters::sqs::dead_letters::receipt_of;
 use sluice::adapters::sqs::{MoveTaskProgress, MoveTaskStart, SqsDeadLetters};
+use sluice::domain::Priority;
 use sluice::ports::ReceiptHandle;
 
 use super::message::DlqMessage;
@@ -57,6 +58,9 @@ pub struct RedriveOutcome {
     pub method: RedriveMethod,
     /// Messages now on the changes queue.
     pub moved: u64,
+    /// Of those, per lane they went back to (client-side redrives; the move task's all go to `normal`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved_by_lane: BTreeMap<Priority, u64>,
     /// Messages seen and left on the DLQ because they did not match `--filter`.
     pub skipped: u64,
     /// Copies sent whose original could not be deleted: they stay on the DLQ too (harmless duplicates).
@@ -73,6 +77,7 @@ impl RedriveOutcome {
         Self {
             method,
             moved: 0,
+            moved_by_lane: BTreeMap::new(),
             skipped: 0,
             not_deleted: 0,
             interrupted: false,
@@ -90,7 +95,9 @@ pub async fn redrive(
     stop: &AtomicBool,
 ) -> anyhow::Result<RedriveOutcome> {
     let mut fallback_reason = None;
-    if plan.can_use_move_task() {
+    // The move task has one destination: with lanes, only a client-side redrive sends each message back
+    // to the lane it came from.
+    if plan.can_use_move_task() && !dlq.has_lanes() {
         match move_task(dlq, plan.max_per_second, progress, stop).await? {
             MoveTask::Done(outcome) => return Ok(outcome),
             MoveTask::Unavailable(reason) => {
@@ -232,7 +239,7 @@ async fn move_batches(
             return Ok(());
         }
         if !sorted.to_move.is_empty() {
-            let (moved, not_deleted) = move_one_batch(dlq, &sorted.to_move).await?;
+            let (moved, not_deleted) = move_one_batch(dlq, &sorted.to_move, outcome).await?;
             outcome.moved += moved;
             outcome.not_deleted += not_deleted;
             progress.inc(moved);
@@ -294,8 +301,15 @@ fn sort_batch(
 /// Copies `messages` to the changes queue and deletes the originals whose copy was accepted. Returns
 /// (moved, copies whose original could not be deleted); a refused copy ends the redrive, its original
 /// left on the DLQ.
-async fn move_one_batch(dlq: &SqsDeadLetters, messages: &[Message]) -> anyhow::Result<(u64, u64)> {
+async fn move_one_batch(
+    dlq: &SqsDeadLetters,
+    messages: &[Message],
+    outcome: &mut RedriveOutcome,
+) -> anyhow::Result<(u64, u64)> {
     let batch = dlq.redrive_batch(messages).await?;
+    for (lane, n) in &batch.by_lane {
+        *outcome.moved_by_lane.entry(*lane).or_default() += n;
+    }
     if batch.refused > 0 {
         bail!(
             "the changes queue refused {} message(s) ({}); {} moved in this batch, the refused ones stay on the DLQ",

@@ -139,6 +139,15 @@ pub fn render_outcome(outcome: &RedriveOutcome) -> String {
         "moved {} message(s) from the DLQ to the changes queue {how}",
         outcome.moved
     );
+    if !outcome.moved_by_lane.is_empty() {
+        let lanes: Vec<String> = outcome
+            .moved_by_lane
+            .iter()
+            .rev() // high first
+            .map(|(lane, n)| format!("{} {n}", lane.as_str()))
+            .collect();
+        out.push_str(&format!(", each back to its lane ({})", lanes.join(", ")));
+    }
     if outcome.skipped > 0 {
         out.push_str(&format!(
             "; {} left on the DLQ (not matching)",

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::sqs::{
     ATTR_DEAD_LETTERED_AT, ATTR_DETAIL, ATTR_REASON, ATTR_RECEIVE_COUNT, ATTR_SOURCE_MESSAGE_ID,
 };
+use sluice::domain::Priority;
 
 use super::*;
 use crate::args::RedriveFilter;
@@ -175,6 +176,7 @@ fn the_outcome_says_what_moved_and_what_stayed() {
     let outcome = RedriveOutcome {
         method: RedriveMethod::ClientSide,
         moved: 10,
+        moved_by_lane: Default::default(),
         skipped: 15,
         not_deleted: 0,
         interrupted: false,
@@ -183,6 +185,16 @@ fn the_outcome_says_what_moved_and_what_stayed() {
     assert_eq!(
         render_outcome(&outcome),
         "moved 10 message(s) from the DLQ to the changes queue from this machine (receive, send, delete); 15 left on the DLQ (not matching)\n"
+    );
+    let by_lane = RedriveOutcome {
+        moved_by_lane: [(Priority::High, 3), (Priority::Normal, 7)].into(),
+        ..outcome.clone()
+    };
+    assert!(
+        render_outcome(&by_lane)
+            .contains("changes queue from this machine (receive, send, delete), each back to its lane (high 3, normal 7)"),
+        "{}",
+        render_outcome(&by_lane)
     );
     let interrupted = RedriveOutcome {
         method: RedriveMethod::MoveTask,

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_cloudformation::types::{Output, Stack};
+use sluice::ports::Lanes;
 
 pub use local_deploy::{delete_stack, deploy_local};
 pub use local_template::{LOCAL_CODE_BUCKET, local_template};
@@ -18,7 +19,12 @@ pub use local_template::{LOCAL_CODE_BUCKET, local_template};
 /// What the rest of Sluice needs to know about a deployed stack (the template's `Outputs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackOutputs {
+    /// The normal lane's queue.
     pub queue_url: String,
+    /// The `high` and `bulk` lanes' queues (`HighQueueUrl`, `BulkQueueUrl`); `None` on a stack from
+    /// before lanes, whose one queue serves every lane.
+    pub high_queue_url: Option<String>,
+    pub bulk_queue_url: Option<String>,
     pub queue_arn: String,
     pub dlq_url: String,
     pub dlq_arn: String,
@@ -53,6 +59,8 @@ impl StackOutputs {
         let value = |key: &str| get(key).unwrap_or_default();
         Ok(Self {
             queue_url: value("QueueUrl"),
+            high_queue_url: get("HighQueueUrl"),
+            bulk_queue_url: get("BulkQueueUrl"),
             queue_arn: value("QueueArn"),
             dlq_url: value("DlqUrl"),
             dlq_arn: value("DlqArn"),
@@ -67,19 +75,38 @@ impl StackOutputs {
     /// `KEY=value` lines with the variables the functions and tools read (`QUEUE_URL`, `DLQ_URL`,
     /// `TABLE_NAME`, ...), for `.sluice/local.env`. Values never contain spaces or quotes.
     pub fn to_env_file(&self) -> String {
-        let mut lines = vec![
-            format!("QUEUE_URL={}", self.queue_url),
+        let mut lines = vec![format!("QUEUE_URL={}", self.queue_url)];
+        for (var, url) in [
+            ("QUEUE_URL_HIGH", &self.high_queue_url),
+            ("QUEUE_URL_BULK", &self.bulk_queue_url),
+        ] {
+            if let Some(url) = url {
+                lines.push(format!("{var}={url}"));
+            }
+        }
+        lines.extend([
             format!("QUEUE_ARN={}", self.queue_arn),
             format!("DLQ_URL={}", self.dlq_url),
             format!("DLQ_ARN={}", self.dlq_arn),
             format!("TABLE_NAME={}", self.table_name),
-        ];
+        ]);
         if let Some(url) = &self.api_url {
             lines.push(format!("API_URL={url}"));
         }
         let mut out = lines.join("\n");
         out.push('\n');
         out
+    }
+}
+
+impl StackOutputs {
+    /// Every lane's queue URL (a lane without one shares the normal lane's queue).
+    pub fn lanes(&self) -> Lanes<String> {
+        Lanes::with_optional(
+            self.high_queue_url.clone(),
+            self.queue_url.clone(),
+            self.bulk_queue_url.clone(),
+        )
     }
 }
 
@@ -148,6 +175,8 @@ impl DeployedStack {
             name: name.into(),
             outputs: StackOutputs {
                 queue_url: queue_url.into(),
+                high_queue_url: None,
+                bulk_queue_url: None,
                 queue_arn: "arn:q".into(),
                 dlq_url: dlq_url.into(),
                 dlq_arn: "arn:dlq".into(),
@@ -224,7 +253,13 @@ mod tests {
             "ApiUrl",
             "https://abc.execute-api.eu-west-1.amazonaws.com/live",
         ));
+        with_api.push(output("HighQueueUrl", "http://h"));
+        with_api.push(output("BulkQueueUrl", "http://b"));
         let outputs = StackOutputs::from_outputs(&with_api).unwrap();
+        assert!(outputs.to_env_file().starts_with(&format!(
+            "QUEUE_URL={}\nQUEUE_URL_HIGH=http://h\nQUEUE_URL_BULK=http://b\n",
+            outputs.queue_url
+        )));
         assert!(
             outputs
                 .to_env_file()

@@ -17,6 +17,9 @@ use sluice::adapters::dynamo::DynamoState;
 use sluice::adapters::sqs::queue_backlog;
 use sluice::config::Limits;
 use sluice::drain::QuotaSummary;
+use std::collections::BTreeMap;
+
+use sluice::domain::Priority;
 use sluice::ports::{Backlog, CircuitState, QuotaKind, QuotaLedger, Window, WindowUsage};
 
 use crate::args::{GlobalArgs, StatusArgs};
@@ -42,7 +45,12 @@ pub struct Status {
     pub at: DateTime<Utc>,
     pub window: WindowStatus,
     pub quota: QuotaStatus,
+    /// The changes queue: the normal lane's.
     pub queue: QueueStatus,
+    /// Every lane with a queue of its own (`high`, `normal`, `bulk`), its depth; one entry on a stack
+    /// from before lanes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lanes: BTreeMap<Priority, LaneDepth>,
     pub dlq: DlqDepth,
     pub lease: LeaseStatus,
     pub circuit: CircuitStatus,
@@ -84,6 +92,14 @@ pub struct QueueStatus {
     /// Why `oldest_age_s` is null.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_age_note: Option<String>,
+}
+
+/// One lane's queue depth (approximate, read without receiving).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +186,18 @@ pub async fn gather(
             batch_size: limits.batch_size,
         },
         queue: queue_status(&read.queue, read.oldest),
+        lanes: read
+            .lanes
+            .iter()
+            .map(|&(lane, b)| {
+                let depth = LaneDepth {
+                    visible: b.visible,
+                    in_flight: b.in_flight,
+                    delayed: b.delayed,
+                };
+                (lane, depth)
+            })
+            .collect(),
         dlq: DlqDepth {
             visible: read.dlq.visible,
             in_flight: read.dlq.in_flight,
@@ -184,6 +212,8 @@ struct Readings {
     used_batch: WindowUsage,
     used_individual: WindowUsage,
     queue: Backlog,
+    /// Every lane's own queue's depth (the normal one's is `queue`).
+    lanes: Vec<(Priority, Backlog)>,
     dlq: Backlog,
     lease: Option<(String, DateTime<Utc>)>,
     circuit: CircuitState,
@@ -204,19 +234,40 @@ async fn read_all(
         &stack.outputs.table_name,
     );
     let cloudwatch = aws_sdk_cloudwatch::Client::new(sdk);
-    let (used_batch, used_individual, queue, dlq, lease, circuit, oldest) = tokio::try_join!(
+    let outputs = &stack.outputs;
+    let own_lane = |url: Option<String>| {
+        let sqs = &sqs;
+        async move {
+            match url {
+                Some(url) => queue_depth(sqs, &url).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
+    let (used_batch, used_individual, queue, high, bulk, dlq, lease, circuit, oldest) = tokio::try_join!(
         async { Ok::<_, anyhow::Error>(state.usage(QuotaKind::Batch, window).await?) },
         async { Ok(state.usage(QuotaKind::Individual, window).await?) },
         queue_depth(&sqs, &stack.outputs.queue_url),
+        own_lane(outputs.high_queue_url.clone()),
+        own_lane(outputs.bulk_queue_url.clone()),
         queue_depth(&sqs, &stack.outputs.dlq_url),
         async { Ok(state.lease().await?) },
         async { Ok(state.circuit_state().await?) },
         async { Ok(oldest_age(&cloudwatch, &stack.outputs.queue_url, now).await) },
     )?;
+    let lanes = [
+        (Priority::High, high),
+        (Priority::Normal, Some(queue)),
+        (Priority::Bulk, bulk),
+    ]
+    .into_iter()
+    .filter_map(|(lane, depth)| depth.map(|d| (lane, d)))
+    .collect();
     Ok(Readings {
         used_batch,
         used_individual,
         queue,
+        lanes,
         dlq,
         lease,
         circuit,

@@ -20,6 +20,18 @@ pub fn render(status: &Status) -> String {
         "backlog        {} visible, {} in flight, {} delayed\n",
         queue.visible, queue.in_flight, queue.delayed
     ));
+    if status.lanes.len() > 1 {
+        let lanes: Vec<String> = status
+            .lanes
+            .iter()
+            .rev() // high first
+            .map(|(lane, d)| format!("{} {} + {}", lane.as_str(), d.visible, d.in_flight))
+            .collect();
+        out.push_str(&format!(
+            "lanes          {}  (visible + in flight)\n",
+            lanes.join(", ")
+        ));
+    }
     out.push_str(&format!("oldest message {}\n", oldest(queue)));
     let dlq = &status.dlq;
     out.push_str(&format!(

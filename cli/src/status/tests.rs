@@ -41,6 +41,7 @@ fn sample() -> Status {
             oldest_age_at: None,
             oldest_age_note: Some(OLDEST_AGE_NOTE.into()),
         },
+        lanes: BTreeMap::new(),
         dlq: DlqDepth {
             visible: 3,
             in_flight: 0,
@@ -144,31 +145,32 @@ fn units_adopted_from_the_provider_are_shown_only_when_there_are_some() {
 }
 
 #[test]
-fn an_open_circuit_and_a_free_lease_read_plainly() {
+fn the_backlog_of_each_lane_is_shown_high_first() {
     let mut status = sample();
-    status.lease.held = false;
-    status.circuit = CircuitStatus {
-        open: true,
-        half_open: false,
-        until: Some(at("2025-03-01T10:28:45Z")),
-        reason: Some("HTTP 503".into()),
-        failures: 3,
+    assert!(
+        !render(&status).contains("lanes"),
+        "one queue: no lane line"
+    );
+    let depth = |visible, in_flight| LaneDepth {
+        visible,
+        in_flight,
+        delayed: 0,
     };
+    status.lanes = BTreeMap::from([
+        (Priority::High, depth(1, 0)),
+        (Priority::Normal, depth(7, 1)),
+        (Priority::Bulk, depth(20_000, 0)),
+    ]);
     let text = render(&status);
-    assert!(text.contains("drain lease    free"), "{text}");
     assert!(
         text.contains(
-            "circuit        OPEN until 2025-03-01T10:28:45Z (next probe in 5m 00s), 3 consecutive failures: HTTP 503"
+            "lanes          high 1 + 0, normal 7 + 1, bulk 20000 + 0  (visible + in flight)"
         ),
         "{text}"
     );
-    status.circuit.open = false;
-    status.circuit.half_open = true;
-    let text = render(&status);
-    assert!(
-        text.contains("circuit        HALF-OPEN (the next drain run probes the provider)"),
-        "{text}"
-    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["lanes"]["bulk"]["visible"], 20_000);
+    assert_eq!(json["lanes"]["high"]["in_flight"], 0);
 }
 
 #[test]

@@ -56,7 +56,7 @@ impl AwsIngest {
     /// Builds the SDK-backed ingest from one shared SDK configuration (clients are built once, at cold start).
     pub fn aws(config: &IngestConfig, aws: &aws_config::SdkConfig) -> Self {
         let store = DynamoIngestStore::new(aws_sdk_dynamodb::Client::new(aws), &config.table_name);
-        let sink = SqsChangeSink::new(sqs::ingest_client(aws), &config.queue_url);
+        let sink = SqsChangeSink::with_lanes(sqs::ingest_client(aws), config.lanes.clone());
         Self::new(
             IngestService::new(sink, store.clone(), store),
             config.ingest_api_key.as_deref().map(ApiKey::new),

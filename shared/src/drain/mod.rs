@@ -3,9 +3,10 @@
 //! A run, in phases (each bounded by the run's deadline, each write fenced by the lease):
 //! 1. **gate** (`gate.rs`) — nothing while the provider [`circuit`] is open; take the single-flight lease
 //!    (or skip); once the cool-down has passed, one half-open probe that touches no message;
-//! 2. **plan** (`receive.rs`) — read both quota counters and the queue depth, and [`policy::plan`] how much
-//!    this run may send, *before* receiving, so no message is received only to be held;
-//! 3. **receive** (`receive.rs`) that many records, by distinct users; decode them (malformed ones are
+//! 2. **plan** (`receive.rs`) — read both quota counters and every lane's depth, and [`policy::plan`] how
+//!    much this run may send, *before* receiving, so no message is received only to be held;
+//! 3. **receive** (`receive.rs`) that many records, by distinct users, lane by lane — `high` first, then
+//!    `normal`, then `bulk` with what the others leave; decode them (malformed ones are
 //!    [`Outcome::Malformed`]);
 //! 4. **coalesce** them per email against the sync state ([`coalesce::coalesce`]), with other runs'
 //!    in-flight fields folded in (`in_flight.rs`);
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use crate::domain::{Change, ChangeId, Email, FieldKey, RequestId};
+use crate::domain::{Change, ChangeId, Email, FieldKey, Priority, RequestId};
 use crate::ports::{
     CircuitState, CircuitStore, Clock, DrainLease, DrainPorts, PortError, ReceivedMessage,
     SyncStateStore, Window,
@@ -44,7 +45,7 @@ use circuit::Phase;
 use coalesce::{Decoded, coalesce};
 use in_flight::guard_in_flight;
 pub use outcome::Outcome;
-pub use report::{CallStats, DrainReport, Idle, PerKind, QuotaSummary};
+pub use report::{CallStats, DrainReport, Idle, LaneFigures, PerKind, QuotaSummary};
 pub use settings::DrainSettings;
 
 /// A failure that ends a run early. The messages it held are re-queued when possible, or become visible
@@ -69,6 +70,8 @@ struct Run {
     deadline: DateTime<Utc>,
     report: DrainReport,
     messages: Vec<ReceivedMessage>,
+    /// The lane each message was received from, by message index: settling acts on that lane's queue.
+    lanes: Vec<Priority>,
     /// Change and request of each decoded message, by message index.
     changes: HashMap<usize, MessageChange>,
     /// Fields whose synced view in this run is another run's value in flight, not the sync item.
@@ -144,6 +147,7 @@ impl<P: DrainPorts> Drain<P> {
                 ..DrainReport::default()
             },
             messages: Vec::new(),
+            lanes: Vec::new(),
             changes: HashMap::new(),
             guarded: HashMap::new(),
             done: HashSet::new(),
@@ -204,13 +208,13 @@ impl<P: DrainPorts> Drain<P> {
         if circuit::phase(&run.circuit, self.now()) == Phase::HalfOpen && !self.probe(run).await? {
             return Ok(());
         }
-        let Some(plan) = self.plan(run).await? else {
+        let Some((plan, depths)) = self.plan(run).await? else {
             return Ok(());
         };
-        let backlog = run.report.backlog;
         let receive_by = self.receive_by(run.deadline);
-        let received = self.receive(run, plan, backlog, receive_by).await?;
+        let received = self.receive(run, plan, &depths, receive_by).await?;
         run.messages = received.messages;
+        run.lanes = received.lanes;
         run.report.received = u32::try_from(run.messages.len()).unwrap_or(u32::MAX);
         let (mut fates, decoded, emails) = decode(run, received.bodies);
         self.check_time(run, self.settings.settle_margin)?;
@@ -281,6 +285,8 @@ fn window_guard(window: Window) -> chrono::Duration {
 mod adoption_tests;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod lanes_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

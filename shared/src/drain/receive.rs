@@ -1,5 +1,6 @@
-//! Planning and receiving: read both quota counters and the queue depth, plan the run with
-//! [`super::policy::plan`] *before* receiving, then receive by distinct users what the plan can send.
+//! Planning and receiving: read both quota counters and every lane's depth, plan the run with
+//! [`super::policy::plan`] *before* receiving, then receive by distinct users what the plan can send —
+//! lane by lane, high first, then normal, then bulk with what the others leave.
 
 use std::collections::HashSet;
 
@@ -7,20 +8,34 @@ use chrono::{DateTime, Utc};
 
 use super::policy::{self, KindQuota, Plan, RunState};
 use super::{Drain, DrainError, Idle, Run, chrono_duration, window_guard};
-use crate::domain::{Change, ChangeMessage, Email};
+use crate::domain::{Change, ChangeMessage, Email, Priority};
 use crate::ports::{ChangeQueue, DrainPorts, QuotaKind, QuotaLedger, ReceivedMessage};
+
+/// Each lane's visible messages when the run planned (approximate), in the order lanes are served.
+pub(super) type LaneDepths = Vec<(Priority, u64)>;
 
 impl<P: DrainPorts> Drain<P> {
     /// Reads quota and depth and plans the run; `None` when the run has nothing to do (reported idle).
-    pub(super) async fn plan(&self, run: &mut Run) -> Result<Option<Plan>, DrainError> {
+    /// The plan is for the run's whole quota over every lane's backlog; [`Self::receive`] shares it out.
+    pub(super) async fn plan(
+        &self,
+        run: &mut Run,
+    ) -> Result<Option<(Plan, LaneDepths)>, DrainError> {
         let now = self.now();
         let window = run.window;
         let ledger = self.ports.ledger();
-        let (used_batch, used_individual, backlog) = futures::try_join!(
-            ledger.used(QuotaKind::Batch, window),
-            ledger.used(QuotaKind::Individual, window),
-            self.ports.queue().backlog(),
+        let depths = futures::future::try_join_all(self.ports.lanes().served().map(
+            |(lane, q)| async move { Ok::<_, DrainError>((lane, q.backlog().await?.visible)) },
+        ));
+        let (used_batch, used_individual, depths) = futures::try_join!(
+            async { Ok::<_, DrainError>(ledger.used(QuotaKind::Batch, window).await?) },
+            async { Ok(ledger.used(QuotaKind::Individual, window).await?) },
+            depths,
         )?;
+        let backlog: u64 = depths.iter().map(|(_, v)| v).sum();
+        for &(lane, visible) in &depths {
+            run.report.lanes.entry(lane).or_default().backlog = visible;
+        }
         let limits = &self.settings.limits;
         run.ledger_used.note(QuotaKind::Batch, used_batch);
         run.ledger_used.note(QuotaKind::Individual, used_individual);
@@ -32,7 +47,7 @@ impl<P: DrainPorts> Drain<P> {
             limit: limits.individual_per_window,
             used: used_individual,
         };
-        run.report.backlog = backlog.visible;
+        run.report.backlog = backlog;
         run.report.window_records_left =
             u64::from(batch.left()) * u64::from(limits.batch_size) + u64::from(individual.left());
         let plan = policy::plan(
@@ -44,7 +59,7 @@ impl<P: DrainPorts> Drain<P> {
                 elapsed: now.timestamp() - window.start,
                 batch,
                 individual,
-                backlog: backlog.visible,
+                backlog,
             },
         );
         run.report.planned_receive = plan.receive;
@@ -57,49 +72,94 @@ impl<P: DrainPorts> Drain<P> {
             run.report.idle = Some(Idle::NoQuota);
             return Ok(None);
         }
-        Ok(Some(plan))
+        Ok(Some((plan, depths)))
     }
 
-    /// Receives what the plan can send, by distinct users rather than by message count: copies of one user
-    /// coalesce into one record, so while the distinct users received stay below the plan's record
-    /// capacity it tops up with at most the missing number of records — every message received can still
-    /// be sent this run, whatever users it holds. It stops when the plan's records are covered, the queue
-    /// is drained, `DRAIN_MAX_MESSAGES` (a safety cap) is reached, or receiving has used its share of the
-    /// run: half the time left before sending must start (see [`Self::receive_by`]).
+    /// Receives what the plan can send, lane by lane in serving order, each lane with the room the lanes
+    /// before it left: `high` first, then `normal`, then `bulk`. Every ask is for at most the room left,
+    /// so the whole run receives no more than the plan can send, whatever the lanes hold (quota before
+    /// receive stays exact per lane). A lane whose depth reads 0 is not asked, but for `normal`, which is
+    /// asked last (SQS's counts are approximate and may lag a fresh send; an empty queue answers an ask
+    /// without raising any count): a `high` change so fresh that its queue's count missed it waits for
+    /// the next run.
+    ///
+    /// Room is counted by distinct users rather than by messages: copies of one user coalesce into one
+    /// record, so while the distinct users received stay below the plan's record capacity a lane is topped
+    /// up with at most the missing number of records. Receiving stops when the plan's records are covered,
+    /// every lane is drained, `DRAIN_MAX_MESSAGES` (a safety cap) is reached, or receiving has used its
+    /// share of the run: half the time left before sending must start (see [`Self::receive_by`]).
     pub(super) async fn receive(
         &self,
         run: &mut Run,
         plan: Plan,
-        visible: u64,
+        depths: &LaneDepths,
         receive_by: DateTime<Utc>,
     ) -> Result<Received, DrainError> {
-        let capacity = plan.records(self.settings.limits.batch_size);
-        let max = u64::from(self.settings.max_messages);
-        let first = self.ports.queue().receive(plan.receive).await?;
-        let (mut asked, mut got) = (u64::from(plan.receive), first.len() as u64);
+        // Lanes that read empty are skipped, but normal's, which is asked last: an ask of an empty SQS
+        // queue long-polls for a second, and one such ask per run is what a single queue cost.
+        let mut order: LaneDepths = depths
+            .iter()
+            .copied()
+            .filter(|&(lane, visible)| visible > 0 || lane == Priority::Normal)
+            .collect();
+        order.sort_by_key(|&(_, visible)| visible == 0); // stable: serving order otherwise
         let mut received = Received::default();
-        received.add(first);
-        loop {
-            let messages = &received.messages;
-            if got < asked || messages.len() as u64 >= visible {
-                break; // the queue is drained (as far as its approximate depth tells)
-            }
-            let room = capacity
-                .saturating_sub(received.distinct())
-                .min(max.saturating_sub(messages.len() as u64));
-            if room == 0 || self.now() >= receive_by {
+        let room = Room {
+            capacity: plan.records(self.settings.limits.batch_size),
+            max: u64::from(self.settings.max_messages),
+            receive_by,
+        };
+        for (lane, visible) in order {
+            if !self
+                .receive_lane(run, &mut received, &room, lane, visible)
+                .await?
+            {
                 break;
             }
-            // A long receive keeps the lease: it must still hold when the sends start.
-            let since = self.now() - run.lease_renewed;
-            if since >= chrono_duration(self.settings.lease_length / 2) && !self.fence(run).await? {
-                break;
-            }
-            let more = self.ports.queue().receive(room as u32).await?;
-            (asked, got) = (room, more.len() as u64);
-            received.add(more);
+        }
+        for (&lane, figures) in &received.per_lane() {
+            run.report.lanes.entry(lane).or_default().received = *figures;
         }
         Ok(received)
+    }
+
+    /// Receives from one lane until it is drained (as far as its approximate depth tells) or the run's
+    /// room is used; `false` when receiving must stop altogether (no room, no time, or the lease lost).
+    async fn receive_lane(
+        &self,
+        run: &mut Run,
+        received: &mut Received,
+        room: &Room,
+        lane: Priority,
+        visible: u64,
+    ) -> Result<bool, DrainError> {
+        let queue = self.ports.lanes().queue(lane);
+        let from = received.messages.len() as u64;
+        loop {
+            let left = room.left(received);
+            if left == 0 {
+                return Ok(false);
+            }
+            // The run's first ask always goes out; later ones only within receiving's share of the run.
+            if !received.asked.is_empty() {
+                if self.now() >= room.receive_by {
+                    return Ok(false);
+                }
+                // A long receive keeps the lease: it must still hold when the sends start.
+                let since = self.now() - run.lease_renewed;
+                if since >= chrono_duration(self.settings.lease_length / 2)
+                    && !self.fence(run).await?
+                {
+                    return Ok(false);
+                }
+            }
+            let got = queue.receive(left as u32).await?;
+            let short = (got.len() as u64) < left;
+            received.add(lane, left, got);
+            if short || received.messages.len() as u64 - from >= visible {
+                return Ok(true);
+            }
+        }
     }
 
     /// Until when a run may keep topping up its receive: half the time left before the send margin, so
@@ -111,19 +171,40 @@ impl<P: DrainPorts> Drain<P> {
     }
 }
 
-/// What a run received, each body decoded once as it arrives, and the distinct users among them
-/// (malformed bodies count as one each: they cost nothing to send, but nothing says they don't hold a user).
+/// How much a run may still receive: the plan's records, the safety cap, and the time receiving may use.
+struct Room {
+    capacity: u64,
+    max: u64,
+    receive_by: DateTime<Utc>,
+}
+
+impl Room {
+    fn left(&self, received: &Received) -> u64 {
+        self.capacity
+            .saturating_sub(received.distinct())
+            .min(self.max.saturating_sub(received.messages.len() as u64))
+    }
+}
+
+/// What a run received, each body decoded once as it arrives, the lane each message came from, and the
+/// distinct users among them (malformed bodies count as one each: they cost nothing to send, but nothing
+/// says they don't hold a user).
 #[derive(Default)]
 pub(super) struct Received {
     pub(super) messages: Vec<ReceivedMessage>,
+    /// The lane of each message, by index: where settling acts on it.
+    pub(super) lanes: Vec<Priority>,
     /// The change of each message, by index, or why its body cannot be decoded.
     pub(super) bodies: Vec<Result<Change, String>>,
+    /// Every ask made, by lane: how many messages it asked for.
+    asked: Vec<(Priority, u64)>,
     emails: HashSet<Email>,
     malformed: u64,
 }
 
 impl Received {
-    pub(super) fn add(&mut self, messages: Vec<ReceivedMessage>) {
+    pub(super) fn add(&mut self, lane: Priority, asked: u64, messages: Vec<ReceivedMessage>) {
+        self.asked.push((lane, asked));
         for m in &messages {
             let body = ChangeMessage::from_body(&m.body)
                 .map(ChangeMessage::into_change)
@@ -135,11 +216,21 @@ impl Received {
                 Err(_) => self.malformed += 1,
             }
             self.bodies.push(body);
+            self.lanes.push(lane);
         }
         self.messages.extend(messages);
     }
 
     pub(super) fn distinct(&self) -> u64 {
         self.emails.len() as u64 + self.malformed
+    }
+
+    /// Messages received per lane.
+    fn per_lane(&self) -> std::collections::BTreeMap<Priority, u32> {
+        let mut out = std::collections::BTreeMap::new();
+        for &lane in &self.lanes {
+            *out.entry(lane).or_insert(0u32) += 1;
+        }
+        out
     }
 }

@@ -1,10 +1,12 @@
 //! The drain's JSON summary, and the same figures as CloudWatch Embedded Metric Format.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::domain::Priority;
 use crate::ports::Reply;
 use crate::telemetry::emf_line;
 
@@ -101,6 +103,15 @@ pub enum Idle {
     NoTimeToSend,
 }
 
+/// One lane's figures in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneFigures {
+    /// Visible messages on the lane's queue when the run planned (approximate).
+    pub backlog: u64,
+    /// Messages received from it.
+    pub received: u32,
+}
+
 /// What one drain run did. Counts are messages unless named otherwise.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainReport {
@@ -113,6 +124,9 @@ pub struct DrainReport {
     pub planned_receive: u32,
     /// Visible messages when the run planned (approximate).
     pub backlog: u64,
+    /// Backlog and receive of each lane with a queue of its own (`high`, `normal`, `bulk`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lanes: BTreeMap<Priority, LaneFigures>,
     /// Records the current window can still carry when the run planned (both kinds).
     pub window_records_left: u64,
     pub received: u32,

@@ -20,7 +20,7 @@ use tracing::warn;
 use super::coalesce::{Coalesced, PendingRecord};
 use super::outcome::{QueueAction, action};
 use super::{Drain, DrainError, Outcome, Run};
-use crate::domain::{ChangeId, Email, FieldKey, RequestId};
+use crate::domain::{ChangeId, Email, FieldKey, Priority, RequestId};
 use crate::ports::{
     ChangeQueue, DeadLetter, DeadLetterReason, DrainPorts, InFlight, ReceiptHandle,
     ReceivedMessage, RequestTracker, Settled, SyncStateStore, SyncWrite,
@@ -139,41 +139,44 @@ impl<P: DrainPorts> Drain<P> {
     }
 
     /// The queue actions, in the order that loses nothing: deletes (the data is recorded), dead letters,
-    /// then what is handed back.
+    /// then what is handed back; each on the queue of the lane its message came from.
     async fn carry_out(&self, run: &mut Run, actions: Actions) -> Result<(), DrainError> {
-        let queue = self.ports.queue();
         if !actions.deletes.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let receipts: Vec<ReceiptHandle> = actions
-                .deletes
-                .iter()
-                .map(|&i| run.messages[i].receipt.clone())
-                .collect();
-            let failed = queue.delete(&receipts).await?;
-            if !failed.is_empty() {
+            let mut failed = 0;
+            for (lane, deletes) in by_lane(&run.lanes, &actions.deletes, |&i| i) {
+                let receipts: Vec<ReceiptHandle> = deletes
+                    .iter()
+                    .map(|&i| run.messages[i].receipt.clone())
+                    .collect();
+                failed += self.queue(lane).delete(&receipts).await?.len();
+                // Marked lane by lane: a later lane's error must not hand these back as well.
+                run.done.extend(&deletes);
+            }
+            if failed > 0 {
                 // The data is recorded as synced: a redelivery is dropped as a no-op, not resent.
                 warn!(
-                    count = failed.len(),
+                    count = failed,
                     "some deletes failed; those messages will come back as no-ops"
                 );
             }
-            run.report.deleted +=
-                count(actions.deletes.len() - failed.len().min(actions.deletes.len()));
-            run.done.extend(&actions.deletes);
+            run.report.deleted += count(actions.deletes.len() - failed.min(actions.deletes.len()));
         }
         if !actions.dead_letters.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let letters: Vec<DeadLetter> = actions
-                .dead_letters
-                .iter()
-                .map(|(i, reason, detail)| DeadLetter {
-                    message: run.messages[*i].clone(),
-                    reason: *reason,
-                    detail: detail.clone(),
-                })
-                .collect();
-            queue.dead_letter(&letters).await?;
-            run.report.dead_lettered += count(letters.len());
+            for (lane, letters) in by_lane(&run.lanes, &actions.dead_letters, |l| l.0) {
+                let letters: Vec<DeadLetter> = letters
+                    .into_iter()
+                    .map(|(i, reason, detail)| DeadLetter {
+                        message: run.messages[i].clone(),
+                        lane,
+                        reason,
+                        detail,
+                    })
+                    .collect();
+                self.queue(lane).dead_letter(&letters).await?;
+                run.report.dead_lettered += count(letters.len());
+            }
             run.done
                 .extend(actions.dead_letters.iter().map(|(i, _, _)| *i));
         }
@@ -182,37 +185,64 @@ impl<P: DrainPorts> Drain<P> {
 
     /// The retries: released for a later delivery (one receive more) or re-queued as fresh copies (none).
     async fn hand_back(&self, run: &mut Run, actions: &Actions) -> Result<(), DrainError> {
-        let queue = self.ports.queue();
         if !actions.releases.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let items: Vec<(ReceiptHandle, Duration)> = actions
-                .releases
-                .iter()
-                .map(|&(i, d)| (run.messages[i].receipt.clone(), d))
-                .collect();
-            queue.release(&items).await?;
-            run.report.retried += count(items.len());
-            run.done.extend(actions.releases.iter().map(|(i, _)| *i));
+            for (lane, releases) in by_lane(&run.lanes, &actions.releases, |r| r.0) {
+                let items: Vec<(ReceiptHandle, Duration)> = releases
+                    .iter()
+                    .map(|&(i, d)| (run.messages[i].receipt.clone(), d))
+                    .collect();
+                self.queue(lane).release(&items).await?;
+                run.report.retried += count(items.len());
+                run.done.extend(releases.iter().map(|(i, _)| *i));
+            }
         }
         if !actions.requeues.is_empty() {
             self.check_time(run, self.settings.settle_margin)?;
-            let items: Vec<(ReceivedMessage, Duration)> = actions
-                .requeues
-                .iter()
-                .map(|&(i, d)| (run.messages[i].clone(), d))
-                .collect();
-            let failed = queue.requeue(&items).await?;
-            if !failed.is_empty() {
+            let mut failed = 0;
+            for (lane, requeues) in by_lane(&run.lanes, &actions.requeues, |r| r.0) {
+                let items: Vec<(ReceivedMessage, Duration)> = requeues
+                    .iter()
+                    .map(|&(i, d)| (run.messages[i].clone(), d))
+                    .collect();
+                failed += self.queue(lane).requeue(&items).await?.len();
+                run.report.deferred += count(items.len());
+                run.done.extend(requeues.iter().map(|(i, _)| *i));
+            }
+            if failed > 0 {
                 warn!(
-                    count = failed.len(),
+                    count = failed,
                     "some held originals could not be deleted; their copies are coalesced"
                 );
             }
-            run.report.deferred += count(items.len());
-            run.done.extend(actions.requeues.iter().map(|(i, _)| *i));
         }
         Ok(())
     }
+
+    /// The queue of a lane messages were received from.
+    fn queue(&self, lane: Priority) -> &P::Queue {
+        self.ports.lanes().queue(lane)
+    }
+}
+
+/// `items` grouped by the lane of the message each one names (`index`), in the order lanes are served.
+fn by_lane<T: Clone>(
+    lanes: &[Priority],
+    items: &[T],
+    index: impl Fn(&T) -> usize,
+) -> Vec<(Priority, Vec<T>)> {
+    Priority::FIRST_SERVED_FIRST
+        .into_iter()
+        .map(|lane| {
+            let mine: Vec<T> = items
+                .iter()
+                .filter(|item| lanes.get(index(item)).copied().unwrap_or_default() == lane)
+                .cloned()
+                .collect();
+            (lane, mine)
+        })
+        .filter(|(_, mine)| !mine.is_empty())
+        .collect()
 }
 
 /// How each change that leaves the queue in this run settled, for its request's progress: a change that
@@ -293,17 +323,23 @@ impl<P: DrainPorts> Drain<P> {
     /// no receive count. Best effort — what fails here comes back after its visibility timeout.
     pub(super) async fn rescue(&self, run: &mut Run) {
         let delay = Duration::from_secs(u64::from(self.settings.interval_seconds));
-        let items: Vec<(ReceivedMessage, Duration)> = (0..run.messages.len())
+        let items: Vec<(usize, Duration)> = (0..run.messages.len())
             .filter(|i| !run.done.contains(i))
-            .map(|i| (run.messages[i].clone(), delay))
+            .map(|i| (i, delay))
             .collect();
         if items.is_empty() {
             return;
         }
-        match self.ports.queue().requeue(&items).await {
-            Ok(_) => run.report.deferred += u32::try_from(items.len()).unwrap_or(u32::MAX),
-            Err(e) => {
-                warn!(error = %e, "could not hand back the run's messages; they return after their visibility timeout")
+        for (lane, items) in by_lane(&run.lanes, &items, |(i, _)| *i) {
+            let items: Vec<(ReceivedMessage, Duration)> = items
+                .into_iter()
+                .map(|(i, d)| (run.messages[i].clone(), d))
+                .collect();
+            match self.queue(lane).requeue(&items).await {
+                Ok(_) => run.report.deferred += count(items.len()),
+                Err(e) => {
+                    warn!(error = %e, "could not hand back the run's messages; they return after their visibility timeout")
+                }
             }
         }
     }

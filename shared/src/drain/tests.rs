@@ -15,7 +15,7 @@ use crate::config::Limits;
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::drain::circuit::CircuitPolicy;
 use crate::ingest::memory::MemoryRequestStore;
-use crate::ports::{DrainAdapters, ProviderError, QuotaKind, QuotaLedger};
+use crate::ports::{DrainAdapters, Lanes, ProviderError, QuotaKind, QuotaLedger};
 use crate::ports::{NewRequest, RequestCounters, RequestStore, TrackedChange};
 
 pub(super) type Ports = DrainAdapters<
@@ -31,7 +31,9 @@ pub(super) type Ports = DrainAdapters<
 
 pub(super) struct Harness {
     pub(super) clock: ManualClock,
+    /// The normal lane's queue (every lane's, unless the harness has lanes).
     pub(super) queue: MemoryQueue<ManualClock>,
+    pub(super) lanes: Lanes<MemoryQueue<ManualClock>>,
     pub(super) store: MemoryStore,
     /// Ingest's request records over `store`: what `GET /v1/requests/{id}` reads.
     pub(super) requests: MemoryRequestStore,
@@ -49,10 +51,22 @@ pub(super) fn start() -> DateTime<Utc> {
 }
 
 pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
+    harness_with(limits, max_messages, false)
+}
+
+/// A harness whose `high` and `bulk` lanes have queues of their own (`with_lanes`), or share the normal one.
+pub(super) fn harness_with(limits: Limits, max_messages: u32, with_lanes: bool) -> Harness {
     let clock = ManualClock::new(start());
     let faults = Faults::default();
-    let queue =
-        MemoryQueue::new(clock.clone(), Duration::from_secs(120), 10).with_faults(faults.clone());
+    let new_queue = || {
+        MemoryQueue::new(clock.clone(), Duration::from_secs(120), 10).with_faults(faults.clone())
+    };
+    let queue = new_queue();
+    let lanes = if with_lanes {
+        Lanes::new(new_queue(), queue.clone(), new_queue())
+    } else {
+        Lanes::single(queue.clone())
+    };
     let store = MemoryStore::default().with_faults(faults.clone());
     let provider = MemoryProvider::new(
         clock.clone(),
@@ -80,7 +94,7 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
         busy_retry: Duration::from_secs(10),
     };
     let ports = DrainAdapters {
-        queue: queue.clone(),
+        lanes: lanes.clone(),
         ledger: store.clone(),
         sync_state: store.clone(),
         provider: provider.clone(),
@@ -92,6 +106,7 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
     Harness {
         clock,
         queue,
+        lanes,
         requests: MemoryRequestStore::over(store.clone()),
         store,
         provider,

@@ -10,7 +10,7 @@ use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::memory::MemoryStore;
-use crate::domain::{Change, ChangeMessage, RequestId};
+use crate::domain::{Change, ChangeMessage, Priority, RequestId};
 use crate::ports::sink::check_message_body;
 use crate::ports::{PortError, PortResult};
 
@@ -36,6 +36,15 @@ impl MemorySink {
     /// Everything enqueued so far.
     pub fn sent(&self) -> Vec<Change> {
         lock(&self.sent).clone()
+    }
+
+    /// What was enqueued on one lane's queue (every lane has one here: each change goes to its priority's).
+    pub fn sent_on(&self, lane: Priority) -> Vec<Change> {
+        lock(&self.sent)
+            .iter()
+            .filter(|c| c.priority == lane)
+            .cloned()
+            .collect()
     }
 
     /// Makes the next `n` enqueues fail transiently (as if SQS kept failing).

@@ -4,7 +4,7 @@
 //! clock). Arrows run one way: the engine, the services and the adapters import these; these import only
 //! [`crate::domain`].
 //!
-//! The drain's: [`ChangeQueue`] ([`queue`]), [`QuotaLedger`] ([`ledger`]), [`SyncStateStore`]
+//! The drain's: [`ChangeQueue`] ([`queue`]), one per lane ([`Lanes`], [`lanes`]), [`QuotaLedger`] ([`ledger`]), [`SyncStateStore`]
 //! ([`sync_state`]), [`Provider`] ([`provider`]), [`Clock`] ([`clock`]), [`DrainLease`] ([`lease`]),
 //! [`CircuitStore`] ([`circuit`]), [`RequestTracker`] ([`requests`]), bundled as [`DrainPorts`]
 //! ([`DrainAdapters`] is the plain bundle). Ingest's: [`ChangeSink`] ([`sink`]), [`IdempotencyStore`]
@@ -13,6 +13,7 @@
 pub mod circuit;
 pub mod clock;
 pub mod idempotency;
+pub mod lanes;
 pub mod lease;
 pub mod ledger;
 pub mod provider;
@@ -27,6 +28,7 @@ pub use idempotency::{
     Accepted, Claim, IdempotencyKey, IdempotencyRecord, IdempotencyState, IdempotencyStore,
     MAX_IDEMPOTENCY_KEY_LEN, NewClaim, sha256_hex,
 };
+pub use lanes::Lanes;
 pub use lease::DrainLease;
 pub use ledger::{QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
 pub use provider::{CallInfo, Provider, ProviderError, Reply};
@@ -90,7 +92,8 @@ pub trait DrainPorts: Send + Sync {
     type Circuit: CircuitStore;
     type Requests: RequestTracker;
 
-    fn queue(&self) -> &Self::Queue;
+    /// The changes queue of each lane.
+    fn lanes(&self) -> &Lanes<Self::Queue>;
     fn ledger(&self) -> &Self::Ledger;
     fn sync_state(&self) -> &Self::SyncState;
     fn provider(&self) -> &Self::Provider;
@@ -104,7 +107,7 @@ pub trait DrainPorts: Send + Sync {
 /// DynamoDB store is the ledger, the sync state, the lease, the circuit and the request tracker).
 #[derive(Debug, Clone)]
 pub struct DrainAdapters<Queue, Ledger, SyncState, Provider, Clock, Lease, Circuit, Requests> {
-    pub queue: Queue,
+    pub lanes: Lanes<Queue>,
     pub ledger: Ledger,
     pub sync_state: SyncState,
     pub provider: Provider,
@@ -134,8 +137,8 @@ where
     type Circuit = Ci;
     type Requests = R;
 
-    fn queue(&self) -> &Q {
-        &self.queue
+    fn lanes(&self) -> &Lanes<Q> {
+        &self.lanes
     }
     fn ledger(&self) -> &L {
         &self.ledger

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::PortResult;
+use crate::domain::Priority;
 
 /// The handle that deletes or releases one received message.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -70,6 +71,8 @@ impl DeadLetterReason {
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub message: ReceivedMessage,
+    /// The lane the message was received from (the `sluice.lane` attribute): redrive sends it back there.
+    pub lane: Priority,
     pub reason: DeadLetterReason,
     pub detail: String,
 }

@@ -29,7 +29,7 @@ use sluice::adapters::sqs::SqsChangeQueue;
 use sluice::config::FromVars;
 use sluice::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use sluice::drain::{Drain, DrainReport, DrainSettings};
-use sluice::ports::{ChangeQueue, DrainAdapters, SystemClock};
+use sluice::ports::{ChangeQueue, DrainAdapters, Lanes, SystemClock};
 use sluice::startup::{AwsDrainPorts, aws_drain, drain_timeouts};
 use sluice_cli::stack::StackOutputs;
 use sluice_test_support::TestStack;
@@ -153,6 +153,15 @@ pub fn drain_queue(config: &Config, sdk: &SdkConfig) -> SqsChangeQueue {
     SqsChangeQueue::new(client, &config.queue_url, &config.dlq_url)
 }
 
+/// Every lane's queue as the drain reads it (the normal one is [`drain_queue`]'s).
+pub fn drain_lanes(config: &Config, sdk: &SdkConfig) -> Lanes<SqsChangeQueue> {
+    let normal = drain_queue(config, sdk);
+    config.lanes.clone().map(|lane, url| match lane {
+        Priority::Normal => normal.clone(),
+        _ => normal.for_url(url),
+    })
+}
+
 /// The drain over metered AWS adapters: the same construction as [`aws_drain`], each port wrapped.
 pub async fn metered_drain(
     config: &Config,
@@ -167,7 +176,7 @@ pub async fn metered_drain(
     let state = DynamoState::new(dynamo, &config.table_name);
     let m = |x: DynamoState| Metered::new(x, meter.clone());
     let ports = DrainAdapters {
-        queue: Metered::new(drain_queue(config, sdk), meter.clone()),
+        lanes: drain_lanes(config, sdk).map(|_, q| Metered::new(q, meter.clone())),
         ledger: m(state.clone()),
         sync_state: m(state.clone()),
         provider: Metered::new(

@@ -22,7 +22,7 @@ use sluice::adapters::memory::{
 use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, FromVars, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
-use sluice::ports::DrainAdapters;
+use sluice::ports::{DrainAdapters, Lanes};
 
 use crate::baseline::{FixedSpacing, ThresholdSweep};
 use crate::fault::FaultyProvider;
@@ -235,6 +235,8 @@ pub struct DayResult {
     pub delivered_as_is: u64,
     pub superseded: u64,
     pub freshness: Percentiles,
+    /// The `high` changes' freshness, on a day that has some ([`Scenario::high_share`]).
+    pub high_freshness: Option<Percentiles>,
     /// (seconds, fraction of satisfied traced changes at most that fresh), for plots.
     pub freshness_cdf: Vec<(f64, f64)>,
     pub unsatisfied: u64,
@@ -282,6 +284,21 @@ pub async fn simulate(
     let outage = scenario.outage.map(|o| o.window(cfg.start));
     let clock = ManualClock::new(cfg.start);
     let queue = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
+    // A day with `high` changes gives Sluice its high lane (the baselines read one queue: theirs is `queue`).
+    let lanes = match policy {
+        PolicyKind::Sluice { .. } if scenario.high_share > 0.0 => {
+            let high = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
+            Lanes::with_optional(Some(high), queue.clone(), None)
+        }
+        _ => Lanes::single(queue.clone()),
+    };
+    let depth = || lanes.served().map(|(_, q)| q.len() as u64).sum::<u64>();
+    let dead = || {
+        lanes
+            .served()
+            .map(|(_, q)| q.dead_letter_count())
+            .sum::<usize>()
+    };
     let store = MemoryStore::default();
     let provider = FaultyProvider::new(
         MemoryProvider::new(
@@ -310,7 +327,7 @@ pub async fn simulate(
             );
             let m = |x: MemoryStore| Metered::new(x, meter.clone());
             let ports = DrainAdapters {
-                queue: Metered::new(queue.clone(), meter.clone()),
+                lanes: lanes.clone().map(|_, q| Metered::new(q, meter.clone())),
                 ledger: m(store.clone()),
                 sync_state: m(store.clone()),
                 provider: Metered::new(provider.clone(), meter.clone()),
@@ -352,12 +369,14 @@ pub async fn simulate(
     while t < end {
         for c in traffic.until(t) {
             clock.set(c.at);
-            queue.send(ChangeMessage::V1(c.to_change()?).to_body());
+            let change = c.to_change()?;
+            let lane = lanes.queue(change.priority);
+            lane.send(ChangeMessage::V1(change).to_body());
             // Ingest: a POST's changes go out in SendMessageBatch calls of up to 10 entries — one call for
             // a single change, ten for a bulk POST of 100.
             let position = c.seq % u64::from(c.per_request.max(1));
             if position % 10 == 0 {
-                queue.count_send_calls(1);
+                lane.count_send_calls(1);
             }
             tracker.generated(&c);
         }
@@ -366,7 +385,7 @@ pub async fn simulate(
             provider.inner().other_client_catch_up();
         }
         if outage.is_some_and(|o| t >= o.until) && timeline.recovery.is_none() {
-            timeline.recovered(t, queue.len() as u64, queue.dead_letter_count());
+            timeline.recovered(t, depth(), dead());
         }
         runner
             .invoke(t)
@@ -377,7 +396,7 @@ pub async fn simulate(
         for d in &deliveries {
             tracker.delivered(d);
         }
-        let depth = queue.len() as u64;
+        let depth = depth();
         timeline.after_run(t, depth, deliveries.len() as u64);
         let since_start_h = (t - cfg.start).num_seconds() as f64 / 3_600.0;
         backlog_series.push((since_start_h, depth));
@@ -417,6 +436,8 @@ pub async fn simulate(
     let end_ms = end.timestamp_millis();
     let mut freshness_ms = std::mem::take(&mut tracker.freshness_ms);
     let freshness = Percentiles::of(&mut freshness_ms);
+    let high_freshness =
+        (scenario.high_share > 0.0).then(|| Percentiles::of(&mut tracker.high_freshness_ms));
     let freshness_cdf = cdf(&freshness_ms);
     let engine = match runner {
         Runner::Sluice(_, totals) => Some(totals),
@@ -438,6 +459,7 @@ pub async fn simulate(
         delivered_as_is: tracker.delivered_as_is,
         superseded: tracker.superseded,
         freshness,
+        high_freshness,
         freshness_cdf,
         unsatisfied,
         oldest_unsatisfied_age_s: oldest.map(|ms| (end_ms - ms) as f64 / 1_000.0),
@@ -449,7 +471,7 @@ pub async fn simulate(
         over_limit_after_reply: provider.inner().over_limit_after_reply(),
         other_client: provider.inner().other_client_requests(),
         users_twice: provider.inner().users_twice_in_one_request(),
-        dead_lettered: queue.dead_letter_count(),
+        dead_lettered: dead(),
         dynamo: meter.dynamo(),
         ops: meter.stats(),
         engine,

@@ -460,6 +460,7 @@ mod tests {
             rate: Rate::Constant { per_hour: 600.0 },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: Some(Outage {
                 // Across an hour's end, so baseline (a)'s hourly sweep runs into it.
                 start: Duration::from_secs(5_400),

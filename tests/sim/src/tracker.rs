@@ -54,6 +54,10 @@ pub struct Tracker {
     open: HashMap<u64, u8>,
     /// Freshness of every satisfied traced change, in ms.
     pub freshness_ms: Vec<u32>,
+    /// Traced `high` changes not yet satisfied, by seq.
+    high_open: std::collections::HashSet<u64>,
+    /// Freshness of the satisfied traced `high` changes, in ms (also in `freshness_ms`).
+    pub high_freshness_ms: Vec<u32>,
     pub changes: u64,
     pub traced_changes: u64,
     /// Traced field changes whose own value reached the provider.
@@ -86,6 +90,8 @@ impl Tracker {
             fields: HashMap::new(),
             open: HashMap::new(),
             freshness_ms: Vec::new(),
+            high_open: std::collections::HashSet::new(),
+            high_freshness_ms: Vec::new(),
             changes: 0,
             traced_changes: 0,
             delivered_as_is: 0,
@@ -140,6 +146,9 @@ impl Tracker {
         }
         if traced > 0 {
             self.traced_changes += 1;
+            if change.priority == sluice::domain::Priority::High {
+                self.high_open.insert(change.seq);
+            }
         }
         if traced > 1 {
             self.open.insert(change.seq, traced);
@@ -237,6 +246,9 @@ impl Tracker {
             if finished {
                 let ms = u32::try_from(took.max(0)).unwrap_or(u32::MAX);
                 self.freshness_ms.push(ms);
+                if self.high_open.remove(&seq) {
+                    self.high_freshness_ms.push(ms);
+                }
                 if !self.phase_bounds_ms.is_empty() {
                     let phase = self.phase_of(occurred);
                     self.phase_freshness_ms[phase].push(ms);
@@ -333,6 +345,7 @@ mod tests {
             fields: fields.to_vec(),
             ids: (u128::from(seq), 0),
             per_request: 1,
+            priority: sluice::domain::Priority::Normal,
         }
     }
 

@@ -97,6 +97,17 @@ pub fn user_of(email: &str) -> Option<u32> {
     email.strip_prefix('u')?.split('@').next()?.parse().ok()
 }
 
+/// `high` for a `share` of changes, chosen by the top bits of the change id (already drawn: the RNG stream,
+/// and so the traffic, stay those of the same day without lanes).
+fn priority_of(id_bits: u128, share: f64) -> Priority {
+    let draw = (id_bits >> 64) as u64 as f64 / u64::MAX as f64;
+    if draw < share {
+        Priority::High
+    } else {
+        Priority::Normal
+    }
+}
+
 /// One generated change: which user, when, and the value id of each field it sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenChange {
@@ -110,6 +121,8 @@ pub struct GenChange {
     pub ids: (u128, u128),
     /// Changes per request ([`Scenario::changes_per_request`]).
     pub per_request: u32,
+    /// Its lane ([`Scenario::high_share`]).
+    pub priority: Priority,
 }
 
 impl GenChange {
@@ -134,7 +147,7 @@ impl GenChange {
             time_zone: None,
             custom_fields: BTreeMap::new(),
             occurred_at: self.at,
-            priority: Priority::Normal,
+            priority: self.priority,
             accepted_at: self.at,
             position: u32::try_from(self.seq % u64::from(self.per_request.max(1))).unwrap_or(0),
             request_size: Some(self.per_request.max(1)),
@@ -233,6 +246,9 @@ pub struct Scenario {
     /// Another client of the provider account spends this percentage of both limits, evenly (0: the
     /// account is Sluice's alone).
     pub other_client_percent: u32,
+    /// Share of changes posted `high` (the urgent day's 1 %), the rest `normal`; drawn from each change's
+    /// id bits, so the traffic itself is the same as with none.
+    pub high_share: f64,
 }
 
 impl Scenario {
@@ -254,6 +270,7 @@ pub fn scenarios() -> Vec<Scenario> {
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
             other_client_percent: 0,
         },
@@ -263,6 +280,7 @@ pub fn scenarios() -> Vec<Scenario> {
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
             changes_per_request: 100,
+            high_share: 0.0,
             outage: None,
             other_client_percent: 0,
         },
@@ -274,6 +292,19 @@ pub fn scenarios() -> Vec<Scenario> {
             },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
+            outage: None,
+            other_client_percent: 0,
+        },
+        Scenario {
+            name: "urgent",
+            summary: "the saturated day with 1 % of changes posted `high`: they jump the backlog on their lane",
+            rate: Rate::Constant {
+                per_hour: 200_000.0,
+            },
+            spike: None,
+            changes_per_request: 1,
+            high_share: 0.01,
             outage: None,
             other_client_percent: 0,
         },
@@ -287,6 +318,7 @@ pub fn scenarios() -> Vec<Scenario> {
                 changes: 100_000,
             }),
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
             other_client_percent: 0,
         },
@@ -300,6 +332,7 @@ pub fn scenarios() -> Vec<Scenario> {
             },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
             other_client_percent: 0,
         },
@@ -309,6 +342,7 @@ pub fn scenarios() -> Vec<Scenario> {
             rate: Rate::Constant { per_hour: 40_000.0 },
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: None,
             other_client_percent: 20,
         },
@@ -345,6 +379,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             rate: steady,
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: Some(outage(Fault::Unavailable)),
             other_client_percent: 0,
         },
@@ -354,6 +389,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             rate: steady,
             spike: None,
             changes_per_request: 1,
+            high_share: 0.0,
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
             other_client_percent: 0,
         },
@@ -471,6 +507,7 @@ impl Traffic {
                 fields,
                 ids,
                 per_request: self.scenario.changes_per_request,
+                priority: priority_of(ids.0, self.scenario.high_share),
             });
         }
     }
@@ -537,6 +574,35 @@ mod tests {
                 .all(|w| w[0].at < w[1].at && w[0].seq < w[1].seq)
         );
         assert!(xa.iter().all(|c| (1..=2).contains(&c.fields.len())));
+    }
+
+    #[test]
+    fn the_urgent_day_is_the_saturated_one_with_one_percent_high() {
+        let day = |name: &str| {
+            let s = scenarios().into_iter().find(|s| s.name == name).unwrap();
+            let mut t = Traffic::new(s, start(), Duration::from_secs(600), 7).unwrap();
+            t.until(start() + chrono::Duration::seconds(600))
+        };
+        let (saturated, urgent) = (day("saturated"), day("urgent"));
+        assert_eq!(saturated.len(), urgent.len());
+        let high = urgent
+            .iter()
+            .filter(|c| c.priority == Priority::High)
+            .count();
+        // 200,000/h over 10 minutes: ~33,300 changes, ~333 of them high.
+        assert!(
+            (250..420).contains(&high),
+            "{high} high of {}",
+            urgent.len()
+        );
+        for (a, b) in saturated.iter().zip(&urgent) {
+            assert_eq!(
+                (a.seq, a.user, a.at, &a.fields),
+                (b.seq, b.user, b.at, &b.fields)
+            );
+            assert_eq!(a.priority, Priority::Normal);
+            assert_eq!(b.to_change().unwrap().priority, b.priority);
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::queue_state::{QueueState, receive_calls};
 use super::{CallHook, Faults, Op, lock};
+use crate::domain::Priority;
 use crate::ports::{
     Backlog, ChangeQueue, Clock, DeadLetter, PortResult, ReceiptHandle, ReceivedMessage,
 };
@@ -21,6 +22,9 @@ pub struct DeadLettered {
     pub reason: Option<String>,
     pub detail: Option<String>,
     pub receive_count: u32,
+    /// The lane it was received from (what the SQS adapter writes as `sluice.lane`); `None` when the
+    /// queue's own redrive moved it (SQS writes no attribute either).
+    pub lane: Option<Priority>,
 }
 
 /// SQS API calls the queue has answered, counted the way the SQS adapter makes them (requests of at most
@@ -240,6 +244,7 @@ impl<C: Clock + Clone> ChangeQueue for MemoryQueue<C> {
                 reason: Some(l.reason.as_str().to_string()),
                 detail: Some(l.detail.clone()),
                 receive_count: l.message.attempts(),
+                lane: Some(l.lane),
             });
         }
         Ok(())

@@ -131,6 +131,7 @@ impl QueueState {
                     reason: None,
                     detail: Some("maxReceiveCount exceeded".into()),
                     receive_count: m.receive_count,
+                    lane: None,
                 });
             }
             return None;

@@ -3,14 +3,14 @@
 //!
 //! - peek: receive with every attribute and a visibility timeout, then show the messages again;
 //! - hide or show received messages in batches (`ChangeMessageVisibilityBatch`);
-//! - redrive a batch from this machine: copy it to the changes queue with its message attributes (the
-//!   drain's own `sluice.*` ones dropped: a message that fails again gets fresh ones), then delete the
-//!   originals whose copy was accepted;
+//! - redrive a batch from this machine: copy each message back to the queue of the lane it came from
+//!   ([`lane_of`]) with its message attributes (the drain's own `sluice.*` ones dropped: a message that
+//!   fails again gets fresh ones), then delete the originals whose copy was accepted;
 //! - SQS's own move task: start it, read its progress, cancel it.
 //!
 //! The messages are handed out as SQS has them (`Message`): the operators' tools read every attribute.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -20,9 +20,10 @@ use aws_sdk_sqs::types::{
 };
 
 use super::batch::{self, entry_id, split_refused};
-use super::{ATTR_PREFIX, MAX_BATCH_ENTRIES, queue_backlog};
+use super::{ATTR_LANE, ATTR_PREFIX, MAX_BATCH_ENTRIES, queue_backlog};
 use crate::adapters::sdk_error::port_error;
-use crate::ports::{Backlog, PortError, PortResult, ReceiptHandle};
+use crate::domain::{ChangeMessage, Priority};
+use crate::ports::{Backlog, Lanes, PortError, PortResult, ReceiptHandle};
 
 /// StartMessageMoveTask's highest rate.
 const MOVE_TASK_MAX_RATE: u32 = 500;
@@ -34,12 +35,15 @@ pub struct QueueRef {
     pub arn: String,
 }
 
-/// The DLQ and the changes queue its messages go back to.
+/// The DLQ and the changes queues its messages go back to.
 #[derive(Debug, Clone)]
 pub struct SqsDeadLetters {
     client: Client,
     dlq: QueueRef,
+    /// The normal lane's queue: the move task's destination.
     changes: QueueRef,
+    /// Every lane's queue URL (the normal one is `changes`'): where a client-side redrive sends each.
+    lanes: Lanes<String>,
 }
 
 /// What one client-side redrive batch did.
@@ -54,6 +58,35 @@ pub struct RedrivenBatch {
     pub refused: u64,
     /// Why, one `code: message` per refused copy.
     pub refusals: Vec<String>,
+    /// Copies per lane they went back to.
+    pub by_lane: BTreeMap<Priority, u64>,
+}
+
+impl RedrivenBatch {
+    fn add(&mut self, other: RedrivenBatch) {
+        self.copied += other.copied;
+        self.not_deleted += other.not_deleted;
+        self.refused += other.refused;
+        self.refusals.extend(other.refusals);
+    }
+}
+
+/// The lane a dead letter came from: its `sluice.lane` attribute (the drain writes it), else its change's
+/// priority (SQS's own redrive after `maxReceiveCount` writes no attribute; ingest queued the change on
+/// its priority's lane), else `normal` (a body that is no change message).
+pub fn lane_of(message: &Message) -> Priority {
+    let attribute = message
+        .message_attributes()
+        .and_then(|a| a.get(ATTR_LANE))
+        .and_then(|v| v.string_value())
+        .and_then(Priority::from_name);
+    attribute
+        .or_else(|| {
+            ChangeMessage::from_body(message.body()?)
+                .ok()
+                .map(|c| c.into_change().priority)
+        })
+        .unwrap_or_default()
 }
 
 /// How a move task start went.
@@ -95,12 +128,27 @@ pub fn receipt_of(message: &Message) -> ReceiptHandle {
 }
 
 impl SqsDeadLetters {
+    /// The DLQ and one changes queue for every lane.
     pub fn new(client: Client, dlq: QueueRef, changes: QueueRef) -> Self {
+        let lanes = Lanes::single(changes.url.clone());
         Self {
             client,
             dlq,
             changes,
+            lanes,
         }
+    }
+
+    /// The same DLQ, sending each message back to its lane's queue (`lanes`' normal one is `changes`).
+    pub fn with_lanes(mut self, lanes: Lanes<String>) -> Self {
+        self.lanes = lanes;
+        self
+    }
+
+    /// Whether some lane has a queue of its own: SQS's move task, which has one destination, cannot then
+    /// send each message back to its lane.
+    pub fn has_lanes(&self) -> bool {
+        self.lanes.served().count() > 1
     }
 
     /// Approximate depth of the DLQ (receives nothing).
@@ -162,17 +210,35 @@ impl SqsDeadLetters {
         Ok(failed)
     }
 
-    /// Sends copies of `messages` (at most 10) to the changes queue, then deletes the originals whose copy
-    /// was accepted. A refused copy leaves its original on the DLQ, visible again at once.
+    /// Sends copies of `messages` (at most 10) back to their lanes' queues ([`lane_of`]), then deletes
+    /// the originals whose copy was accepted. A refused copy leaves its original on the DLQ, visible again
+    /// at once.
     pub async fn redrive_batch(&self, messages: &[Message]) -> PortResult<RedrivenBatch> {
+        let mut out = RedrivenBatch::default();
+        for lane in Priority::FIRST_SERVED_FIRST {
+            let mine: Vec<&Message> = messages
+                .iter()
+                .filter(|m| self.lanes.lane_of(lane_of(m)) == lane)
+                .collect();
+            if !mine.is_empty() {
+                let sent = self.redrive_to(self.lanes.queue(lane), &mine).await?;
+                *out.by_lane.entry(lane).or_default() += sent.copied;
+                out.add(sent);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies `messages` to the queue at `url`, then deletes the originals whose copy was accepted.
+    async fn redrive_to(&self, url: &str, messages: &[&Message]) -> PortResult<RedrivenBatch> {
         let entries = messages
             .iter()
             .enumerate()
             .map(|(i, m)| copy_entry(i, m))
             .collect::<PortResult<Vec<_>>>()?;
         let what = "sending to the changes queue";
-        let refused = batch::send(&self.client, &self.changes.url, entries, what).await?;
-        let receipts: Vec<ReceiptHandle> = messages.iter().map(receipt_of).collect();
+        let refused = batch::send(&self.client, url, entries, what).await?;
+        let receipts: Vec<ReceiptHandle> = messages.iter().map(|m| receipt_of(m)).collect();
         let (copied, not_copied) = split_refused(&receipts, &refused);
         if !not_copied.is_empty() {
             self.make_visible(&not_copied).await;
@@ -184,6 +250,7 @@ impl SqsDeadLetters {
             not_deleted,
             refused: not_copied.len() as u64,
             refusals: refused.into_iter().map(|r| r.reason).collect(),
+            by_lane: BTreeMap::new(),
         })
     }
 
@@ -293,6 +360,27 @@ mod tests {
         let bare = copy_entry(0, &Message::builder().build()).unwrap();
         assert_eq!(bare.message_body(), " ");
         assert!(bare.message_attributes().is_none());
+    }
+
+    #[test]
+    fn a_dead_letter_goes_back_to_its_lane_from_the_attribute_else_its_priority() {
+        let with = |lane: &str| {
+            Message::builder()
+                .body("{}")
+                .message_attributes(ATTR_LANE, attr("String", lane))
+                .build()
+        };
+        assert_eq!(lane_of(&with("high")), Priority::High);
+        assert_eq!(lane_of(&with("bulk")), Priority::Bulk);
+        let body = r#"{"v":"1","change_id":"6f2c1c52-6a53-4a43-9d1f-0c8f3a4d1e01","request_id":"0b7e6f58-2f7a-4a57-9c3e-2f1d6f0e9a02","email":"a@x.io","occurred_at":"2025-03-01T10:00:00Z","accepted_at":"2025-03-01T10:00:01Z","priority":"high"}"#;
+        assert_eq!(
+            lane_of(&Message::builder().body(body).build()),
+            Priority::High
+        );
+        assert_eq!(
+            lane_of(&Message::builder().body("junk").build()),
+            Priority::Normal
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub const ATTR_DETAIL: &str = "sluice.detail";
 pub const ATTR_SOURCE_MESSAGE_ID: &str = "sluice.source_message_id";
 pub const ATTR_RECEIVE_COUNT: &str = "sluice.receive_count";
 pub const ATTR_DEAD_LETTERED_AT: &str = "sluice.dead_lettered_at";
+/// The lane (`high`, `normal`, `bulk`) a dead letter came from: `sluice dlq redrive` sends it back there.
+/// A dead letter without it (written before lanes, or moved by SQS's own redrive) belongs to `normal`.
+pub const ATTR_LANE: &str = "sluice.lane";
 /// On a re-queued copy (on the changes queue): delivery attempts of earlier copies of the change.
 pub const ATTR_ATTEMPTS: &str = "sluice.attempts";
 

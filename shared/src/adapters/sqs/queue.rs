@@ -13,7 +13,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::batch::{self, entry_id, split_refused};
 use super::{
-    ATTR_ATTEMPTS, ATTR_DEAD_LETTERED_AT, ATTR_DETAIL, ATTR_REASON, ATTR_RECEIVE_COUNT,
+    ATTR_ATTEMPTS, ATTR_DEAD_LETTERED_AT, ATTR_DETAIL, ATTR_LANE, ATTR_REASON, ATTR_RECEIVE_COUNT,
     ATTR_SOURCE_MESSAGE_ID, MAX_BATCH_ENTRIES,
 };
 use crate::adapters::sdk_error::port_error;
@@ -61,6 +61,13 @@ impl SqsChangeQueue {
             queue_url: queue_url.into(),
             dlq_url: dlq_url.into(),
         }
+    }
+
+    /// Another queue with the same client and DLQ (another lane's).
+    pub fn for_url(&self, queue_url: impl Into<String>) -> Self {
+        let mut other = self.clone();
+        other.queue_url = queue_url.into();
+        other
     }
 
     async fn delete_chunk(&self, chunk: Vec<ReceiptHandle>) -> PortResult<Vec<ReceiptHandle>> {
@@ -129,6 +136,7 @@ impl SqsChangeQueue {
                 .message_attributes(ATTR_SOURCE_MESSAGE_ID, attr(l.message.message_id.clone())?)
                 .message_attributes(ATTR_RECEIVE_COUNT, attr(l.message.attempts().to_string())?)
                 .message_attributes(ATTR_DEAD_LETTERED_AT, attr(now.to_owned())?)
+                .message_attributes(ATTR_LANE, attr(l.lane.as_str().to_owned())?)
                 .build()
                 .map_err(|e| PortError::permanent("building a DLQ entry", e))?;
             entries.push(entry);

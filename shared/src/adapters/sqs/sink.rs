@@ -1,4 +1,5 @@
-//! Ingest's sink on SQS ([`ChangeSink`]): puts accepted changes on the changes queue.
+//! Ingest's sink on SQS ([`ChangeSink`]): puts accepted changes on the changes queue of their lane (by
+//! priority: [`Lanes`]); one request's changes may span lanes.
 //!
 //! Changes go out with `SendMessageBatch`, in batches of at most 10 entries and 256 KiB, sent in parallel.
 //! A call that fails is retried by the SDK (standard mode, configured in [`super::ingest_client`]); what
@@ -18,7 +19,7 @@ use super::MAX_BATCH_ENTRIES;
 use crate::adapters::sdk_error::error_kind;
 use crate::domain::{Change, ChangeMessage};
 use crate::ports::sink::MAX_MESSAGE_BYTES;
-use crate::ports::{ChangeSink, ErrorKind, PortError, PortResult};
+use crate::ports::{ChangeSink, ErrorKind, Lanes, PortError, PortResult};
 
 /// Batch calls in flight at once for one request (a 1,000-change request is 100 calls).
 const CONCURRENCY: usize = 16;
@@ -27,28 +28,55 @@ const ATTEMPTS: u32 = 4;
 /// First retry delay; doubled each time.
 const BASE_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Enqueues changes on one SQS queue.
+/// Enqueues changes on the SQS queue of each one's lane.
 #[derive(Debug, Clone)]
 pub struct SqsChangeSink {
     client: Client,
-    queue_url: String,
+    queues: Lanes<String>,
 }
 
 impl SqsChangeSink {
+    /// Every lane on one queue.
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        Self {
-            client,
-            queue_url: queue_url.into(),
-        }
+        Self::with_lanes(client, Lanes::single(queue_url.into()))
+    }
+
+    /// Each change on its lane's queue.
+    pub fn with_lanes(client: Client, queues: Lanes<String>) -> Self {
+        Self { client, queues }
     }
 }
 
-/// Splits message bodies (by index) into batches within both SQS batch limits.
-fn batches(bodies: &[String]) -> Vec<Vec<usize>> {
+/// A batch of message bodies (by index), all for one queue.
+struct Batch<'a> {
+    queue_url: &'a str,
+    entries: Vec<usize>,
+}
+
+/// Splits message bodies (by index) by queue, then into batches within both SQS batch limits.
+fn batches<'a>(bodies: &[String], queues: &[&'a str]) -> Vec<Batch<'a>> {
+    let mut distinct: Vec<&str> = queues.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .flat_map(|url| {
+            let mine: Vec<usize> = (0..bodies.len()).filter(|&i| queues[i] == url).collect();
+            split(bodies, &mine).into_iter().map(move |entries| Batch {
+                queue_url: url,
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// Splits the bodies at `indices` into batches within both SQS batch limits.
+fn split(bodies: &[String], indices: &[usize]) -> Vec<Vec<usize>> {
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;
-    for (i, body) in bodies.iter().enumerate() {
+    for &i in indices {
+        let body = &bodies[i];
         if current.len() == MAX_BATCH_ENTRIES
             || (!current.is_empty() && bytes + body.len() > MAX_MESSAGE_BYTES)
         {
@@ -74,14 +102,15 @@ struct BatchFailure {
 impl SqsChangeSink {
     /// Sends one batch, retrying the entries SQS refused (not the calls: the SDK did); returns what could
     /// not be sent.
-    async fn send_batch(&self, bodies: &[String], batch: Vec<usize>) -> Result<(), BatchFailure> {
-        let mut pending = batch;
+    async fn send_batch(&self, bodies: &[String], batch: Batch<'_>) -> Result<(), BatchFailure> {
+        let queue_url = batch.queue_url;
+        let mut pending = batch.entries;
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            let failed = self.send_entries(bodies, &pending).await?;
+            let failed = self.send_entries(queue_url, bodies, &pending).await?;
             if let Some(ours) = failed.iter().find(|f| f.sender_fault()) {
                 // Our request is wrong for this entry: sending it again will not help.
                 return Err(BatchFailure {
@@ -114,6 +143,7 @@ impl SqsChangeSink {
     /// the entries SQS refused. A failed call (after the SDK's retries) fails the whole batch.
     async fn send_entries(
         &self,
+        queue_url: &str,
         bodies: &[String],
         pending: &[usize],
     ) -> Result<Vec<BatchResultErrorEntry>, BatchFailure> {
@@ -134,7 +164,7 @@ impl SqsChangeSink {
         let out = self
             .client
             .send_message_batch()
-            .queue_url(&self.queue_url)
+            .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await
@@ -160,17 +190,29 @@ impl ChangeSink for SqsChangeSink {
             .iter()
             .map(|c| ChangeMessage::V1(c.clone()).to_body())
             .collect();
-        let failures: Vec<BatchFailure> = stream::iter(batches(&bodies))
-            .map(|batch| self.send_batch(&bodies, batch))
+        let queues: Vec<&str> = changes
+            .iter()
+            .map(|c| self.queues.queue(c.priority).as_str())
+            .collect();
+        // Futures built up front (not by a closure inside the stream) keep the future `Send`.
+        let calls: Vec<_> = batches(&bodies, &queues)
+            .into_iter()
+            .map(|batch| {
+                let url = batch.queue_url;
+                let sent = self.send_batch(&bodies, batch);
+                async move { sent.await.err().map(|f| (url, f)) }
+            })
+            .collect();
+        let failures: Vec<(&str, BatchFailure)> = stream::iter(calls)
             .buffer_unordered(CONCURRENCY)
-            .filter_map(|r| async move { r.err() })
+            .filter_map(|r| async move { r })
             .collect()
             .await;
-        let Some(first) = failures.first() else {
+        let Some((queue_url, first)) = failures.first() else {
             return Ok(());
         };
-        let unsent: usize = failures.iter().map(|f| f.unsent).sum();
-        let kind = if failures.iter().any(|f| f.kind == ErrorKind::Permanent) {
+        let unsent: usize = failures.iter().map(|(_, f)| f.unsent).sum();
+        let kind = if failures.iter().any(|(_, f)| f.kind == ErrorKind::Permanent) {
             ErrorKind::Permanent
         } else {
             ErrorKind::Transient
@@ -178,7 +220,7 @@ impl ChangeSink for SqsChangeSink {
         let source = anyhow!(
             "{unsent} of {} changes not enqueued on {}: {}",
             changes.len(),
-            self.queue_url,
+            queue_url,
             first.reason
         );
         Err(PortError {
@@ -197,14 +239,33 @@ mod tests {
     #[test]
     fn batches_respect_the_entry_and_byte_limits() {
         let small: Vec<String> = (0..25).map(|_| "x".repeat(100)).collect();
-        let b = batches(&small);
+        let entries = |b: Vec<Batch<'_>>| b.into_iter().map(|b| b.entries).collect::<Vec<_>>();
+        let b = entries(batches(&small, &["q"; 25]));
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
         assert_eq!(b.concat(), (0..25).collect::<Vec<_>>());
 
         let big: Vec<String> = (0..5).map(|_| "x".repeat(100 * 1024)).collect();
-        let b = batches(&big);
+        let b = entries(batches(&big, &["q"; 5]));
         assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
-        assert!(batches(&[]).is_empty());
+        assert!(batches(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn batches_never_mix_queues() {
+        let bodies: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        let queues: Vec<&str> = (0..12)
+            .map(|i| if i % 3 == 0 { "h" } else { "n" })
+            .collect();
+        let b = batches(&bodies, &queues);
+        let shape: Vec<(&str, Vec<usize>)> =
+            b.into_iter().map(|b| (b.queue_url, b.entries)).collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("h", vec![0, 3, 6, 9]),
+                ("n", vec![1, 2, 4, 5, 7, 8, 10, 11]),
+            ]
+        );
     }
 
     /// SQS over HTTP (wiremock): answers `SendMessageBatch` calls in turn from `answers`, the last one
@@ -237,6 +298,18 @@ mod tests {
             .set_body_json(serde_json::json!({"__type": "InternalError", "message": "boom"}))
     }
 
+    /// SDK configuration pointed at `server`, with test credentials.
+    async fn sdk_for(server: &wiremock::MockServer) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(server.uri())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .load()
+            .await
+    }
+
     /// Enqueues two changes through a sink whose SQS answers `answers`; returns the result and the calls.
     async fn enqueue_against(answers: Vec<wiremock::ResponseTemplate>) -> (PortResult<()>, usize) {
         let server = wiremock::MockServer::start().await;
@@ -248,14 +321,7 @@ mod tests {
             })
             .mount(&server)
             .await;
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(server.uri())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .load()
-            .await;
+        let sdk = sdk_for(&server).await;
         let sink = SqsChangeSink::new(super::super::ingest_client(&sdk), "http://q");
         let result = sink.enqueue(&two_changes()).await;
         (result, calls.load(std::sync::atomic::Ordering::SeqCst))
@@ -271,6 +337,35 @@ mod tests {
                 ChangeMessage::from_body(&body).unwrap().into_change()
             })
             .collect()
+    }
+
+    #[tokio::test]
+    async fn each_change_goes_to_its_lanes_queue() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(batch_answer(&[]))
+            .mount(&server)
+            .await;
+        let sdk = sdk_for(&server).await;
+        let lanes = Lanes::new("http://h".to_string(), "http://n".into(), "http://b".into());
+        let sink = SqsChangeSink::with_lanes(super::super::ingest_client(&sdk), lanes);
+        let mut changes = two_changes();
+        changes[0].priority = crate::domain::Priority::High;
+        changes[1].priority = crate::domain::Priority::Bulk;
+        sink.enqueue(&changes).await.unwrap();
+        let mut sent: Vec<(String, usize)> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                let url = body["QueueUrl"].as_str().unwrap_or_default().to_owned();
+                (url, body["Entries"].as_array().map_or(0, Vec::len))
+            })
+            .collect();
+        sent.sort();
+        assert_eq!(sent, vec![("http://b".into(), 1), ("http://h".into(), 1)]);
     }
 
     #[tokio::test]
