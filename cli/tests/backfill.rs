@@ -119,6 +119,33 @@ async fn finish(child: tokio::process::Child) -> (ExitStatus, Value) {
 }
 
 /// Drains until the queue is empty (nothing visible, nothing in flight), within 15 minutes.
+/// The bulk lane's queue, where a backfill's changes go.
+fn bulk_queue(stack: &TestStack) -> &str {
+    stack
+        .outputs
+        .bulk_queue_url
+        .as_deref()
+        .expect("the stack has a bulk lane")
+}
+
+/// Visible and in-flight messages over every lane's queue.
+async fn all_lanes_depth(stack: &TestStack) -> (u64, u64) {
+    let outputs = &stack.outputs;
+    let mut total = (0, 0);
+    for url in [
+        Some(&outputs.queue_url),
+        outputs.high_queue_url.as_ref(),
+        outputs.bulk_queue_url.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let (visible, in_flight) = stack.depth(url).await;
+        total = (total.0 + visible, total.1 + in_flight);
+    }
+    total
+}
+
 async fn drain_until_empty(stack: &TestStack, served: &LocalServe) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -126,7 +153,7 @@ async fn drain_until_empty(stack: &TestStack, served: &LocalServe) {
         .unwrap();
     let started = Instant::now();
     loop {
-        let depth = stack.depth(&stack.outputs.queue_url).await;
+        let depth = all_lanes_depth(stack).await;
         if depth == (0, 0) {
             return;
         }
@@ -218,11 +245,17 @@ async fn an_interrupted_backfill_resumed_delivers_the_latest_of_every_user_once(
         "{refused}"
     );
 
-    // Nothing enqueued twice, nothing skipped: one message per accepted row, before any drain.
+    // Nothing enqueued twice, nothing skipped: one message per accepted row, before any drain, all of them
+    // on the bulk lane.
     assert_eq!(
-        stack.depth(&stack.outputs.queue_url).await,
+        stack.depth(bulk_queue(&stack)).await,
         (ROWS as u64, 0),
-        "messages on the queue after the backfill"
+        "messages on the bulk lane after the backfill"
+    );
+    assert_eq!(
+        all_lanes_depth(&stack).await,
+        (ROWS as u64, 0),
+        "messages on every lane after the backfill"
     );
 
     drain_until_empty(&stack, &served).await;
