@@ -407,11 +407,11 @@ async fn status_reports_depths_and_quota_from_the_ledger() {
     assert!(status["window"]["next_in_s"].as_i64().unwrap() > 0);
     assert_eq!(
         status["quota"]["batch"],
-        serde_json::json!({"limit": 50, "used": 2, "left": 48})
+        serde_json::json!({"limit": 50, "used": 2, "left": 48, "adopted": 0})
     );
     assert_eq!(
         status["quota"]["individual"],
-        serde_json::json!({"limit": 3600, "used": 5, "left": 3595})
+        serde_json::json!({"limit": 3600, "used": 5, "left": 3595, "adopted": 0})
     );
     assert_eq!(status["quota"]["records_left"], 48 * 1_000 + 3_595);
     assert_eq!(status["queue"]["visible"], 5);
