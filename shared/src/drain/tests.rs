@@ -206,6 +206,7 @@ pub(super) fn small() -> Limits {
         individual_per_window: 60,
         batch_size: 100,
         window_seconds: 3_600,
+        ..Limits::default()
     }
 }
 
