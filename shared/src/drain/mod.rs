@@ -291,6 +291,8 @@ mod fault_tests;
 #[cfg(test)]
 mod lanes_tests;
 #[cfg(test)]
+mod rolling_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tracking_tests;

@@ -92,7 +92,7 @@ fn run_minutes(model: QuotaModel, backlog: &[u64], offsets: &[i64]) -> Granted {
 }
 
 /// The most units inside any interval `(t − length, t]`.
-fn most_in_any_interval(units: &[(i64, u32)], length: i64) -> u32 {
+pub(in crate::drain) fn most_in_any_interval(units: &[(i64, u32)], length: i64) -> u32 {
     let (mut from, mut inside, mut most) = (0, 0u32, 0u32);
     for (i, &(t, n)) in units.iter().enumerate() {
         inside += n;

@@ -286,4 +286,4 @@ mod tests {
 
 #[cfg(test)]
 #[path = "pacing_tests.rs"]
-mod pacing_tests;
+pub(super) mod pacing_tests;
