@@ -384,16 +384,17 @@ pub fn scenarios() -> Vec<Scenario> {
     ]
 }
 
-/// The rolling-provider day (issue 14): every three hours a quiet spell of 2 h 40 min (2,000 changes/h,
+/// The rolling-provider day (issue 14): every four hours a quiet spell of 3 h 40 min (2,000 changes/h,
 /// less than the individual limit, so quota carries over in fixed mode), then 20 minutes at
-/// 240,000 changes/h from 40 minutes past the hour — a backlog that starts mid-window. `rolling-provider`
+/// 480,000 changes/h from 40 minutes past the hour — a backlog that starts mid-window and lasts into the
+/// next (41,800 changes/h on average, 78 % of capacity). `rolling-provider`
 /// has the provider count a rolling hour; `fixed-hour-provider` is the same traffic against Drip's
 /// documented clock hour.
 pub fn rolling_provider(provider_quota: QuotaModel) -> Scenario {
     let (name, summary) = match provider_quota {
         QuotaModel::Rolling => (
             "rolling-provider",
-            "every 3 h: 2 h 40 min quiet (2,000 changes/h), then 20 min at 240,000/h from :40; the provider counts a rolling hour",
+            "every 4 h: 3 h 40 min quiet (2,000 changes/h), then 20 min at 480,000/h from :40; the provider counts a rolling hour",
         ),
         QuotaModel::Fixed => (
             "fixed-hour-provider",
@@ -405,9 +406,9 @@ pub fn rolling_provider(provider_quota: QuotaModel) -> Scenario {
         summary,
         rate: Rate::Pulsed {
             base_per_hour: 2_000.0,
-            pulse_per_hour: 240_000.0,
-            every_hours: 3.0,
-            from_hour: 2.0 + 40.0 / 60.0,
+            pulse_per_hour: 480_000.0,
+            every_hours: 4.0,
+            from_hour: 3.0 + 40.0 / 60.0,
             pulse_hours: 20.0 / 60.0,
         },
         spike: None,
@@ -659,14 +660,14 @@ mod tests {
         );
         let at = |h: f64| day.rate.per_hour_at(h);
         assert_eq!(
-            (at(0.5), at(2.6), at(2.7), at(2.99), at(3.0)),
-            (2_000.0, 2_000.0, 240_000.0, 240_000.0, 2_000.0)
+            (at(0.5), at(3.6), at(3.7), at(3.99), at(4.0)),
+            (2_000.0, 2_000.0, 480_000.0, 480_000.0, 2_000.0)
         );
-        assert_eq!(at(23.8), 240_000.0);
-        // 8 pulses of 80,000 changes and 21 h 20 min of 2,000/h.
+        assert_eq!(at(23.8), 480_000.0);
+        // 6 pulses of 160,000 changes and 22 h of 2,000/h.
         let expected = day.expected_changes(24);
         assert!(
-            (expected - (8.0 * 80_000.0 + 21.333 * 2_000.0)).abs() < 100.0,
+            (expected - (6.0 * 160_000.0 + 22.0 * 2_000.0)).abs() < 100.0,
             "{expected}"
         );
     }
