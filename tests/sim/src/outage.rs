@@ -449,6 +449,7 @@ mod tests {
     use crate::day::{DayConfig, PolicyKind, simulate};
     use crate::fault::Fault;
     use crate::traffic::{Outage, Rate, Scenario};
+    use sluice::ports::QuotaModel;
 
     /// A small outage day end to end (the real drain, the baselines): the figures add up and every
     /// policy drains again after the provider comes back.
@@ -470,6 +471,7 @@ mod tests {
                 tail_hours: 2,
             }),
             other_client_percent: 0,
+            provider_quota: QuotaModel::Fixed,
         };
         let cfg = DayConfig {
             seed: 5,
@@ -478,9 +480,7 @@ mod tests {
             start: chrono::Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap(),
         };
         for policy in [
-            PolicyKind::Sluice {
-                max_messages: sluice::config::DEFAULT_DRAIN_MAX_MESSAGES,
-            },
+            PolicyKind::sluice(sluice::config::DEFAULT_DRAIN_MAX_MESSAGES),
             PolicyKind::ThresholdSweep,
             PolicyKind::FixedSpacing,
         ] {
