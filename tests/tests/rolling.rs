@@ -40,6 +40,9 @@ async fn rolling_reservations_hold_the_limit_in_every_hour_long_interval() {
         ledger.reserve(kind, trailing(3_700), 1, 5).await.unwrap(),
         exhausted
     );
+    // Of the trailing hour's five, none fell in the clock hour that has just begun (read from the same item).
+    let usage = ledger.usage(kind, trailing(3_700)).await.unwrap();
+    assert_eq!((usage.used, usage.clock_window_used), (5, 0));
     // The first three leave once the interval starts past their minute ([3,000, 3,060) s).
     assert_eq!(
         ledger.reserve(kind, trailing(6_659), 1, 5).await.unwrap(),
@@ -66,6 +69,8 @@ async fn rolling_reservations_hold_the_limit_in_every_hour_long_interval() {
     ledger.mark_spent(kind, trailing(7_400), 5).await.unwrap();
     let usage = ledger.usage(kind, trailing(7_400)).await.unwrap();
     assert_eq!((usage.used, usage.adopted), (5, 1));
+    // The clock hour from 7,200 s holds the adopted unit and the fill; the three of 6,660 s are before it.
+    assert_eq!(usage.clock_window_used, 2);
     assert_eq!(
         ledger.reserve(kind, trailing(7_400), 1, 5).await.unwrap(),
         exhausted

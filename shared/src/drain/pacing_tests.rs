@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::{KindQuota, RunState, plan};
 use crate::config::Limits;
-use crate::ports::{QuotaKind, QuotaModel, Reservation, RollingCounts, Window};
+use crate::ports::{QuotaKind, QuotaModel, Reservation, RollingCounts, Window, WindowUsage};
 
 /// 2026-03-02T00:00:00Z: an hour boundary.
 const START: i64 = 1_772_409_600;
@@ -29,10 +29,17 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn used(&mut self, kind: QuotaKind, window: Window) -> u32 {
+    fn usage(&mut self, kind: QuotaKind, window: Window) -> WindowUsage {
         match window.model {
-            QuotaModel::Fixed => self.fixed.get(&(kind, window.start)).copied().unwrap_or(0),
-            QuotaModel::Rolling => self.rolling.entry(kind).or_default().usage(window).used,
+            QuotaModel::Fixed => {
+                let used = self.fixed.get(&(kind, window.start)).copied().unwrap_or(0);
+                WindowUsage {
+                    used,
+                    adopted: 0,
+                    clock_window_used: used,
+                }
+            }
+            QuotaModel::Rolling => self.rolling.entry(kind).or_default().usage(window),
         }
     }
 
@@ -69,14 +76,14 @@ fn run_minutes(model: QuotaModel, backlog: &[u64], offsets: &[i64]) -> Granted {
         let state = RunState {
             window,
             elapsed: at - window.start,
-            batch: KindQuota {
-                limit: limits.batch_per_window,
-                used: ledger.used(QuotaKind::Batch, window),
-            },
-            individual: KindQuota {
-                limit: limits.individual_per_window,
-                used: ledger.used(QuotaKind::Individual, window),
-            },
+            batch: KindQuota::new(
+                limits.batch_per_window,
+                ledger.usage(QuotaKind::Batch, window),
+            ),
+            individual: KindQuota::new(
+                limits.individual_per_window,
+                ledger.usage(QuotaKind::Individual, window),
+            ),
             backlog: visible,
         };
         let p = plan(&limits, 60, 100_000, state);
@@ -151,6 +158,29 @@ fn rolling_pacing_keeps_every_hour_within_the_limit_and_spends_it() {
         "{}",
         backlog_hour(&rolling.individual)
     );
+}
+
+#[test]
+fn rolling_mode_spends_a_quiet_spells_quota_in_a_burst_within_the_trailing_cap() {
+    let rolling = run_minutes(QuotaModel::Rolling, &quiet_then_backlog(), &[]);
+    let fixed = run_minutes(QuotaModel::Fixed, &quiet_then_backlog(), &[]);
+    // Minute 40: the clock hour's quota minus the reserve for its last 19 minutes, as in fixed mode.
+    assert_eq!((rolling.batch[40].1, rolling.individual[40].1), (35, 2_460));
+    assert_eq!(rolling.batch[40], fixed.batch[40]);
+    assert_eq!(rolling.individual[40], fixed.individual[40]);
+    // The next clock hour opens with a full trailing hour: fixed mode takes its share, rolling waits
+    // until the burst's bucket has left the trailing hour (minute 101), then spends what it held back.
+    assert!(fixed.batch[60].1 > 0 && fixed.individual[60].1 > 0);
+    let held_back = |units: &[(i64, u32)]| units[60..101].iter().map(|u| u.1).sum::<u32>();
+    assert_eq!(held_back(&rolling.batch), 0);
+    assert!(rolling.batch[101].1 >= 30, "{:?}", rolling.batch[101]);
+    assert!(
+        rolling.individual[101].1 >= 2_000,
+        "{:?}",
+        rolling.individual[101]
+    );
+    assert!(most_in_any_interval(&rolling.batch, HOUR) <= 50);
+    assert!(most_in_any_interval(&rolling.individual, HOUR) <= 3_600);
 }
 
 proptest! {

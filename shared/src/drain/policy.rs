@@ -17,19 +17,19 @@
 //! window may spend everything left. No run can take quota that later runs of the window were promised.
 //!
 //! **Rolling model** (`QUOTA_MODEL=rolling`): the provider may count any trailing hour, so carried-over
-//! allowance is exactly what must not be spent — a late burst plus the next window's even share puts
-//! close to twice the limit inside one rolling hour. A run's allowance is instead its even share of the
-//! limit, never more than the trailing window has left:
+//! allowance can only be spent where the trailing hour still has room — a late burst plus the next
+//! window's share would otherwise put close to twice the limit inside one rolling hour. A run is paced as
+//! in fixed mode over the epoch-aligned clock window it falls in, from the units the rolling ledger holds
+//! since that clock window began (its buckets from the clock window's start,
+//! [`WindowUsage::clock_window_used`]), and capped by what the trailing window has left:
 //!
 //! ```text
-//! allowance = min(limit − used_in_trailing_window, due(now + interval) − due(now)),
-//! due(t)    = floor(limit × t / counted)        (counted = window + one ledger bucket, 3,660 s)
+//! allowance = min(paced(limit − used_since_clock_window_start), limit − used_in_trailing_window)
 //! ```
 //!
-//! `due` runs from the epoch, so consecutive runs' shares add up to the limit per `counted` seconds
-//! exactly (one batch on 50 of every 61 runs, 59 individual requests a run): what the ledger's buckets
-//! hold ([`crate::ports::RollingCounts`]) stays within the limit without a refusal. The cost: nothing
-//! carries over, so a backlog after a quiet spell drains at the even rate rather than in a burst.
+//! So after a quiet spell a backlog gets the quiet spell's quota in a burst, as in fixed mode, and a later
+//! run's share waits until that burst leaves the trailing window; what the ledger's buckets hold
+//! ([`crate::ports::RollingCounts`]) never passes the limit in any window-length interval.
 //!
 //! Within a run:
 //! - **light load** (the backlog fits in the individual allowance): everything goes out as individual
@@ -45,16 +45,28 @@
 //!   records are covered — `DRAIN_MAX_MESSAGES` is only a safety cap on that.
 
 use crate::config::Limits;
-use crate::ports::{QuotaModel, Window};
+use crate::ports::{QuotaModel, Window, WindowUsage};
 
 /// Quota state of one kind in the current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KindQuota {
     pub limit: u32,
+    /// Units used in the window (a rolling window: the trailing one).
     pub used: u32,
+    /// Of `used`, the units since the window's clock window began (a fixed window: all of `used`).
+    pub clock_window_used: u32,
 }
 
 impl KindQuota {
+    /// The quota state of a kind whose ledger holds `usage`.
+    pub fn new(limit: u32, usage: WindowUsage) -> Self {
+        Self {
+            limit,
+            used: usage.used,
+            clock_window_used: usage.clock_window_used,
+        }
+    }
+
     pub fn left(&self) -> u32 {
         self.limit.saturating_sub(self.used)
     }
@@ -84,23 +96,32 @@ pub fn allowance(quota: KindQuota, window: Window, elapsed: i64, interval_second
     if window.model == QuotaModel::Rolling {
         return rolling_allowance(quota, window, interval_seconds);
     }
-    let length = i64::from(window.length);
-    let after_this_run = (length - elapsed - i64::from(interval_seconds)).clamp(0, length);
-    let reserve = i64::from(quota.limit) * after_this_run / length;
-    let reserve = u32::try_from(reserve).unwrap_or(u32::MAX);
-    quota.left().saturating_sub(reserve)
+    paced(quota.limit, quota.used, window, elapsed, interval_seconds)
 }
 
-/// The rolling model's allowance for a run at the end of `window`: its even share of the limit over the
-/// interval to the next run, at most what the trailing window has left (see the module doc).
+/// What is left of a fixed `window` after `used` units, minus the pro-rata reserve for the time after a
+/// run starting `elapsed` seconds into it.
+fn paced(limit: u32, used: u32, window: Window, elapsed: i64, interval_seconds: u32) -> u32 {
+    let length = i64::from(window.length);
+    let after_this_run = (length - elapsed - i64::from(interval_seconds)).clamp(0, length);
+    let reserve = i64::from(limit) * after_this_run / length;
+    let reserve = u32::try_from(reserve).unwrap_or(u32::MAX);
+    limit.saturating_sub(used).saturating_sub(reserve)
+}
+
+/// The rolling model's allowance for a run at the end of `window`: the fixed pacing over the clock window
+/// the run falls in, at most what the trailing window has left (see the module doc).
 pub fn rolling_allowance(quota: KindQuota, window: Window, interval_seconds: u32) -> u32 {
-    let counted = i128::from(window.counted_seconds());
-    let due = |at: i64| (i128::from(quota.limit) * i128::from(at)).div_euclid(counted);
-    let now = window.end();
-    let share = due(now + i64::from(interval_seconds)) - due(now);
-    u32::try_from(share.max(0))
-        .unwrap_or(u32::MAX)
-        .min(quota.left())
+    let clock = window.clock_window();
+    let elapsed = window.end() - clock.start;
+    paced(
+        quota.limit,
+        quota.clock_window_used,
+        clock,
+        elapsed,
+        interval_seconds,
+    )
+    .min(quota.left())
 }
 
 /// What a run knows before it receives anything.
@@ -157,7 +178,11 @@ mod tests {
     };
 
     fn q(limit: u32, used: u32) -> KindQuota {
-        KindQuota { limit, used }
+        KindQuota {
+            limit,
+            used,
+            clock_window_used: used,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -27,9 +27,9 @@ impl<P: DrainPorts> Drain<P> {
         let depths = futures::future::try_join_all(self.ports.lanes().served().map(
             |(lane, q)| async move { Ok::<_, DrainError>((lane, q.backlog().await?.visible)) },
         ));
-        let (used_batch, used_individual, depths) = futures::try_join!(
-            async { Ok::<_, DrainError>(ledger.used(QuotaKind::Batch, window).await?) },
-            async { Ok(ledger.used(QuotaKind::Individual, window).await?) },
+        let (batch_usage, individual_usage, depths) = futures::try_join!(
+            async { Ok::<_, DrainError>(ledger.usage(QuotaKind::Batch, window).await?) },
+            async { Ok(ledger.usage(QuotaKind::Individual, window).await?) },
             depths,
         )?;
         let backlog: u64 = depths.iter().map(|(_, v)| v).sum();
@@ -37,16 +37,11 @@ impl<P: DrainPorts> Drain<P> {
             run.report.lanes.entry(lane).or_default().backlog = visible;
         }
         let limits = &self.settings.limits;
-        run.ledger_used.note(QuotaKind::Batch, used_batch);
-        run.ledger_used.note(QuotaKind::Individual, used_individual);
-        let batch = KindQuota {
-            limit: limits.batch_per_window,
-            used: used_batch,
-        };
-        let individual = KindQuota {
-            limit: limits.individual_per_window,
-            used: used_individual,
-        };
+        run.ledger_used.note(QuotaKind::Batch, batch_usage.used);
+        run.ledger_used
+            .note(QuotaKind::Individual, individual_usage.used);
+        let batch = KindQuota::new(limits.batch_per_window, batch_usage);
+        let individual = KindQuota::new(limits.individual_per_window, individual_usage);
         run.report.backlog = backlog;
         run.report.window_records_left =
             u64::from(batch.left()) * u64::from(limits.batch_size) + u64::from(individual.left());

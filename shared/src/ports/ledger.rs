@@ -131,6 +131,23 @@ impl Window {
         self.start.div_euclid(b)..=self.end().div_euclid(b)
     }
 
+    /// The clock window (epoch-aligned, fixed) this window's end falls in: a fixed window itself.
+    pub fn clock_window(&self) -> Self {
+        match self.model {
+            QuotaModel::Fixed => *self,
+            QuotaModel::Rolling => Self::containing(self.end_time(), self.length),
+        }
+    }
+
+    /// The buckets of a rolling window that lie in its [`clock_window`](Self::clock_window): from the
+    /// one the clock window starts in to the one the window ends in, a subset of [`buckets`](Self::buckets).
+    /// When the window length is a multiple of 60 s the clock window starts on a bucket boundary; when it
+    /// is not, the first bucket may hold a few units from before it (counted: the safe side).
+    pub fn clock_window_buckets(&self) -> std::ops::RangeInclusive<i64> {
+        let b = self.bucket_seconds();
+        self.clock_window().start.div_euclid(b)..=self.end().div_euclid(b)
+    }
+
     /// How long a rolling window's ledger counts a unit at most: the window and one bucket.
     pub fn counted_seconds(&self) -> i64 {
         i64::from(self.length) + self.bucket_seconds()
@@ -170,6 +187,11 @@ pub struct WindowUsage {
     /// Of `used`, the units adopted from the provider's `X-RateLimit-Remaining`: requests this ledger did
     /// not reserve (another client of the account made them).
     pub adopted: u32,
+    /// Of `used`, the units counted since the window's [clock window](Window::clock_window) began: all of
+    /// `used` for a fixed window; for a rolling one, its buckets from the clock window's start (read from
+    /// the same item). The rolling model paces over the clock window with it.
+    #[serde(default)]
+    pub clock_window_used: u32,
 }
 
 /// The quota ledger: one counter per kind and window, reserved before any provider call. For a rolling
@@ -245,6 +267,10 @@ mod tests {
             (later.buckets(), later.model),
             (62..=122, QuotaModel::Rolling)
         );
+        // Its clock window is the hour 7,265 falls in, counted from that hour's first bucket.
+        assert_eq!(w.clock_window(), Window::containing(at, 3_600));
+        assert_eq!(w.clock_window_buckets(), 120..=121);
+        assert_eq!(Window::containing(at, 3_600).clock_window().start, 7_200);
         assert_eq!(Window::trailing(at, 30).bucket_seconds(), 1);
         assert_eq!("Rolling".parse::<QuotaModel>(), Ok(QuotaModel::Rolling));
         assert!("sliding".parse::<QuotaModel>().is_err());

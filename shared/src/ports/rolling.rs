@@ -21,18 +21,20 @@ pub struct RollingCounts {
     pub adopted: BTreeMap<i64, u32>,
 }
 
-fn sum(buckets: &BTreeMap<i64, u32>, window: Window) -> u32 {
+fn sum(buckets: &BTreeMap<i64, u32>, range: std::ops::RangeInclusive<i64>) -> u32 {
     buckets
-        .range(window.buckets())
+        .range(range)
         .fold(0u32, |total, (_, &n)| total.saturating_add(n))
 }
 
 impl RollingCounts {
-    /// The window's counter: its buckets' sum (later buckets, filled by a `Retry-After`, do not count yet).
+    /// The window's counter: its buckets' sum (later buckets, filled by a `Retry-After`, do not count yet),
+    /// and the part of it in the window's clock window.
     pub fn usage(&self, window: Window) -> WindowUsage {
         WindowUsage {
-            used: sum(&self.used, window),
-            adopted: sum(&self.adopted, window),
+            used: sum(&self.used, window.buckets()),
+            adopted: sum(&self.adopted, window.buckets()),
+            clock_window_used: sum(&self.used, window.clock_window_buckets()),
         }
     }
 
@@ -127,6 +129,18 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_window_part_counts_only_buckets_since_the_clock_hour_began() {
+        let mut c = RollingCounts::default();
+        c.reserve(at(3_500), 5, 50);
+        c.reserve(at(3_700), 3, 50);
+        let usage = c.usage(at(3_700));
+        assert_eq!((usage.used, usage.clock_window_used), (8, 3));
+        // At the hour's start nothing of the new clock window is used yet, all of the trailing one is.
+        let usage = c.usage(at(3_600));
+        assert_eq!((usage.used, usage.clock_window_used), (5, 0));
+    }
+
+    #[test]
     fn adoption_and_spending_fill_the_current_bucket() {
         let mut c = RollingCounts::default();
         c.reserve(at(0), 10, 50);
@@ -136,7 +150,8 @@ mod tests {
             c.usage(at(600)),
             WindowUsage {
                 used: 30,
-                adopted: 20
+                adopted: 20,
+                clock_window_used: 30,
             }
         );
         assert!(c.mark_spent(at(900), 50));

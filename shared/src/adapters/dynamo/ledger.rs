@@ -52,9 +52,11 @@ impl QuotaLedger for DynamoState {
         let item = self
             .get_consistent(quota_key(kind, window), "reading quota")
             .await?;
+        let used = counter(item.as_ref(), "used");
         Ok(WindowUsage {
-            used: counter(item.as_ref(), "used"),
+            used,
             adopted: counter(item.as_ref(), "adopted"),
+            clock_window_used: used,
         })
     }
 

@@ -25,9 +25,11 @@ impl QuotaLedger for MemoryStore {
             return Ok(self.with_rolling(kind, |c| c.usage(window)));
         }
         let key = (kind, window.start);
+        let used = lock(&self.quota).get(&key).copied().unwrap_or(0);
         Ok(WindowUsage {
-            used: lock(&self.quota).get(&key).copied().unwrap_or(0),
+            used,
             adopted: lock(&self.adopted).get(&key).copied().unwrap_or(0),
+            clock_window_used: used,
         })
     }
 
