@@ -1,7 +1,7 @@
 //! The quota ledger: one `quota#<kind>#<start>` item per window, its `used` counter moved only by
 //! conditional updates, so no two runs can together reserve past the limit. `adopted` counts the units
 //! raised to the provider's own figure (another client's requests), for the report and `sluice status`.
-//! A rolling window goes to the one versioned item per kind of [`super::rolling`].
+//! A rolling window goes to the one versioned item per kind of `adapters/dynamo/rolling.rs`.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
