@@ -470,6 +470,7 @@ mod tests {
                 tail_hours: 2,
             }),
             other_client_percent: 0,
+            backfill: None,
         };
         let cfg = DayConfig {
             seed: 5,

@@ -72,6 +72,13 @@ impl<C: Clock + Clone> MemoryQueue<C> {
         self
     }
 
+    /// The same queue without [`Self::receives_by_body`] and [`Self::attempts_by_body`] (they stay empty):
+    /// they keep a copy of every body ever received, which a simulated day of millions cannot afford.
+    pub fn without_receive_history(self) -> Self {
+        lock(&self.state).forget_receives = true;
+        self
+    }
+
     /// Runs `f` at the start of every receive (a slow queue on a virtual clock).
     pub fn on_receive(&self, f: impl Fn() + Send + Sync + 'static) {
         lock(&self.state).on_receive = Some(CallHook(Arc::new(f)));
