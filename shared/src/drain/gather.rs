@@ -57,7 +57,7 @@ impl<P: DrainPorts> Drain<P> {
             self.check_time(run, self.settings.settle_margin)?;
             self.load_synced(run, &mut so_far, emails).await?;
             let coalesced = coalesce(&so_far.decoded, &so_far.synced);
-            received.note_records(coalesced.records.len());
+            received.note_records(&coalesced.records);
             let more = got > 0 && room.left(&received) > 0 && self.now() < room.receive_by;
             if !more {
                 break coalesced;

@@ -180,3 +180,36 @@ async fn stale_messages_do_not_take_the_room_of_sendable_records() {
     );
     assert_eq!(h.provider_name("a0@x.io").as_deref(), Some("new"));
 }
+
+/// Rule: a top-up that brings a newer change of a user whose older ones needed nothing sent counts that
+/// user as room used again — the run still receives no more records than it can send.
+#[tokio::test]
+async fn a_top_up_counts_users_it_makes_sendable_again() {
+    let h = harness_with(small(), 20_000, true);
+    for i in 0..50 {
+        h.enqueue_on(Priority::High, &format!("a{i}@x.io"), "new");
+    }
+    assert_eq!(h.tick().await.delivered_records(), 50);
+    // On `normal`: the users' stale changes, 52 other users (the first receive's room), then newer
+    // changes of the same 50 users (what the top-up gets first), then more users.
+    for i in 0..50 {
+        h.enqueue_on_at(Priority::Normal, &format!("a{i}@x.io"), -90, "old");
+    }
+    for i in 0..52 {
+        h.enqueue_on(Priority::Normal, &format!("b{i}@x.io"), "b");
+    }
+    for i in 0..50 {
+        h.enqueue_on_at(Priority::Normal, &format!("a{i}@x.io"), 30, "newer");
+    }
+    for i in 52..200 {
+        h.enqueue_on(Priority::Normal, &format!("b{i}@x.io"), "b");
+    }
+    h.clock
+        .set(Utc.timestamp_opt(HOUR_START + 3_610, 0).unwrap());
+    let r = h.tick().await;
+    assert_eq!(r.delivered_records(), RUN_CAPACITY, "{r:?}");
+    assert_eq!(r.deferred, 0, "nothing received only to be held: {r:?}");
+    assert_eq!(r.received, 50 + 52 + 50, "{r:?}");
+    assert_eq!(h.provider_name("a0@x.io").as_deref(), Some("newer"));
+    assert_eq!(h.lanes.queue(Priority::Normal).len(), 148);
+}

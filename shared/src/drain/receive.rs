@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use super::coalesce::PendingRecord;
 use super::policy::{self, KindQuota, Plan, RunState};
 use super::{Drain, DrainError, Idle, Run, chrono_duration, window_guard};
 use crate::domain::{Change, ChangeMessage, Email, Priority};
@@ -200,8 +201,10 @@ pub(super) struct Received {
     drained: HashSet<Priority>,
     emails: HashSet<Email>,
     malformed: u64,
-    /// Users received who need nothing sent, as of the last coalescing ([`Self::note_records`]).
-    without_record: u64,
+    /// Users received who need nothing sent, as of the last coalescing ([`Self::note_records`]) and not
+    /// received again since (a newer message may give them a record: they fill room again until the next
+    /// coalescing says otherwise).
+    without_record: HashSet<Email>,
 }
 
 impl Received {
@@ -213,6 +216,7 @@ impl Received {
                 .map_err(|e| format!("cannot decode change message: {e}"));
             match &body {
                 Ok(change) => {
+                    self.without_record.remove(&change.email);
                     self.emails.insert(change.email.clone());
                 }
                 Err(_) => self.malformed += 1,
@@ -226,12 +230,19 @@ impl Received {
     /// Room the run's messages fill: distinct users (and malformed bodies), less the users who turned out
     /// to need nothing sent.
     fn filling(&self) -> u64 {
-        (self.emails.len() as u64 + self.malformed).saturating_sub(self.without_record)
+        (self.emails.len() as u64 + self.malformed).saturating_sub(self.without_record.len() as u64)
     }
 
-    /// After coalescing everything received so far into `records` records (one per user at most).
-    pub(super) fn note_records(&mut self, records: usize) {
-        self.without_record = (self.emails.len() as u64).saturating_sub(records as u64);
+    /// After coalescing everything received so far into `records` (one per user at most): the users
+    /// without one stop filling room.
+    pub(super) fn note_records(&mut self, records: &[PendingRecord]) {
+        let sendable: HashSet<&Email> = records.iter().map(|r| &r.email).collect();
+        self.without_record = self
+            .emails
+            .iter()
+            .filter(|e| !sendable.contains(e))
+            .cloned()
+            .collect();
     }
 
     /// The bodies received since the last call, by message order.
