@@ -251,6 +251,8 @@ mod tests {
             (0, 0, 0)
         );
         assert_eq!((day.unsatisfied, day.dead_lettered), (0, 0));
+        // Ingest's SendMessageBatch calls on both lanes: one per live change, one per 10 backfill ones.
+        assert_eq!(day.queue_calls.send, day.changes - 30_000 + 3_000);
         // Traced backfill changes are kept apart from the live ones.
         assert!(b.freshness.count > 25_000, "{:?}", b.freshness);
         assert!(day.freshness.count > 2_000 && day.freshness.count < 5_000);

@@ -250,6 +250,7 @@ pub struct DayResult {
     pub hourly: Vec<HourRow>,
     /// (hours since start, messages on the queue) after each invocation.
     pub backlog_series: Vec<(f64, u64)>,
+    /// SQS calls over every lane's queue.
     pub queue_calls: QueueCalls,
     pub provider_calls: ProviderCalls,
     pub over_limit: u32,
@@ -483,7 +484,10 @@ pub async fn simulate(
         oldest_unsatisfied_age_s: oldest.map(|ms| (end_ms - ms) as f64 / 1_000.0),
         hourly,
         backlog_series,
-        queue_calls: queue.api_calls(),
+        queue_calls: lanes
+            .served()
+            .map(|(_, q)| q.api_calls())
+            .fold(QueueCalls::default(), |all, lane| all + lane),
         provider_calls: provider.inner().calls(),
         over_limit: provider.inner().over_limit(),
         over_limit_after_reply: provider.inner().over_limit_after_reply(),
