@@ -11,12 +11,13 @@ use sluice::config::Limits;
 use crate::stack::DeployedStack;
 
 /// Function variable → the template parameter that sets it (see `template.yaml`, DrainFunction).
-const FROM_PARAMETERS: [(&str, &str); 9] = [
+const FROM_PARAMETERS: [(&str, &str); 10] = [
     ("BATCH_LIMIT_PER_HOUR", "BatchLimitPerHour"),
     ("INDIVIDUAL_LIMIT_PER_HOUR", "IndividualLimitPerHour"),
     ("BATCH_SIZE", "BatchSize"),
     ("DRAIN_MAX_MESSAGES", "DrainMaxMessages"),
     ("QUOTA_WINDOW_SECONDS", "QuotaWindowSeconds"),
+    ("QUOTA_MODEL", "QuotaModel"),
     ("DRAIN_INTERVAL_SECONDS", "DrainIntervalSeconds"),
     ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
     ("PROVIDER_BASE_URL", "ProviderBaseUrl"),
@@ -92,6 +93,12 @@ pub fn limits(vars: &BTreeMap<String, String>) -> anyhow::Result<Limits> {
         individual_per_window: number("INDIVIDUAL_LIMIT_PER_HOUR", defaults.individual_per_window)?,
         batch_size: number("BATCH_SIZE", defaults.batch_size)?,
         window_seconds: number("QUOTA_WINDOW_SECONDS", defaults.window_seconds)?,
+        quota_model: match vars.get("QUOTA_MODEL") {
+            None => defaults.quota_model,
+            Some(raw) => raw
+                .parse()
+                .map_err(|reason: String| anyhow::anyhow!("QUOTA_MODEL: {reason}"))?,
+        },
     };
     anyhow::ensure!(
         limits.window_seconds > 0,

@@ -356,6 +356,45 @@ async fn dlq_list_and_show_read_without_keeping_messages() {
     stack.destroy().await;
 }
 
+/// Rule: on a stack deployed with `QuotaModel=rolling`, `status` reads the rolling ledger: the window is
+/// the trailing hour up to now, and what is used is what was reserved in it.
+#[tokio::test]
+#[ignore = "needs LocalStack (see the module doc)"]
+async fn status_in_rolling_mode_shows_the_trailing_window() {
+    let stack = ops_stack(&[("QuotaModel", "rolling")]).await;
+    let state = DynamoState::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.outputs.table_name,
+    );
+    let window = Window::trailing(Utc::now(), 3_600);
+    assert!(matches!(
+        state
+            .reserve(QuotaKind::Batch, window, 2, 50)
+            .await
+            .unwrap(),
+        Reservation::Granted { used: 2 }
+    ));
+    let out = stack.sluice(&["status", "--json"], &[]).await;
+    assert!(out.ok, "{}", out.stderr);
+    let status: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["window"]["model"], "rolling");
+    assert_eq!(status["window"]["next_in_s"], 0);
+    assert_eq!(
+        status["quota"]["batch"],
+        serde_json::json!({"limit": 50, "used": 2, "left": 48, "adopted": 0})
+    );
+    let table = stack.sluice(&["status"], &[]).await;
+    assert!(table.ok, "{}", table.stderr);
+    assert!(
+        table
+            .stdout
+            .contains("quota window   rolling: the 1h 00m up to"),
+        "{}",
+        table.stdout
+    );
+    stack.destroy().await;
+}
+
 /// Rule: `status --json` reports the queue and DLQ depths and the quota the ledger holds for the current
 /// window, with the window length from the stack's parameters; reading consumes no quota.
 #[tokio::test]

@@ -6,7 +6,9 @@
 use std::env;
 use std::time::Duration;
 
-use crate::ports::Lanes;
+use chrono::{DateTime, Utc};
+
+use crate::ports::{Lanes, QuotaModel, Window};
 
 /// How Sluice authenticates to the provider.
 #[derive(Clone)]
@@ -38,6 +40,9 @@ pub struct Limits {
     pub batch_size: u32,
     /// Window length in seconds, windows aligned to the Unix epoch (`QUOTA_WINDOW_SECONDS`, default 3,600).
     pub window_seconds: u32,
+    /// How the provider counts the window: fixed clock windows or a rolling interval (`QUOTA_MODEL`,
+    /// default `fixed`).
+    pub quota_model: QuotaModel,
 }
 
 impl Default for Limits {
@@ -47,6 +52,7 @@ impl Default for Limits {
             individual_per_window: 3_600,
             batch_size: 1_000,
             window_seconds: 3_600,
+            quota_model: QuotaModel::Fixed,
         }
     }
 }
@@ -56,6 +62,11 @@ impl Limits {
     pub fn capacity_per_window(&self) -> u64 {
         u64::from(self.batch_per_window) * u64::from(self.batch_size)
             + u64::from(self.individual_per_window)
+    }
+
+    /// The quota window of a run at `at`, in this configuration's model.
+    pub fn window_at(&self, at: DateTime<Utc>) -> Window {
+        Window::at(self.quota_model, at, self.window_seconds)
     }
 }
 
@@ -264,6 +275,7 @@ fn limits<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Limits, Confi
         individual_per_window: vars.number("INDIVIDUAL_LIMIT_PER_HOUR", 3_600, 0, 1_000_000)?,
         batch_size: vars.number("BATCH_SIZE", 1_000, 1, 1_000)?,
         window_seconds: vars.number("QUOTA_WINDOW_SECONDS", 3_600, 1, 86_400)?,
+        quota_model: quota_model(vars)?,
     };
     if limits.batch_per_window == 0 && limits.individual_per_window == 0 {
         return Err(ConfigError::Invalid {
@@ -272,6 +284,17 @@ fn limits<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<Limits, Confi
         });
     }
     Ok(limits)
+}
+
+/// `QUOTA_MODEL`: `fixed` (default) or `rolling`.
+fn quota_model<F: Fn(&str) -> Option<String>>(vars: &Vars<F>) -> Result<QuotaModel, ConfigError> {
+    match vars.optional("QUOTA_MODEL") {
+        None => Ok(QuotaModel::Fixed),
+        Some(raw) => raw.parse().map_err(|reason| ConfigError::Invalid {
+            name: "QUOTA_MODEL",
+            reason,
+        }),
+    }
 }
 
 /// The provider call timeout and the drain's own, refused together when one call and the settling after
@@ -355,112 +378,5 @@ impl FromVars for IngestConfig {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::domain::Priority;
-    use std::collections::HashMap;
-
-    fn base() -> HashMap<&'static str, String> {
-        HashMap::from([
-            ("QUEUE_URL", "http://q".to_string()),
-            ("DLQ_URL", "http://d".to_string()),
-            ("TABLE_NAME", "t".to_string()),
-            ("PROVIDER_BASE_URL", "http://127.0.0.1:8025/".to_string()),
-            ("PROVIDER_ACCOUNT_ID", "1".to_string()),
-            ("PROVIDER_API_KEY", "k".to_string()),
-        ])
-    }
-
-    fn load(m: &HashMap<&'static str, String>) -> Result<Config, ConfigError> {
-        Config::from_lookup(|k| m.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_are_the_providers_published_limits() {
-        let c = load(&base()).unwrap();
-        assert_eq!(c.limits, Limits::default());
-        assert_eq!(c.limits.capacity_per_window(), 53_600);
-        assert_eq!(c.provider_base_url, "http://127.0.0.1:8025");
-        assert_eq!(format!("{:?}", c.provider_key), "Plain(<redacted>)");
-    }
-
-    #[test]
-    fn ingest_needs_only_the_queue_and_table() {
-        let m = HashMap::from([
-            ("QUEUE_URL", "http://q".to_string()),
-            ("TABLE_NAME", "t".to_string()),
-        ]);
-        let c = IngestConfig::from_lookup(|k| m.get(k).cloned()).unwrap();
-        assert_eq!(
-            (
-                c.queue_url.as_str(),
-                c.table_name.as_str(),
-                c.ingest_api_key
-            ),
-            ("http://q", "t", None)
-        );
-        let err = IngestConfig::from_lookup(|k| {
-            if k == "QUEUE_URL" {
-                Some("q".into())
-            } else {
-                None
-            }
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("TABLE_NAME"), "{err}");
-    }
-
-    #[test]
-    fn lanes_without_a_queue_share_the_normal_one_and_a_shared_url_is_refused() {
-        let c = load(&base()).unwrap();
-        assert_eq!(c.lanes.queue(Priority::High), "http://q");
-        assert_eq!(c.lanes.served().count(), 1);
-        let mut m = base();
-        m.insert("QUEUE_URL_HIGH", "http://h".into());
-        m.insert("QUEUE_URL_BULK", "http://b".into());
-        let c = load(&m).unwrap();
-        assert_eq!(c.lanes.queue(Priority::High), "http://h");
-        assert_eq!(c.lanes.queue(Priority::Normal), "http://q");
-        assert_eq!(c.lanes.queue(Priority::Bulk), "http://b");
-        m.insert("QUEUE_URL_BULK", "http://h".into());
-        let err = load(&m).unwrap_err().to_string();
-        assert!(err.contains("QUEUE_URL_HIGH"), "{err}");
-        let mut m = base();
-        m.insert("QUEUE_URL_BULK", "http://q".into());
-        let err = load(&m).unwrap_err().to_string();
-        assert!(err.contains("QUEUE_URL_BULK"), "{err}");
-    }
-
-    #[test]
-    fn a_provider_timeout_that_cannot_fit_the_run_is_refused() {
-        let mut m = base();
-        m.insert("PROVIDER_TIMEOUT_MS", "120000".into());
-        let err = load(&m).unwrap_err().to_string();
-        assert!(
-            err.contains("PROVIDER_TIMEOUT_MS") && err.contains("45000"),
-            "{err}"
-        );
-        m.insert("DRAIN_TIMEOUT_SECONDS", "900".into());
-        let c = load(&m).unwrap();
-        assert_eq!(c.drain_timeout, Duration::from_secs(900));
-        assert_eq!(c.max_receive_count, 10);
-    }
-
-    #[test]
-    fn errors_name_the_variable() {
-        let mut m = base();
-        m.remove("QUEUE_URL");
-        assert!(load(&m).unwrap_err().to_string().contains("QUEUE_URL"));
-        let mut m = base();
-        m.insert("BATCH_SIZE", "5000".into());
-        assert!(load(&m).unwrap_err().to_string().contains("BATCH_SIZE"));
-        let mut m = base();
-        m.insert("QUOTA_WINDOW_SECONDS", "soon".into());
-        assert!(
-            load(&m)
-                .unwrap_err()
-                .to_string()
-                .contains("QUOTA_WINDOW_SECONDS")
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

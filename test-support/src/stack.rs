@@ -23,7 +23,7 @@ use crate::localstack::{REGION, endpoint, sdk_config, unique_name};
 
 /// The function variables a `sluice` process under test must not inherit from the developer's shell: it
 /// gets them from the stack, or from the test.
-const FUNCTION_ENV: [&str; 15] = [
+const FUNCTION_ENV: [&str; 16] = [
     "QUEUE_URL",
     "QUEUE_URL_HIGH",
     "QUEUE_URL_BULK",
@@ -38,6 +38,7 @@ const FUNCTION_ENV: [&str; 15] = [
     "BATCH_SIZE",
     "DRAIN_MAX_MESSAGES",
     "QUOTA_WINDOW_SECONDS",
+    "QUOTA_MODEL",
     "DRAIN_INTERVAL_SECONDS",
 ];
 

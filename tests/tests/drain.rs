@@ -395,12 +395,13 @@ async fn concurrent_reservations_never_exceed_the_limit() {
 #[tokio::test]
 async fn adoption_raises_the_ledger_without_losing_concurrent_reservations() {
     use sluice::adapters::dynamo::DynamoState;
-    use sluice::ports::{QuotaKind, QuotaLedger, Reservation, Window};
+    use sluice::ports::{QuotaKind, QuotaLedger, QuotaModel, Reservation, Window};
     let stack = common::stack().await;
     let ledger = DynamoState::new(stack.ddb.clone(), &stack.outputs.table_name);
     let window = Window {
         start: 1_800_000_000,
         length: 3_600,
+        model: QuotaModel::Fixed,
     };
     let kind = QuotaKind::Individual;
     ledger.reserve(kind, window, 10, 500).await.unwrap();

@@ -23,11 +23,12 @@ pub struct Target {
 }
 
 /// The limit variables `sluice` reads from the environment when there is no stack to ask.
-const LIMIT_VARS: [&str; 4] = [
+const LIMIT_VARS: [&str; 5] = [
     "BATCH_LIMIT_PER_HOUR",
     "INDIVIDUAL_LIMIT_PER_HOUR",
     "BATCH_SIZE",
     "QUOTA_WINDOW_SECONDS",
+    "QUOTA_MODEL",
 ];
 
 pub async fn resolve(

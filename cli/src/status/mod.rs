@@ -20,7 +20,9 @@ use sluice::drain::QuotaSummary;
 use std::collections::BTreeMap;
 
 use sluice::domain::Priority;
-use sluice::ports::{Backlog, CircuitState, QuotaKind, QuotaLedger, Window, WindowUsage};
+use sluice::ports::{
+    Backlog, CircuitState, QuotaKind, QuotaLedger, QuotaModel, Window, WindowUsage,
+};
 
 use crate::args::{GlobalArgs, StatusArgs};
 use crate::stack::DeployedStack;
@@ -59,10 +61,15 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowStatus {
     pub start: DateTime<Utc>,
+    /// A rolling window's end is now: it is the `length_s` before the status was read.
     pub end: DateTime<Utc>,
     pub length_s: u32,
-    /// Seconds until the next window opens (and quota resets).
+    /// Seconds until the next window opens (and quota resets); 0 for a rolling window, whose units free
+    /// one by one, a window after each was reserved.
     pub next_in_s: i64,
+    /// `QUOTA_MODEL`: fixed windows, or a rolling one (the quota used is the trailing window's).
+    #[serde(default)]
+    pub model: QuotaModel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +166,7 @@ pub async fn gather(
     limits: &Limits,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Status> {
-    let window = Window::containing(now, limits.window_seconds);
+    let window = limits.window_at(now);
     let read = read_all(sdk, stack, window, now).await?;
     let summary = |limit: u32, usage: WindowUsage| QuotaSummary {
         limit,
@@ -177,6 +184,7 @@ pub async fn gather(
             end: window.end_time(),
             length_s: window.length,
             next_in_s: window.end() - now.timestamp(),
+            model: window.model,
         },
         quota: QuotaStatus {
             records_left: u64::from(batch.left) * u64::from(limits.batch_size)

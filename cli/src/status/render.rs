@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sluice::drain::QuotaSummary;
-use sluice::ports::QuotaKind;
+use sluice::ports::{QuotaKind, QuotaModel};
 
 use super::{CircuitStatus, LeaseStatus, QueueStatus, Status};
 use crate::format;
@@ -57,13 +57,20 @@ pub fn render(status: &Status) -> String {
 /// The window line and the quota table.
 fn quota(status: &Status) -> String {
     let w = &status.window;
-    let mut out = format!(
-        "quota window   {} .. {} ({}), next window in {}\n",
-        time(w.start),
-        time(w.end),
-        format::duration(i64::from(w.length_s)),
-        format::duration(w.next_in_s)
-    );
+    let mut out = match w.model {
+        QuotaModel::Fixed => format!(
+            "quota window   {} .. {} ({}), next window in {}\n",
+            time(w.start),
+            time(w.end),
+            format::duration(i64::from(w.length_s)),
+            format::duration(w.next_in_s)
+        ),
+        QuotaModel::Rolling => format!(
+            "quota window   rolling: the {} up to {} (each unit frees a window after it was reserved)\n",
+            format::duration(i64::from(w.length_s)),
+            time(w.end),
+        ),
+    };
     let q = &status.quota;
     let row = |kind: QuotaKind, s: &QuotaSummary| {
         vec![
@@ -87,8 +94,13 @@ fn quota(status: &Status) -> String {
         ));
     }
     out.push_str(&format!(
-        "  records left this window: {} ({} per batch)\n\n",
-        q.records_left, q.batch_size
+        "  records left {}: {} ({} per batch)\n\n",
+        match w.model {
+            QuotaModel::Fixed => "this window",
+            QuotaModel::Rolling => "in the rolling window",
+        },
+        q.records_left,
+        q.batch_size
     ));
     out
 }

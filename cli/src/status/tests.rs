@@ -16,6 +16,7 @@ fn sample() -> Status {
             end: at("2025-03-01T11:00:00Z"),
             length_s: 3600,
             next_in_s: 2175,
+            model: QuotaModel::Fixed,
         },
         quota: QuotaStatus {
             batch: QuotaSummary {
@@ -127,6 +128,30 @@ fn the_table_shows_quota_backlog_dlq_lease_and_circuit() {
 }
 
 #[test]
+fn a_rolling_window_is_shown_as_the_trailing_interval() {
+    let mut status = sample();
+    status.window = WindowStatus {
+        start: at("2025-03-01T09:23:45Z"),
+        end: at("2025-03-01T10:23:45Z"),
+        length_s: 3600,
+        next_in_s: 0,
+        model: QuotaModel::Rolling,
+    };
+    let text = render(&status);
+    assert!(
+        text.contains("quota window   rolling: the 1h 00m up to 2025-03-01T10:23:45Z (each unit frees a window after it was reserved)"),
+        "{text}"
+    );
+    assert!(!text.contains("next window"), "{text}");
+    assert!(
+        text.contains("records left in the rolling window: 51595"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["window"]["model"], "rolling");
+}
+
+#[test]
 fn units_adopted_from_the_provider_are_shown_only_when_there_are_some() {
     let plain = render(&sample());
     assert!(!plain.contains("adopted"), "{plain}");
@@ -183,6 +208,7 @@ fn json_field_names_are_stable() {
         "/window/end",
         "/window/length_s",
         "/window/next_in_s",
+        "/window/model",
         "/quota/batch/used",
         "/quota/batch/left",
         "/quota/batch/limit",

@@ -114,6 +114,7 @@ fn isolation_limits() -> Limits {
         individual_per_window: 60,
         batch_size: 100,
         window_seconds: 3_600,
+        ..Limits::default()
     }
 }
 

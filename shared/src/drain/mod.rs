@@ -40,7 +40,8 @@ use tracing::{info, warn};
 
 use crate::domain::{Change, ChangeId, Email, FieldKey, Priority, RequestId};
 use crate::ports::{
-    CircuitState, CircuitStore, Clock, DrainLease, DrainPorts, PortError, ReceivedMessage, Window,
+    CircuitState, CircuitStore, Clock, DrainLease, DrainPorts, PortError, QuotaModel,
+    ReceivedMessage, Window,
 };
 use circuit::Phase;
 pub use outcome::Outcome;
@@ -134,7 +135,7 @@ impl<P: DrainPorts> Drain<P> {
     pub async fn run(&self, deadline: DateTime<Utc>) -> Result<DrainReport, DrainError> {
         let started = Instant::now();
         let now = self.now();
-        let window = Window::containing(now, self.settings.limits.window_seconds);
+        let window = self.settings.limits.window_at(now);
         let circuit = self.ports.circuit().circuit().await?;
         let mut run = Run {
             holder: uuid::Uuid::new_v4().to_string(),
@@ -240,10 +241,13 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or_default()
 }
 
-/// No provider call starts this close to the end of its window (10 % of the window, at most 2 s): a call
-/// reserved in one window must reach the provider inside it.
-fn window_guard(window: Window) -> chrono::Duration {
-    chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000))
+/// Whether `now` is too close to the end of a fixed window to start a provider call (10 % of the window,
+/// at most 2 s): a call reserved in one window must reach the provider inside it. A rolling window never
+/// closes: each reservation counts from its own time.
+fn window_closing(window: Window, now: DateTime<Utc>) -> bool {
+    let guard =
+        chrono::Duration::milliseconds(i64::from(window.length).saturating_mul(100).min(2_000));
+    window.model == QuotaModel::Fixed && now + guard >= window.end_time()
 }
 
 #[cfg(test)]
@@ -252,6 +256,8 @@ mod adoption_tests;
 mod fault_tests;
 #[cfg(test)]
 mod lanes_tests;
+#[cfg(test)]
+mod rolling_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

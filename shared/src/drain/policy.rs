@@ -16,6 +16,21 @@
 //! reserve only counts the future, so it carries over and a later burst may spend it, and the last run of a
 //! window may spend everything left. No run can take quota that later runs of the window were promised.
 //!
+//! **Rolling model** (`QUOTA_MODEL=rolling`): the provider may count any trailing hour, so carried-over
+//! allowance is exactly what must not be spent — a late burst plus the next window's even share puts
+//! close to twice the limit inside one rolling hour. A run's allowance is instead its even share of the
+//! limit, never more than the trailing window has left:
+//!
+//! ```text
+//! allowance = min(limit − used_in_trailing_window, due(now + interval) − due(now)),
+//! due(t)    = floor(limit × t / counted)        (counted = window + one ledger bucket, 3,660 s)
+//! ```
+//!
+//! `due` runs from the epoch, so consecutive runs' shares add up to the limit per `counted` seconds
+//! exactly (one batch on 50 of every 61 runs, 59 individual requests a run): what the ledger's buckets
+//! hold ([`crate::ports::RollingCounts`]) stays within the limit without a refusal. The cost: nothing
+//! carries over, so a backlog after a quiet spell drains at the even rate rather than in a burst.
+//!
 //! Within a run:
 //! - **light load** (the backlog fits in the individual allowance): everything goes out as individual
 //!   requests at once. A change never waits for a batch to fill while individual quota is spare.
@@ -30,7 +45,7 @@
 //!   records are covered — `DRAIN_MAX_MESSAGES` is only a safety cap on that.
 
 use crate::config::Limits;
-use crate::ports::Window;
+use crate::ports::{QuotaModel, Window};
 
 /// Quota state of one kind in the current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +78,29 @@ impl Plan {
     }
 }
 
-/// The paced allowance of one kind for a run starting `elapsed` seconds into `window`.
+/// The paced allowance of one kind for a run starting `elapsed` seconds into `window` (a rolling window:
+/// [`rolling_allowance`]).
 pub fn allowance(quota: KindQuota, window: Window, elapsed: i64, interval_seconds: u32) -> u32 {
+    if window.model == QuotaModel::Rolling {
+        return rolling_allowance(quota, window, interval_seconds);
+    }
     let length = i64::from(window.length);
     let after_this_run = (length - elapsed - i64::from(interval_seconds)).clamp(0, length);
     let reserve = i64::from(quota.limit) * after_this_run / length;
     let reserve = u32::try_from(reserve).unwrap_or(u32::MAX);
     quota.left().saturating_sub(reserve)
+}
+
+/// The rolling model's allowance for a run at the end of `window`: its even share of the limit over the
+/// interval to the next run, at most what the trailing window has left (see the module doc).
+pub fn rolling_allowance(quota: KindQuota, window: Window, interval_seconds: u32) -> u32 {
+    let counted = i128::from(window.counted_seconds());
+    let due = |at: i64| (i128::from(quota.limit) * i128::from(at)).div_euclid(counted);
+    let now = window.end();
+    let share = due(now + i64::from(interval_seconds)) - due(now);
+    u32::try_from(share.max(0))
+        .unwrap_or(u32::MAX)
+        .min(quota.left())
 }
 
 /// What a run knows before it receives anything.
@@ -122,6 +153,7 @@ mod tests {
     const HOUR: Window = Window {
         start: 0,
         length: 3_600,
+        model: QuotaModel::Fixed,
     };
 
     fn q(limit: u32, used: u32) -> KindQuota {
@@ -242,7 +274,7 @@ mod tests {
             b_limit in 0..100u32, b_used in 0..120u32, i_limit in 0..5_000u32, i_used in 0..6_000u32,
             elapsed in 0..3_600i64, backlog in 0..200_000u64, max in 1..5_000u32, batch_size in 1..=1_000u32,
         ) {
-            let limits = Limits { batch_per_window: b_limit, individual_per_window: i_limit, batch_size, window_seconds: 3_600 };
+            let limits = Limits { batch_per_window: b_limit, individual_per_window: i_limit, batch_size, window_seconds: 3_600, ..Limits::default() };
             let p = plan(&limits, HOUR, elapsed, 60, q(b_limit, b_used), q(i_limit, i_used), backlog, max);
             prop_assert!(p.batches <= b_limit.saturating_sub(b_used));
             prop_assert!(p.individual <= i_limit.saturating_sub(i_used));
@@ -251,3 +283,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pacing_tests.rs"]
+pub(super) mod pacing_tests;

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::{Drain, DrainError, DrainReport, QuotaSummary, Run, chrono_duration};
 use crate::ports::{
-    CallInfo, DrainPorts, QuotaKind, QuotaLedger, Reservation, Window, WindowUsage,
+    CallInfo, DrainPorts, QuotaKind, QuotaLedger, QuotaModel, Reservation, Window, WindowUsage,
 };
 
 impl<P: DrainPorts> Drain<P> {
@@ -29,7 +29,7 @@ impl<P: DrainPorts> Drain<P> {
     ) -> Result<u32, DrainError> {
         let limit = self.settings.limit(kind);
         let ledger = self.ports.ledger();
-        let window = run.window;
+        let window = run.window.as_of(self.now());
         match ledger.reserve(kind, window, n, limit).await? {
             Reservation::Granted { used } => {
                 run.ledger_used.note(kind, used);
@@ -79,7 +79,7 @@ impl<P: DrainPorts> Drain<P> {
         match self
             .ports
             .ledger()
-            .adopt(kind, run.window, provider_used, limit)
+            .adopt(kind, run.window.as_of(self.now()), provider_used, limit)
             .await
         {
             Ok(added) => {
@@ -101,7 +101,8 @@ impl<P: DrainPorts> Drain<P> {
     }
 
     /// The account's limit answered 429 for `kind`: its window is spent, and so is every window up to the
-    /// provider's `Retry-After`. Returns when the kind can be used again.
+    /// provider's `Retry-After` (a rolling window: filled now, and as many windows ahead). Returns when the
+    /// kind can be used again (for a rolling window without `Retry-After`, not before the next run).
     pub(super) async fn spend(
         &self,
         run: &mut Run,
@@ -118,9 +119,22 @@ impl<P: DrainPorts> Drain<P> {
         let ledger = self.ports.ledger();
         let now = self.now();
         let until = now + chrono_duration(retry_after.unwrap_or_default());
-        let mut window = run.window;
+        let mut window = run.window.as_of(now);
         ledger.mark_spent(kind, window, limit).await?;
         // At most a day of windows ahead: a Retry-After longer than that is not believed.
+        if window.model == QuotaModel::Rolling {
+            // A window filled at `t` holds until `t + length`: fill again until that reaches `until`.
+            let length = chrono::Duration::seconds(i64::from(window.length));
+            for _ in 0..24 {
+                if window.end_time() + length >= until {
+                    break;
+                }
+                let at = (window.end_time() + length).min(until - length);
+                window = window.as_of(at);
+                ledger.mark_spent(kind, window, limit).await?;
+            }
+            return Ok(until.max(now));
+        }
         for _ in 0..24 {
             if window.end_time() >= until {
                 break;
@@ -136,6 +150,7 @@ impl<P: DrainPorts> Drain<P> {
         report: &mut DrainReport,
         window: Window,
     ) -> Result<(), DrainError> {
+        let window = window.as_of(self.now());
         let ledger = self.ports.ledger();
         let (b, i) = futures::try_join!(
             ledger.usage(QuotaKind::Batch, window),

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::coalesce::PendingRecord;
 use super::policy::{self, KindQuota, Plan, RunState};
-use super::{Drain, DrainError, Idle, Run, chrono_duration, window_guard};
+use super::{Drain, DrainError, Idle, Run, chrono_duration, window_closing};
 use crate::domain::{Change, ChangeMessage, Email, Priority};
 use crate::ports::{ChangeQueue, DrainPorts, QuotaKind, QuotaLedger, ReceivedMessage};
 
@@ -65,7 +65,7 @@ impl<P: DrainPorts> Drain<P> {
         );
         run.report.planned_receive = plan.receive;
         let margin = chrono_duration(self.settings.send_margin);
-        if now + margin >= run.deadline || now + window_guard(window) >= window.end_time() {
+        if now + margin >= run.deadline || window_closing(window, now) {
             run.report.idle = Some(Idle::NoTimeToSend);
             return Ok(None);
         }

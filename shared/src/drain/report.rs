@@ -118,7 +118,9 @@ pub struct DrainReport {
     /// Set when the run did nothing on purpose.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<Idle>,
+    /// The quota window's start (a rolling window: a window length before the run started).
     pub window_start: i64,
+    /// Seconds to the window's end (0 for a rolling window: it ends as the run starts).
     pub window_ends_in_s: i64,
     /// Messages planned for this run (decided before receiving).
     pub planned_receive: u32,

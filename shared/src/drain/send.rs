@@ -24,7 +24,7 @@ use tracing::warn;
 use super::coalesce::PendingRecord;
 use super::policy::Plan;
 use super::report::log_call;
-use super::{Drain, DrainError, Outcome, Run, chrono_duration, window_guard};
+use super::{Drain, DrainError, Outcome, Run, chrono_duration, window_closing};
 use crate::ports::{DrainPorts, Provider, ProviderError, QuotaKind, Reply};
 
 /// Why sending stopped early.
@@ -109,7 +109,7 @@ impl<P: DrainPorts> Drain<P> {
         }
         let now = self.now();
         let margin = chrono_duration(self.settings.send_margin);
-        if now + margin >= run.deadline || now + window_guard(run.window) >= run.window.end_time() {
+        if now + margin >= run.deadline || window_closing(run.window, now) {
             s.stop = Some(Stop::Deadline);
             return Ok(false);
         }

@@ -15,7 +15,7 @@ use crate::config::Limits;
 use crate::domain::{Change, ChangeId, ChangeMessage, Email, Priority, RequestId};
 use crate::drain::circuit::CircuitPolicy;
 use crate::ingest::memory::MemoryRequestStore;
-use crate::ports::{DrainAdapters, Lanes, ProviderError, QuotaKind, QuotaLedger};
+use crate::ports::{DrainAdapters, Lanes, ProviderError, QuotaKind, QuotaLedger, QuotaModel};
 use crate::ports::{NewRequest, RequestCounters, RequestStore, TrackedChange};
 
 pub(super) type Ports = DrainAdapters<
@@ -56,6 +56,16 @@ pub(super) fn harness(limits: Limits, max_messages: u32) -> Harness {
 
 /// A harness whose `high` and `bulk` lanes have queues of their own (`with_lanes`), or share the normal one.
 pub(super) fn harness_with(limits: Limits, max_messages: u32, with_lanes: bool) -> Harness {
+    harness_on(limits, max_messages, with_lanes, QuotaModel::Fixed)
+}
+
+/// A harness whose provider counts its limit in `provider_model` (whatever the drain's `limits` say).
+pub(super) fn harness_on(
+    limits: Limits,
+    max_messages: u32,
+    with_lanes: bool,
+    provider_model: QuotaModel,
+) -> Harness {
     let clock = ManualClock::new(start());
     let faults = Faults::default();
     let new_queue = || {
@@ -73,7 +83,8 @@ pub(super) fn harness_with(limits: Limits, max_messages: u32, with_lanes: bool) 
         limits.batch_per_window,
         limits.individual_per_window,
         limits.window_seconds,
-    );
+    )
+    .counting(provider_model);
     let window = Duration::from_secs(u64::from(limits.window_seconds));
     let settings = DrainSettings {
         limits,
@@ -206,6 +217,7 @@ pub(super) fn small() -> Limits {
         individual_per_window: 60,
         batch_size: 100,
         window_seconds: 3_600,
+        ..Limits::default()
     }
 }
 

@@ -4,7 +4,7 @@
 //! clock). Arrows run one way: the engine, the services and the adapters import these; these import only
 //! [`crate::domain`].
 //!
-//! The drain's: [`ChangeQueue`] ([`queue`]), one per lane ([`Lanes`], [`lanes`]), [`QuotaLedger`] ([`ledger`]), [`SyncStateStore`]
+//! The drain's: [`ChangeQueue`] ([`queue`]), one per lane ([`Lanes`], [`lanes`]), [`QuotaLedger`] ([`ledger`], its rolling model's counts in [`rolling`]), [`SyncStateStore`]
 //! ([`sync_state`]), [`Provider`] ([`provider`]), [`Clock`] ([`clock`]), [`DrainLease`] ([`lease`]),
 //! [`CircuitStore`] ([`circuit`]), [`RequestTracker`] ([`requests`]), bundled as [`DrainPorts`]
 //! ([`DrainAdapters`] is the plain bundle). Ingest's: [`ChangeSink`] ([`sink`]), [`IdempotencyStore`]
@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod provider;
 pub mod queue;
 pub mod requests;
+pub mod rolling;
 pub mod sink;
 pub mod sync_state;
 
@@ -30,7 +31,7 @@ pub use idempotency::{
 };
 pub use lanes::Lanes;
 pub use lease::DrainLease;
-pub use ledger::{QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
+pub use ledger::{QuotaKind, QuotaLedger, QuotaModel, Reservation, Window, WindowUsage};
 pub use provider::{CallInfo, Provider, ProviderError, Reply};
 pub use queue::{
     Backlog, ChangeQueue, DeadLetter, DeadLetterReason, ReceiptHandle, ReceivedMessage,
@@ -39,6 +40,7 @@ pub use requests::{
     NewRequest, RequestCounters, RequestProgress, RequestStatus, RequestStore, RequestTracker,
     Settled, TrackedChange, single_change_counters,
 };
+pub use rolling::RollingCounts;
 pub use sink::ChangeSink;
 pub use sync_state::{InFlight, SyncStateStore, SyncWrite, SyncedField, SyncedFields};
 

@@ -206,6 +206,7 @@ mod tests {
 
     use chrono::TimeZone as _;
     use sluice::config::{DEFAULT_DRAIN_MAX_MESSAGES, Limits};
+    use sluice::ports::QuotaModel;
 
     use super::*;
     use crate::day::{DayConfig, PolicyKind, simulate};
@@ -231,6 +232,7 @@ mod tests {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            provider_quota: QuotaModel::Fixed,
             backfill: Some(plan),
         };
         let cfg = DayConfig {
@@ -239,9 +241,7 @@ mod tests {
             tail_hours: 1,
             start: Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap(),
         };
-        let policy = PolicyKind::Sluice {
-            max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
-        };
+        let policy = PolicyKind::sluice(DEFAULT_DRAIN_MAX_MESSAGES);
         let day = simulate(&scenario, policy, cfg).await.unwrap();
         let b = day.backfill.as_ref().unwrap();
         assert_eq!((day.hours, b.records), (2, 30_000));

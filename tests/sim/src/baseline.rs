@@ -24,7 +24,9 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::memory::{ManualClock, MemoryQueue};
 use sluice::config::Limits;
 use sluice::domain::{Change, ChangeMessage, FieldKey, Subscriber};
-use sluice::ports::{ChangeQueue, Clock as _, Provider, ReceiptHandle, ReceivedMessage, Window};
+use sluice::ports::{
+    ChangeQueue, Clock as _, Provider, QuotaModel, ReceiptHandle, ReceivedMessage, Window,
+};
 
 use crate::day::RUN_DEADLINE;
 use crate::fault::FaultyProvider;
@@ -113,6 +115,7 @@ impl Loop {
                 window: Window {
                     start: i64::MIN,
                     length: limits.window_seconds,
+                    model: QuotaModel::Fixed,
                 },
                 batch: 0,
                 individual: 0,

@@ -22,13 +22,14 @@ use sluice::adapters::memory::{
 use sluice::config::{Config, DEFAULT_DRAIN_MAX_MESSAGES, FromVars, Limits};
 use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
-use sluice::ports::{DrainAdapters, Lanes};
+use sluice::ports::{DrainAdapters, Lanes, QuotaModel};
 
 use crate::backfill::BackfillFigures;
 use crate::baseline::{FixedSpacing, ThresholdSweep};
 use crate::fault::FaultyProvider;
 use crate::metered::{DynamoUnits, Meter, Metered, Op, OpStats};
 use crate::outage::{OutageFigures, Timeline};
+use crate::rolling_provider::RequestTimes;
 use crate::tracker::{HourDeliveries, Percentiles, Tracker};
 use crate::traffic::{Scenario, Traffic};
 
@@ -62,9 +63,12 @@ pub type SimPorts = DrainAdapters<
 /// Which policy drains the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyKind {
-    /// Sluice's drain engine, configured as in production except `DRAIN_MAX_MESSAGES` (labelled plain
-    /// "Sluice" at its default).
-    Sluice { max_messages: u32 },
+    /// Sluice's drain engine, configured as in production except `DRAIN_MAX_MESSAGES` and `QUOTA_MODEL`
+    /// (labelled plain "Sluice" at their defaults).
+    Sluice {
+        max_messages: u32,
+        quota_model: QuotaModel,
+    },
     /// Baseline (a), re-implemented.
     ThresholdSweep,
     /// Baseline (b), re-implemented.
@@ -72,13 +76,28 @@ pub enum PolicyKind {
 }
 
 impl PolicyKind {
+    /// Sluice as deployed by default but for `DRAIN_MAX_MESSAGES`.
+    pub fn sluice(max_messages: u32) -> Self {
+        PolicyKind::Sluice {
+            max_messages,
+            quota_model: QuotaModel::Fixed,
+        }
+    }
+
     pub fn label(&self) -> String {
-        match self {
-            PolicyKind::Sluice { max_messages } if *max_messages == DEFAULT_DRAIN_MAX_MESSAGES => {
-                "Sluice".into()
-            }
-            PolicyKind::Sluice { max_messages } => {
-                format!("Sluice, DRAIN_MAX_MESSAGES={max_messages}")
+        match *self {
+            PolicyKind::Sluice {
+                max_messages,
+                quota_model,
+            } => {
+                let mut label = String::from("Sluice");
+                if max_messages != DEFAULT_DRAIN_MAX_MESSAGES {
+                    label.push_str(&format!(", DRAIN_MAX_MESSAGES={max_messages}"));
+                }
+                if quota_model != QuotaModel::Fixed {
+                    label.push_str(&format!(", QUOTA_MODEL={}", quota_model.as_str()));
+                }
+                label
             }
             PolicyKind::ThresholdSweep => "baseline (a) threshold + hourly sweep".into(),
             PolicyKind::FixedSpacing => "baseline (b) batch every 72 s".into(),
@@ -97,15 +116,24 @@ impl PolicyKind {
     }
 }
 
-/// The drain's settings exactly as the Lambda derives them from its environment (production defaults).
-pub fn production_settings(max_messages: u32) -> anyhow::Result<DrainSettings> {
-    Ok(DrainSettings::from_config(&production_config(
+/// The drain's settings exactly as the Lambda derives them from its environment (production defaults
+/// but for these two).
+pub fn production_settings(
+    max_messages: u32,
+    quota_model: QuotaModel,
+) -> anyhow::Result<DrainSettings> {
+    Ok(DrainSettings::from_config(&config_from_env(
         max_messages,
+        quota_model,
     )?))
 }
 
 /// The drain's configuration as the Lambda loads it from its environment (production defaults).
 pub fn production_config(max_messages: u32) -> anyhow::Result<Config> {
+    config_from_env(max_messages, QuotaModel::Fixed)
+}
+
+fn config_from_env(max_messages: u32, quota_model: QuotaModel) -> anyhow::Result<Config> {
     let max = max_messages.to_string();
     let env = [
         ("QUEUE_URL", "memory://changes"),
@@ -115,6 +143,7 @@ pub fn production_config(max_messages: u32) -> anyhow::Result<Config> {
         ("PROVIDER_ACCOUNT_ID", "1"),
         ("PROVIDER_API_KEY", "k"),
         ("DRAIN_MAX_MESSAGES", max.as_str()),
+        ("QUOTA_MODEL", quota_model.as_str()),
     ];
     let config = Config::from_lookup(|k| {
         env.iter()
@@ -258,6 +287,8 @@ pub struct DayResult {
     pub over_limit_after_reply: u32,
     /// Requests the account's other client made, and those the provider refused it (window full).
     pub other_client: (u64, u64),
+    /// The most requests the provider accepted inside any hour-long interval (batch, individual).
+    pub busiest_hour: (u32, u32),
     pub users_twice: u32,
     pub dead_lettered: usize,
     pub dynamo: DynamoUnits,
@@ -323,7 +354,8 @@ pub async fn simulate(
             limits.batch_per_window,
             limits.individual_per_window,
             limits.window_seconds,
-        ),
+        )
+        .counting(scenario.provider_quota),
         clock.clone(),
         outage,
     );
@@ -335,10 +367,17 @@ pub async fn simulate(
     let meter = Meter::default();
     let period = policy.period(&limits);
     let mut runner = match policy {
-        PolicyKind::Sluice { max_messages } => {
-            let settings = production_settings(max_messages)?;
+        PolicyKind::Sluice {
+            max_messages,
+            quota_model,
+        } => {
+            let settings = production_settings(max_messages, quota_model)?;
             anyhow::ensure!(
-                settings.limits == limits,
+                settings.limits
+                    == Limits {
+                        quota_model,
+                        ..limits
+                    },
                 "production limits changed: {:?}",
                 settings.limits
             );
@@ -378,6 +417,7 @@ pub async fn simulate(
         tracker = tracker.with_phases(&[o.from, o.until]);
     }
     let mut timeline = Timeline::new(cfg.start);
+    let mut request_times = RequestTimes::default();
     let mut backlog_series = Vec::new();
     let mut backlog_end: Vec<u64> = Vec::new();
     let step = chrono::Duration::from_std(period)?;
@@ -411,6 +451,7 @@ pub async fn simulate(
         let deliveries = provider.inner().take_deliveries();
         for d in &deliveries {
             tracker.delivered(d);
+            request_times.note(d);
         }
         let depth = depth();
         timeline.after_run(t, depth, deliveries.len() as u64);
@@ -492,6 +533,7 @@ pub async fn simulate(
         over_limit: provider.inner().over_limit(),
         over_limit_after_reply: provider.inner().over_limit_after_reply(),
         other_client: provider.inner().other_client_requests(),
+        busiest_hour: request_times.busiest_hour(),
         users_twice: provider.inner().users_twice_in_one_request(),
         dead_lettered: dead(),
         dynamo: meter.dynamo(),

@@ -10,6 +10,7 @@
 //! - [`outage`]: what an outage costs each policy (dead letters, calls, recovery) and its report section.
 //! - [`shared_account`]: the shared-account day's table (another client spends part of the quota).
 //! - [`backfill`]: the backfill day's table (1,000,000 new users on `bulk` behind the live traffic).
+//! - [`rolling_provider`]: the rolling-provider day's table (a provider counting a rolling hour).
 //! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
 //! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
 //! - [`metered`]: a port wrapper counting and timing every call (DynamoDB units; wall-time splits).
@@ -28,6 +29,7 @@ pub mod metered;
 pub mod outage;
 pub mod plot;
 pub mod report;
+pub mod rolling_provider;
 pub mod shared_account;
 pub mod summary;
 pub mod tracker;

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use sluice::domain::{ChangeId, Email, RequestId, Subscriber};
 use sluice::ports::{
     Backlog, ChangeQueue, CircuitState, CircuitStore, DeadLetter, DrainLease, InFlight, PortResult,
-    Provider, QuotaKind, QuotaLedger, ReceiptHandle, ReceivedMessage, Reply, RequestTracker,
-    Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields, Window, WindowUsage,
+    Provider, QuotaKind, QuotaLedger, QuotaModel, ReceiptHandle, ReceivedMessage, Reply,
+    RequestTracker, Reservation, Settled, SyncStateStore, SyncWrite, SyncedFields, Window,
+    WindowUsage,
 };
 
 /// The service behind a port call.
@@ -36,6 +37,10 @@ pub enum Op {
     LedgerMarkSpent,
     /// A raise to the provider's count: a consistent read and a conditional write (the first attempt's).
     LedgerAdopt,
+    /// The rolling model's write (a reservation granted, an adoption, a 429's fill): a consistent read of
+    /// the kind's item, then its write on `version = :seen` (the first attempt's). A refused rolling
+    /// reservation is only the read ([`Op::LedgerUsed`]).
+    LedgerRollingWrite,
     SyncLoad,
     SyncRecord,
     SyncInFlight,
@@ -73,7 +78,7 @@ impl Op {
         use Op::*;
         match self {
             LedgerUsed | CircuitRead => (1, 1, 0),
-            LedgerAdopt => (2, 1, 1),
+            LedgerAdopt | LedgerRollingWrite => (2, 1, 1),
             LedgerReserve | LedgerMarkSpent | LeaseAcquire | LeaseRenew | LeaseRelease
             | CircuitOpen => (1, 0, 1),
             SyncLoad => (items.div_ceil(100), items, 0),
@@ -357,7 +362,12 @@ impl<T: QuotaLedger> QuotaLedger for Metered<T> {
     ) -> PortResult<u32> {
         let t = Instant::now();
         let r = self.inner.adopt(kind, window, used, limit).await;
-        self.meter.record(Op::LedgerAdopt, 1, t);
+        let op = match (window.model, &r) {
+            (QuotaModel::Fixed, _) => Op::LedgerAdopt,
+            (QuotaModel::Rolling, Ok(added)) if *added > 0 => Op::LedgerRollingWrite,
+            (QuotaModel::Rolling, _) => Op::LedgerUsed,
+        };
+        self.meter.record(op, 1, t);
         r
     }
 
@@ -370,14 +380,23 @@ impl<T: QuotaLedger> QuotaLedger for Metered<T> {
     ) -> PortResult<Reservation> {
         let t = Instant::now();
         let r = self.inner.reserve(kind, window, n, limit).await;
-        self.meter.record(Op::LedgerReserve, 1, t);
+        let op = match (window.model, &r) {
+            (QuotaModel::Fixed, _) => Op::LedgerReserve,
+            (QuotaModel::Rolling, Ok(Reservation::Granted { .. })) => Op::LedgerRollingWrite,
+            (QuotaModel::Rolling, _) => Op::LedgerUsed,
+        };
+        self.meter.record(op, 1, t);
         r
     }
 
     async fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> PortResult<()> {
         let t = Instant::now();
         let r = self.inner.mark_spent(kind, window, limit).await;
-        self.meter.record(Op::LedgerMarkSpent, 1, t);
+        let op = match window.model {
+            QuotaModel::Fixed => Op::LedgerMarkSpent,
+            QuotaModel::Rolling => Op::LedgerRollingWrite,
+        };
+        self.meter.record(op, 1, t);
         r
     }
 }
@@ -617,6 +636,26 @@ mod tests {
             1 + bytes.div_ceil(4096) + 1,
             "only the index once resolved"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rolling_write_is_a_read_and_a_write_and_a_refusal_only_the_read() {
+        let m = Meter::default();
+        let ledger = Metered::new(sluice::adapters::memory::MemoryStore::default(), m.clone());
+        let window = Window::trailing(chrono::Utc::now(), 3_600);
+        let kind = QuotaKind::Batch;
+        ledger.reserve(kind, window, 2, 2).await.unwrap();
+        ledger.reserve(kind, window, 1, 2).await.unwrap();
+        assert_eq!(ledger.adopt(kind, window, 2, 2).await.unwrap(), 0);
+        ledger.mark_spent(kind, window, 2).await.unwrap();
+        let write = m.op(Op::LedgerRollingWrite);
+        assert_eq!((write.calls, write.dynamo.requests), (2, 4));
+        assert_eq!(
+            m.op(Op::LedgerUsed).calls,
+            2,
+            "the refusal and the adoption that added nothing"
+        );
+        assert_eq!(m.op(Op::LedgerReserve).calls, 0);
     }
 
     #[test]

@@ -449,6 +449,7 @@ mod tests {
     use crate::day::{DayConfig, PolicyKind, simulate};
     use crate::fault::Fault;
     use crate::traffic::{Outage, Rate, Scenario};
+    use sluice::ports::QuotaModel;
 
     /// A small outage day end to end (the real drain, the baselines): the figures add up and every
     /// policy drains again after the provider comes back.
@@ -471,6 +472,7 @@ mod tests {
             }),
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         };
         let cfg = DayConfig {
             seed: 5,
@@ -479,9 +481,7 @@ mod tests {
             start: chrono::Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap(),
         };
         for policy in [
-            PolicyKind::Sluice {
-                max_messages: sluice::config::DEFAULT_DRAIN_MAX_MESSAGES,
-            },
+            PolicyKind::sluice(sluice::config::DEFAULT_DRAIN_MAX_MESSAGES),
             PolicyKind::ThresholdSweep,
             PolicyKind::FixedSpacing,
         ] {

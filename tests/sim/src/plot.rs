@@ -6,6 +6,7 @@ use anyhow::anyhow;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use sluice::config::DEFAULT_DRAIN_MAX_MESSAGES;
+use sluice::ports::QuotaModel;
 
 use crate::day::{DayResult, PolicyKind};
 
@@ -13,9 +14,14 @@ const SIZE: (u32, u32) = (960, 440);
 
 fn colour(policy: PolicyKind) -> RGBColor {
     match policy {
-        PolicyKind::Sluice { max_messages } if max_messages == DEFAULT_DRAIN_MAX_MESSAGES => {
-            RGBColor(31, 119, 180)
-        }
+        PolicyKind::Sluice {
+            max_messages,
+            quota_model: QuotaModel::Fixed,
+        } if max_messages == DEFAULT_DRAIN_MAX_MESSAGES => RGBColor(31, 119, 180),
+        PolicyKind::Sluice {
+            quota_model: QuotaModel::Rolling,
+            ..
+        } => RGBColor(214, 39, 40),
         PolicyKind::Sluice { .. } => RGBColor(148, 103, 189),
         PolicyKind::ThresholdSweep => RGBColor(255, 127, 14),
         PolicyKind::FixedSpacing => RGBColor(44, 160, 44),

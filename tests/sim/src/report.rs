@@ -238,6 +238,7 @@ pub fn sim_section(meta: &SimMeta, results: &[DayResult], summary: &SimSummary) 
                 Op::LedgerUsed => "GetItem (consistent)",
                 Op::LedgerReserve => "UpdateItem (conditional ADD)",
                 Op::LedgerMarkSpent => "UpdateItem",
+                Op::LedgerRollingWrite => "GetItem (consistent) + UpdateItem (on version)",
                 Op::SyncLoad => "BatchGetItem ≤ 100 keys (consistent)",
                 Op::SyncRecord => "BatchExecuteStatement ≤ 25 conditional INSERT/UPDATE",
                 Op::SyncInFlight => "GetItem (note index) + BatchGetItem of listed notes",

@@ -14,6 +14,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Poisson, Zipf};
 use sluice::domain::{Change, ChangeId, Email, Priority, RequestId, TimeZone};
+use sluice::ports::QuotaModel;
 
 use crate::fault::{Fault, OutageWindow};
 
@@ -199,6 +200,15 @@ pub enum Rate {
         amplitude: f64,
         peak_hour: f64,
     },
+    /// `base_per_hour`, except `pulse_per_hour` from `from_hour` for `pulse_hours` of every
+    /// `every_hours` (quiet spells, each ended by a backlog).
+    Pulsed {
+        base_per_hour: f64,
+        pulse_per_hour: f64,
+        every_hours: f64,
+        from_hour: f64,
+        pulse_hours: f64,
+    },
 }
 
 impl Rate {
@@ -212,6 +222,20 @@ impl Rate {
             } => {
                 let phase = (hours - peak_hour) / 24.0 * std::f64::consts::TAU;
                 (mean_per_hour * (1.0 + amplitude * phase.cos())).max(0.0)
+            }
+            Rate::Pulsed {
+                base_per_hour,
+                pulse_per_hour,
+                every_hours,
+                from_hour,
+                pulse_hours,
+            } => {
+                let phase = hours.rem_euclid(every_hours);
+                if (from_hour..from_hour + pulse_hours).contains(&phase) {
+                    pulse_per_hour
+                } else {
+                    base_per_hour
+                }
             }
         }
     }
@@ -292,6 +316,8 @@ pub struct Scenario {
     pub high_share: f64,
     /// A backfill posted on the `bulk` lane during the day.
     pub backfill: Option<Backfill>,
+    /// How the provider counts its limit: Drip's documented clock hour, or a rolling one.
+    pub provider_quota: QuotaModel,
 }
 
 impl Scenario {
@@ -317,6 +343,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "steady-bulk",
@@ -328,6 +355,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "saturated",
@@ -341,6 +369,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "urgent",
@@ -354,6 +383,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "bursty",
@@ -369,6 +399,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "diurnal",
@@ -384,6 +415,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "shared-account",
@@ -395,6 +427,7 @@ pub fn scenarios() -> Vec<Scenario> {
             outage: None,
             other_client_percent: 20,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "backfill",
@@ -412,8 +445,48 @@ pub fn scenarios() -> Vec<Scenario> {
                 traffic_hours: 36,
                 tail_hours: 1,
             }),
+            provider_quota: QuotaModel::Fixed,
         },
+        rolling_provider(QuotaModel::Rolling),
+        rolling_provider(QuotaModel::Fixed),
     ]
+}
+
+/// The rolling-provider day (issue 14): every four hours a quiet spell of 3 h 40 min (2,000 changes/h,
+/// less than the individual limit, so quota carries over in fixed mode), then 20 minutes at
+/// 480,000 changes/h from 40 minutes past the hour — a backlog that starts mid-window and lasts into the
+/// next (41,800 changes/h on average, 78 % of capacity). `rolling-provider`
+/// has the provider count a rolling hour; `fixed-hour-provider` is the same traffic against Drip's
+/// documented clock hour.
+pub fn rolling_provider(provider_quota: QuotaModel) -> Scenario {
+    let (name, summary) = match provider_quota {
+        QuotaModel::Rolling => (
+            "rolling-provider",
+            "every 4 h: 3 h 40 min quiet (2,000 changes/h), then 20 min at 480,000/h from :40; the provider counts a rolling hour",
+        ),
+        QuotaModel::Fixed => (
+            "fixed-hour-provider",
+            "the rolling-provider day's traffic against a provider that counts clock hours",
+        ),
+    };
+    Scenario {
+        name,
+        summary,
+        rate: Rate::Pulsed {
+            base_per_hour: 2_000.0,
+            pulse_per_hour: 480_000.0,
+            every_hours: 4.0,
+            from_hour: 3.0 + 40.0 / 60.0,
+            pulse_hours: 20.0 / 60.0,
+        },
+        spike: None,
+        changes_per_request: 1,
+        high_share: 0.0,
+        outage: None,
+        other_client_percent: 0,
+        provider_quota,
+        backfill: None,
+    }
 }
 
 /// Where the outage days put their outage and how long they run (the `sluice-sim` flags).
@@ -450,6 +523,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             outage: Some(outage(Fault::Unavailable)),
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
         Scenario {
             name: "outage-timeout",
@@ -461,6 +535,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
             other_client_percent: 0,
             backfill: None,
+            provider_quota: QuotaModel::Fixed,
         },
     ]
 }
@@ -693,6 +768,29 @@ mod tests {
                 .all(|w| w[0].at < w[1].at && w[0].seq < w[1].seq)
         );
         assert!(xa.iter().all(|c| (1..=2).contains(&c.fields.len())));
+    }
+
+    #[test]
+    fn the_rolling_provider_day_is_quiet_spells_each_ended_by_a_backlog_from_40_minutes_past() {
+        let day = rolling_provider(QuotaModel::Rolling);
+        assert_eq!(day.provider_quota, QuotaModel::Rolling);
+        let control = rolling_provider(QuotaModel::Fixed);
+        assert_eq!(
+            (control.rate, control.provider_quota),
+            (day.rate, QuotaModel::Fixed)
+        );
+        let at = |h: f64| day.rate.per_hour_at(h);
+        assert_eq!(
+            (at(0.5), at(3.6), at(3.7), at(3.99), at(4.0)),
+            (2_000.0, 2_000.0, 480_000.0, 480_000.0, 2_000.0)
+        );
+        assert_eq!(at(23.8), 480_000.0);
+        // 6 pulses of 160,000 changes and 22 h of 2,000/h.
+        let expected = day.expected_changes(24);
+        assert!(
+            (expected - (6.0 * 160_000.0 + 22.0 * 2_000.0)).abs() < 100.0,
+            "{expected}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::Parser;
 
 use super::EmulatorConfig;
-use super::model::{Faults, ForcedResponse};
+use super::model::{Faults, ForcedResponse, QuotaModel};
 
 /// A Drip-compatible provider emulator for tests and the demo.
 #[derive(Debug, Clone, Parser)]
@@ -31,6 +31,10 @@ pub struct Args {
     #[arg(long, env = "EMULATOR_WINDOW_SECONDS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub window_seconds: u64,
+    /// How the limit is counted: `fixed` windows aligned to the epoch, or `rolling` (every
+    /// window-length interval holds at most the limit).
+    #[arg(long, env = "EMULATOR_QUOTA_MODEL", value_enum, default_value_t = QuotaModel::Fixed)]
+    pub quota_model: QuotaModel,
     /// Another client of the account spends this percentage of each kind's limit per window, evenly.
     #[arg(long, env = "EMULATOR_OTHER_CLIENT_PERCENT", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=100))]
@@ -90,6 +94,7 @@ impl Args {
             batch_limit: self.batch_limit,
             individual_limit: self.individual_limit,
             window_seconds: self.window_seconds,
+            quota_model: self.quota_model,
             faults,
             other_client_percent: self.other_client_percent,
         })
@@ -177,6 +182,14 @@ mod tests {
         assert_eq!(config.window_seconds, 60);
         assert_eq!(config.faults.force.len(), 2);
         assert!(config.faults.reject_emails.contains("bad@example.com"));
+        assert_eq!(config.quota_model, QuotaModel::Fixed);
         assert!(Args::try_parse_from(["provider-emulator", "--window-seconds", "0"]).is_err());
+        let rolling = Args::try_parse_from(["provider-emulator", "--quota-model", "rolling"])
+            .expect("valid flags");
+        assert_eq!(
+            rolling.config().expect("valid config").quota_model,
+            QuotaModel::Rolling
+        );
+        assert!(Args::try_parse_from(["provider-emulator", "--quota-model", "sliding"]).is_err());
     }
 }

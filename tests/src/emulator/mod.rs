@@ -6,7 +6,7 @@
 //! - `api`: the provider endpoints and the order of checks (auth → faults → quota → body → conflicts);
 //!   its module doc says what consumes quota.
 //! - `validate`: request bodies → records, or the 422 naming `subscribers[i].field`.
-//! - `state`: quota windows, records, counters, faults and in-flight emails behind one mutex.
+//! - `state`: quota windows (fixed, or rolling: `quota_model`), records, counters, faults and in-flight emails behind one mutex.
 //! - `control`: the `/_emulator/*` endpoints (received, latest, stats, faults, reset, health).
 //! - `server`: the hyper accept loop (needed to drop connections without answering).
 //! - [`cli`]: the `provider-emulator` binary's flags.
@@ -23,6 +23,8 @@ mod server;
 mod state;
 mod validate;
 
+#[cfg(test)]
+mod rolling_tests;
 #[cfg(test)]
 mod sharing_tests;
 #[cfg(test)]
@@ -43,8 +45,8 @@ use tracing::info;
 
 pub use api::RATE_LIMIT_MESSAGE;
 pub use model::{
-    ApiError, Faults, ForcedResponse, Kind, PerKind, QuotaByKind, QuotaUsage, Received, Stats,
-    Subscriber,
+    ApiError, Faults, ForcedResponse, Kind, PerKind, QuotaByKind, QuotaModel, QuotaUsage, Received,
+    Stats, Subscriber,
 };
 pub use validate::{MAX_BATCH_RECORDS, email_problem};
 
@@ -61,8 +63,13 @@ pub struct EmulatorConfig {
     pub batch_limit: u64,
     /// Individual requests per window.
     pub individual_limit: u64,
-    /// Window length; windows are fixed and aligned to the unix epoch. 0 is treated as 1.
+    /// Window length; windows are fixed and aligned to the unix epoch, unless `quota_model` is
+    /// rolling. 0 is treated as 1.
     pub window_seconds: u64,
+    /// Fixed windows (Drip's documented hour, the default) or a rolling one: every `window_seconds`-long
+    /// interval holds at most the limit. The other client (`other_client_percent`) shares fixed windows
+    /// only.
+    pub quota_model: QuotaModel,
     /// Faults active from the start (and until changed or reset).
     pub faults: Faults,
     /// Another client of the same account spends this percentage (0..=100) of each kind's limit per
@@ -80,6 +87,7 @@ impl Default for EmulatorConfig {
             batch_limit: 50,
             individual_limit: 3600,
             window_seconds: 3600,
+            quota_model: QuotaModel::Fixed,
             faults: Faults::default(),
             other_client_percent: 0,
         }
@@ -131,6 +139,7 @@ impl Emulator {
             batch_limit = config.batch_limit,
             individual_limit = config.individual_limit,
             window_seconds = config.window_seconds,
+            quota_model = ?config.quota_model,
             faults = ?config.faults,
             "provider emulator starting"
         );

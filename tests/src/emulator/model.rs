@@ -58,6 +58,20 @@ impl Subscriber {
     }
 }
 
+/// How the provider counts its limit.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaModel {
+    /// Windows of `window_seconds`, fixed and aligned to the unix epoch; the count resets at each.
+    #[default]
+    Fixed,
+    /// A request is refused while the limit's worth of requests of its kind were accepted in the
+    /// `window_seconds` before it (a rolling hour).
+    Rolling,
+}
+
 /// Which provider endpoint a request used; each has its own quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -165,8 +179,11 @@ pub struct Stats {
     /// Requests refused with 409 because another in-flight request touched the same email.
     pub concurrent_conflicts: u64,
     pub window_seconds: u64,
+    /// The current window's start; counting a rolling window, `window_seconds` before now.
     #[serde(with = "rfc3339_millis")]
     pub window_start: DateTime<Utc>,
+    #[serde(default)]
+    pub quota_model: QuotaModel,
     pub quota: QuotaByKind,
     /// Requests the other client of the account made and the provider accepted (`other_client_percent`).
     #[serde(default)]

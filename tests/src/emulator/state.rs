@@ -1,7 +1,7 @@
 //! The emulator's shared state: quota, recorded records, counters, faults and in-flight emails, behind one
 //! mutex that is never held across an `.await`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -10,7 +10,9 @@ use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use rand::Rng;
 
 use super::EmulatorConfig;
-use super::model::{Faults, Kind, PerKind, QuotaByKind, QuotaUsage, Received, Stats, Subscriber};
+use super::model::{
+    Faults, Kind, PerKind, QuotaByKind, QuotaModel, QuotaUsage, Received, Stats, Subscriber,
+};
 
 /// Statuses `error_rate` picks from.
 const RANDOM_5XX: [StatusCode; 3] = [
@@ -32,6 +34,8 @@ struct Inner {
     counters: Counters,
     window_start: i64,
     used: PerKind,
+    /// Counting a rolling window: each kind's accepted requests still inside it, oldest first.
+    accepted_at: HashMap<Kind, VecDeque<DateTime<Utc>>>,
     /// The other client's requests due so far in this window (made, or refused when it was full).
     other_due: PerKind,
     faults: Faults,
@@ -100,8 +104,13 @@ impl Shared {
         }
     }
 
-    /// Moves the quota to the window `now` falls in, forgetting the usage of an older one.
+    /// Moves the quota to the window `now` falls in, forgetting the usage of an older one. Counting a
+    /// rolling window: the window is the `window_seconds` before `now`, and `used` what was accepted in it.
     fn roll_window(&self, inner: &mut Inner, now: DateTime<Utc>) {
+        if self.config.quota_model == QuotaModel::Rolling {
+            self.roll_trailing(inner, now);
+            return;
+        }
         let window = self.window_seconds();
         let start = now.timestamp().div_euclid(window) * window;
         if start != inner.window_start {
@@ -110,6 +119,19 @@ impl Shared {
             inner.other_due = PerKind::default();
         }
         self.other_client_catch_up(inner, now);
+    }
+
+    /// The rolling window ending at `now`: requests older than it forgotten, `used` what is left in it.
+    fn roll_trailing(&self, inner: &mut Inner, now: DateTime<Utc>) {
+        let from = now - chrono::Duration::seconds(self.window_seconds());
+        inner.window_start = from.timestamp();
+        for kind in [Kind::Batch, Kind::Individual] {
+            let times = inner.accepted_at.entry(kind).or_default();
+            while times.front().is_some_and(|&t| t <= from) {
+                times.pop_front();
+            }
+            *inner.used.get_mut(kind) = times.len() as u64;
+        }
     }
 
     /// The other client's requests due by `now` (`other_client_percent` of each limit per window, spread
@@ -151,11 +173,15 @@ impl Shared {
         let used = inner.used.get_mut(kind);
         if *used < limit {
             *used += 1;
-            Ok(limit - *used)
+            let left = limit - *used;
+            if self.config.quota_model == QuotaModel::Rolling {
+                inner.accepted_at.entry(kind).or_default().push_back(now);
+            }
+            Ok(left)
         } else {
             inner.counters.over_limit += 1;
             Err(OverLimit {
-                retry_after_seconds: self.seconds_to_next_window(inner, now),
+                retry_after_seconds: self.seconds_to_next_window(inner, now, Some(kind)),
             })
         }
     }
@@ -167,17 +193,33 @@ impl Shared {
         self.roll_window(inner, now);
         let used = inner.used.get_mut(kind);
         *used = used.saturating_sub(1);
+        if let Some(times) = inner.accepted_at.get_mut(&kind) {
+            times.pop_back();
+        }
     }
 
     /// Whole seconds (at least 1) until the window after the one `now` falls in: the `Retry-After`.
     pub(crate) fn retry_after(&self, now: DateTime<Utc>) -> u64 {
         let mut inner = self.lock();
         self.roll_window(&mut inner, now);
-        self.seconds_to_next_window(&inner, now)
+        self.seconds_to_next_window(&inner, now, None)
     }
 
-    fn seconds_to_next_window(&self, inner: &Inner, now: DateTime<Utc>) -> u64 {
-        let next_window_ms = (inner.window_start + self.window_seconds()) * 1000;
+    /// Counting a rolling window: until the oldest request still counted (of `kind`, or of either) leaves
+    /// it.
+    fn seconds_to_next_window(&self, inner: &Inner, now: DateTime<Utc>, kind: Option<Kind>) -> u64 {
+        let oldest = inner
+            .accepted_at
+            .iter()
+            .filter(|(k, _)| kind.is_none_or(|kind| **k == kind))
+            .filter_map(|(_, t)| t.front())
+            .min();
+        let next_window_ms = match (self.config.quota_model, oldest) {
+            (QuotaModel::Rolling, Some(oldest)) => {
+                oldest.timestamp_millis() + self.window_seconds() * 1000
+            }
+            _ => (inner.window_start + self.window_seconds()) * 1000,
+        };
         let wait_ms = u64::try_from(next_window_ms - now.timestamp_millis()).unwrap_or(0);
         wait_ms.div_ceil(1000).max(1)
     }
@@ -360,6 +402,7 @@ impl Shared {
                 .single()
                 .unwrap_or(now),
             quota,
+            quota_model: self.config.quota_model,
             other_client_requests: c.other_client_requests,
         }
     }

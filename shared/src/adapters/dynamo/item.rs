@@ -20,7 +20,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Email, FieldKey, Precedence, RequestId};
-use crate::ports::{IdempotencyKey, QuotaKind, SyncedField, SyncedFields, Window};
+use crate::ports::{IdempotencyKey, QuotaKind, QuotaModel, SyncedField, SyncedFields, Window};
 
 /// A DynamoDB item as the SDK gives it.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -38,8 +38,12 @@ pub(crate) const FIELD_PREFIX: &str = "f.";
 const NS_OFFSET: i128 = 10_i128.pow(22);
 const NS_PER_SEC: i128 = 1_000_000_000;
 
+/// A fixed window's item is `quota#<kind>#<start>`; the rolling model keeps one `quota#rolling#<kind>`.
 pub fn quota_key(kind: QuotaKind, window: Window) -> String {
-    format!("quota#{}#{}", kind.as_str(), window.start)
+    match window.model {
+        QuotaModel::Fixed => format!("quota#{}#{}", kind.as_str(), window.start),
+        QuotaModel::Rolling => format!("quota#rolling#{}", kind.as_str()),
+    }
 }
 
 pub fn user_key(email: &Email) -> String {

@@ -1,6 +1,7 @@
 //! The quota ledger: one `quota#<kind>#<start>` item per window, its `used` counter moved only by
 //! conditional updates, so no two runs can together reserve past the limit. `adopted` counts the units
 //! raised to the provider's own figure (another client's requests), for the report and `sluice status`.
+//! A rolling window goes to the one versioned item per kind of [`super::rolling`].
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -10,7 +11,9 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use super::item::{clamp_u32, counter, get_n, n, quota_key, s};
 use super::{DynamoState, conditional_write};
 use crate::adapters::sdk_error::port_error;
-use crate::ports::{PortResult, QuotaKind, QuotaLedger, Reservation, Window, WindowUsage};
+use crate::ports::{
+    PortResult, QuotaKind, QuotaLedger, QuotaModel, Reservation, Window, WindowUsage,
+};
 
 /// Attempts of the optimistic raise before giving up for this reply (a reservation moved the counter
 /// between the read and the write each time; the next reply adopts again).
@@ -33,6 +36,9 @@ impl DynamoState {
 
 impl QuotaLedger for DynamoState {
     async fn used(&self, kind: QuotaKind, window: Window) -> PortResult<u32> {
+        if window.model == QuotaModel::Rolling {
+            return Ok(self.rolling_usage(kind, window).await?.used);
+        }
         let item = self
             .get_consistent(quota_key(kind, window), "reading quota")
             .await?;
@@ -40,6 +46,9 @@ impl QuotaLedger for DynamoState {
     }
 
     async fn usage(&self, kind: QuotaKind, window: Window) -> PortResult<WindowUsage> {
+        if window.model == QuotaModel::Rolling {
+            return self.rolling_usage(kind, window).await;
+        }
         let item = self
             .get_consistent(quota_key(kind, window), "reading quota")
             .await?;
@@ -56,6 +65,15 @@ impl QuotaLedger for DynamoState {
         used: u32,
         limit: u32,
     ) -> PortResult<u32> {
+        if window.model == QuotaModel::Rolling {
+            let (added, stored) = self
+                .rolling_update(kind, window, limit, |c| {
+                    let added = c.adopt(window, used);
+                    (added, added > 0)
+                })
+                .await?;
+            return Ok(if stored { added } else { 0 });
+        }
         // Optimistic: read the counter, then set it with a condition that it has not moved, so the
         // added units (the `adopted` counter) are exact and no concurrent reservation is overwritten.
         for _ in 0..ADOPT_ATTEMPTS {
@@ -88,6 +106,21 @@ impl QuotaLedger for DynamoState {
         units: u32,
         limit: u32,
     ) -> PortResult<Reservation> {
+        if window.model == QuotaModel::Rolling {
+            let (answer, stored) = self
+                .rolling_update(kind, window, limit, |c| {
+                    let answer = c.reserve(window, units, limit);
+                    (answer, matches!(answer, Reservation::Granted { .. }))
+                })
+                .await?;
+            // Every attempt lost the race: nothing was consumed, and the counts it read are the news.
+            return Ok(match answer {
+                Reservation::Granted { used } if !stored => {
+                    Reservation::Exhausted { used: used - units }
+                }
+                other => other,
+            });
+        }
         if units > limit {
             return Ok(Reservation::Exhausted {
                 used: self.used(kind, window).await?,
@@ -121,6 +154,12 @@ impl QuotaLedger for DynamoState {
     }
 
     async fn mark_spent(&self, kind: QuotaKind, window: Window, limit: u32) -> PortResult<()> {
+        if window.model == QuotaModel::Rolling {
+            // A write lost every race: the winners were reservations, which the next 429 spends again.
+            self.rolling_update(kind, window, limit, |c| ((), c.mark_spent(window, limit)))
+                .await?;
+            return Ok(());
+        }
         let result = self
             .quota_update(kind, window, limit)
             .update_expression("SET used = :limit, #limit = :limit, expires_at = :exp")

@@ -4,6 +4,7 @@
 //! | item                     | attributes                                              | written by |
 //! |--------------------------|---------------------------------------------------------|------------|
 //! | `quota#<kind>#<start>`   | `used` (N), `limit` (N), `expires_at`                   | reserve: conditional `ADD used :n` |
+//! | `quota#rolling#<kind>`   | `b` (M: bucket → N), `a` (M: adopted per bucket), `version` (N), `limit`, `expires_at` | `QUOTA_MODEL=rolling`: read, then SET both maps on `version = :seen` |
 //! | `user#<email>`           | `f.<field>` = `{v: S, k: S (precedence), t: N (ms)}` per delivered field, `updated_at` | record: PartiQL `INSERT` (new user) or `UPDATE … WHERE` with a condition per field, 25 per BatchExecuteStatement |
 //! | `inflight#run#<holder>#<n>` | `entries` (S: JSON `{email: {field: precedence key}}`, ≤ 300 KB a chunk), `expires_at` (+1 day) | BatchWriteItem (put) before the provider call: one note per run |
 //! | `inflight#runs`          | `note#<holder>` = `"<written at, s> <chunks>"` per note still listed | UpdateItem: SET once the note is written, REMOVE when resolved (or a day old, on read) |
@@ -13,7 +14,8 @@
 //!
 //! # Layout
 //! - `item`: the one item mapping — attribute helpers, every key, the precedence and field encodings.
-//! - `ledger`: [`QuotaLedger`](crate::ports::QuotaLedger), conditional counters per quota window.
+//! - `ledger`: [`QuotaLedger`](crate::ports::QuotaLedger), conditional counters per quota window;
+//!   `rolling`: the rolling model's one versioned item per kind.
 //! - `sync_state` (with `statements`, its PartiQL): [`SyncStateStore`](crate::ports::SyncStateStore)'s
 //!   load and record; `in_flight`: the per-run in-flight notes of the same port.
 //! - `lease`, `circuit`: [`DrainLease`](crate::ports::DrainLease) and
@@ -42,6 +44,7 @@ pub mod lease;
 pub mod ledger;
 pub mod reads;
 pub mod requests;
+mod rolling;
 pub mod statements;
 pub mod sync_state;
 #[cfg(test)]

@@ -10,10 +10,12 @@ use chrono::{DateTime, Utc};
 
 use super::{CallHook, lock};
 
+#[path = "provider_quota.rs"]
+mod quota;
 #[path = "provider_sharing.rs"]
 mod sharing;
 use crate::domain::Subscriber;
-use crate::ports::{CallInfo, Clock, Provider, ProviderError, QuotaKind, Reply, Window};
+use crate::ports::{Clock, Provider, ProviderError, QuotaKind, QuotaModel, Reply, Window};
 
 /// What the in-memory provider received.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ struct ProviderState {
     over_limit_after_reply: u32,
     /// Windows (by kind) in which the provider has answered a request of ours.
     answered: std::collections::HashSet<(QuotaKind, i64)>,
+    /// Counting a rolling window: each kind's accepted requests still inside it, oldest first.
+    rolling: HashMap<QuotaKind, VecDeque<DateTime<Utc>>>,
     /// Another client of the account: the percentage of each kind's limit it spends per window, evenly.
     other_percent: u32,
     /// Requests the other client made (by kind and window), and those it could not make (window full).
@@ -80,6 +84,8 @@ pub struct MemoryProvider<C: Clock + Clone> {
     batch_limit: u32,
     individual_limit: u32,
     window_seconds: u32,
+    /// How the limit is counted: per fixed window (the default) or over the trailing interval.
+    model: QuotaModel,
 }
 
 impl<C: Clock + Clone> MemoryProvider<C> {
@@ -91,7 +97,16 @@ impl<C: Clock + Clone> MemoryProvider<C> {
             batch_limit,
             individual_limit,
             window_seconds,
+            model: QuotaModel::Fixed,
         }
+    }
+
+    /// The same provider counting its limit in `model`: `Rolling` refuses a request while the limit's
+    /// worth of requests fall in the `window_seconds` before it (the other client shares fixed windows
+    /// only).
+    pub fn counting(mut self, model: QuotaModel) -> Self {
+        self.model = model;
+        self
     }
 
     /// Another client shares the account and spends `percent` % of each kind's limit per window, spread
@@ -238,37 +253,6 @@ impl<C: Clock + Clone> MemoryProvider<C> {
             QuotaKind::Batch => self.batch_limit,
             QuotaKind::Individual => self.individual_limit,
         }
-    }
-
-    /// Counts one request of `kind` in the window of `now` (after the other client's requests due by
-    /// then), or answers 429 when the window is full. Either way the answer carries what is left.
-    fn spend_request(
-        &self,
-        s: &mut ProviderState,
-        kind: QuotaKind,
-        now: DateTime<Utc>,
-    ) -> (Result<(), ProviderError>, CallInfo) {
-        let window = Window::containing(now, self.window_seconds);
-        let limit = self.limit(kind);
-        s.other_client_catch_up(kind, window, limit, now);
-        let key = (kind, window.start);
-        let informed = !s.answered.insert(key);
-        let used = s.used.entry(key).or_insert(0);
-        let result = if *used >= limit {
-            s.over_limit += 1;
-            s.over_limit_after_reply += u32::from(informed);
-            s.calls.rate_limited += 1;
-            Err(ProviderError::RateLimited { retry_after: None })
-        } else {
-            *used += 1;
-            Ok(())
-        };
-        let info = CallInfo {
-            rate_limit: Some(limit),
-            rate_remaining: Some(limit.saturating_sub(s.used[&key])),
-            ..CallInfo::default()
-        };
-        (result, info)
     }
 
     /// A request of `records`: attempts counted, then (in order) an outage or scripted error, a record that

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Faults, lock};
 use crate::domain::{ChangeId, Email, RequestId};
-use crate::ports::{CircuitState, InFlight, QuotaKind, RequestProgress, SyncedFields};
+use crate::ports::{
+    CircuitState, InFlight, QuotaKind, RequestProgress, RollingCounts, SyncedFields,
+};
 
 /// The lease holder and when the lease expires.
 pub(super) type Lease = (String, DateTime<Utc>);
@@ -28,6 +30,8 @@ pub struct MemoryStore {
     pub(super) quota: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
     /// Of each window's count, the units adopted from the provider.
     pub(super) adopted: Arc<Mutex<HashMap<(QuotaKind, i64), u32>>>,
+    /// The rolling model's counts, one set per kind.
+    pub(super) rolling: Arc<Mutex<HashMap<QuotaKind, RollingCounts>>>,
     pub(super) sync: Arc<Mutex<HashMap<Email, SyncedFields>>>,
     /// In-flight notes still listed, by run (`holder`, or `<holder>-open` once resolved with open fields).
     pub(super) notes: Arc<Mutex<BTreeMap<String, HashMap<Email, InFlight>>>>,

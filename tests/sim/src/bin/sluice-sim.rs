@@ -5,7 +5,8 @@
 //!   cargo run -p sluice-sim --release --bin sluice-sim -- --write
 //!
 //! The outage days (issue 10) run alone with `--only outage` (503s) or `--only outage,outage-timeout`;
-//! with `--write` that rewrites only their section, plots and `docs/bench/outage.json`.
+//! with `--write` that rewrites only their section, plots and `docs/bench/outage.json`. So do the quota
+//! models' days (issue 14): `--only rolling-provider,fixed-hour-provider` (section `rolling`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ use chrono::{TimeZone as _, Utc};
 use clap::Parser;
 use serde::Serialize;
 use sluice::config::{DEFAULT_DRAIN_MAX_MESSAGES, Limits};
+use sluice::ports::QuotaModel;
 use sluice_sim::backfill::{SteadyReference, backfill_section};
 use sluice_sim::day::{DayConfig, DayResult, PolicyKind, production_config, simulate};
 use sluice_sim::outage::{OutageFigures, OutageMeta, current_commit, outage_section};
@@ -28,6 +30,8 @@ use sluice_sim::traffic::{OutagePlan, Scenario, outage_scenarios, scenarios};
 use sluice_sim::{cost, plot};
 
 const OUTAGE_JSON: &str = "docs/bench/outage.json";
+/// The rolling-provider day and its control (the same traffic against clock hours).
+const ROLLING_DAYS: [&str; 2] = ["rolling-provider", "fixed-hour-provider"];
 
 /// glibc's malloc spent about 30 % of a saturated day in malloc/free/consolidate with millions of queued
 /// messages; mimalloc roughly halves that.
@@ -52,7 +56,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     jobs: usize,
     /// Only these scenarios (comma-separated): steady, saturated, urgent, bursty, diurnal, shared-account,
-    /// backfill, outage, outage-timeout.
+    /// backfill, rolling-provider, fixed-hour-provider, outage, outage-timeout.
     #[arg(long, alias = "scenario", value_delimiter = ',')]
     only: Vec<String>,
     /// Outage days: hour of the day the provider goes down.
@@ -77,21 +81,24 @@ struct Args {
 /// capped by message count, to show what receiving by distinct users gains — on the outage days, in the
 /// recovery), and the two baselines; the bulk day only Sluice as deployed.
 fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
+    if ROLLING_DAYS.contains(&scenario.name) {
+        // The quota models' day: Sluice as deployed, in each model (the baselines know neither).
+        return [QuotaModel::Fixed, QuotaModel::Rolling]
+            .map(|quota_model| PolicyKind::Sluice {
+                max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
+                quota_model,
+            })
+            .to_vec();
+    }
     if scenario.changes_per_request > 1 || scenario.high_share > 0.0 || scenario.backfill.is_some()
     {
         // The bulk day is the cost estimate's second column, the urgent and backfill days the lanes' (the
         // baselines have no lanes): Sluice as deployed.
-        return vec![PolicyKind::Sluice {
-            max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
-        }];
+        return vec![PolicyKind::sluice(DEFAULT_DRAIN_MAX_MESSAGES)];
     }
     vec![
-        PolicyKind::Sluice {
-            max_messages: DEFAULT_DRAIN_MAX_MESSAGES,
-        },
-        PolicyKind::Sluice {
-            max_messages: 1_000,
-        },
+        PolicyKind::sluice(DEFAULT_DRAIN_MAX_MESSAGES),
+        PolicyKind::sluice(1_000),
         PolicyKind::ThresholdSweep,
         PolicyKind::FixedSpacing,
     ]
@@ -122,7 +129,7 @@ fn run_all(
             || s.outage.is_some()
             || s.backfill.is_some();
         let cost = match p {
-            PolicyKind::Sluice { max_messages } if *max_messages > 1_000 => 0, // the default
+            PolicyKind::Sluice { max_messages, .. } if *max_messages > 1_000 => 0, // the default
             PolicyKind::Sluice { .. } => 1,
             _ => 2,
         };
@@ -246,6 +253,11 @@ fn main() -> anyhow::Result<()> {
     let all = run_all(&jobs, cfg, args.jobs)?;
     let (outage_days, results): (Vec<DayResult>, Vec<DayResult>) =
         all.into_iter().partition(|r| r.outage.is_some());
+    // The quota models' days have a section of their own (not the traffic days' tables), so
+    // `--only rolling-provider,fixed-hour-provider --write` rewrites only that section.
+    let (rolling_days, results): (Vec<DayResult>, Vec<DayResult>) = results
+        .into_iter()
+        .partition(|r| ROLLING_DAYS.contains(&r.scenario));
     let meta = SimMeta {
         seed: args.seed,
         start,
@@ -268,6 +280,17 @@ fn main() -> anyhow::Result<()> {
     }
     let capacity = Limits::default().capacity_per_window();
     let mut sections: Vec<(&str, String)> = Vec::new();
+    let rolling: Vec<&DayResult> = ROLLING_DAYS
+        .iter()
+        .flat_map(|name| rolling_days.iter().filter(move |r| r.scenario == *name))
+        .collect();
+    if !rolling.is_empty() {
+        let md = sluice_sim::rolling_provider::rolling_provider_section(&rolling);
+        println!("### Rolling provider\n\n{md}");
+        if args.write {
+            sections.push(("rolling", md));
+        }
+    }
     if !results.is_empty() {
         days_report(&args, &meta, &results, capacity, &mut sections)?;
     }
@@ -325,6 +348,7 @@ fn main() -> anyhow::Result<()> {
             let days: Vec<&DayResult> = results
                 .iter()
                 .chain(&outage_days)
+                .chain(&rolling_days)
                 .filter(|r| r.scenario == s.name)
                 .collect();
             plot::backlog(&dir.join(format!("backlog-{}.svg", s.name)), s.name, &days)?;
