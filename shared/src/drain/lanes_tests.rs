@@ -4,14 +4,27 @@
 
 #![allow(clippy::unwrap_used)]
 
-use super::tests::{Harness, harness_with, small};
+use chrono::{TimeZone as _, Utc};
+
+use super::tests::{HOUR_START, Harness, harness_with, small};
 use crate::domain::{Change, ChangeMessage, Priority};
 use crate::drain::DrainReport;
 
 impl Harness {
     /// A single-change request of `priority`, on that lane's queue.
     fn enqueue_on(&self, lane: Priority, email: &str, name: &str) -> Change {
-        let mut change = self.change(email, 0, name);
+        self.enqueue_on_at(lane, email, 0, name)
+    }
+
+    /// As [`Self::enqueue_on`], the change having occurred `occurred_offset_s` from now.
+    fn enqueue_on_at(
+        &self,
+        lane: Priority,
+        email: &str,
+        occurred_offset_s: i64,
+        name: &str,
+    ) -> Change {
+        let mut change = self.change(email, occurred_offset_s, name);
         change.priority = lane;
         change.request_size = Some(1);
         self.record_request(&[change.clone()]);
@@ -127,4 +140,76 @@ async fn lanes_without_queues_share_the_normal_one() {
     let r = h.tick().await;
     assert_eq!((received(&r, Priority::Normal), r.lanes.len()), (2, 1));
     assert_eq!(r.delivered_records(), 2);
+}
+
+/// Rule: a run fills its plan with records it can send. Normal-lane messages made stale by a newer `high`
+/// change of the same user, delivered earlier, need nothing sent: the run tops its receive up with other
+/// users instead of sending less than its plan — and still receives no more records than it can send.
+#[tokio::test]
+async fn stale_messages_do_not_take_the_room_of_sendable_records() {
+    let h = harness_with(small(), 20_000, true);
+    for i in 0..50 {
+        h.enqueue_on(Priority::High, &format!("a{i}@x.io"), "new");
+    }
+    let first = h.tick().await;
+    assert_eq!(first.delivered_records(), 50);
+    // Those users' older changes, still queued on `normal` (they occurred before the `high` ones), ahead
+    // of 200 other users.
+    for i in 0..50 {
+        h.enqueue_on_at(Priority::Normal, &format!("a{i}@x.io"), -90, "old");
+    }
+    for i in 0..200 {
+        h.enqueue_on(Priority::Normal, &format!("b{i}@x.io"), "b");
+    }
+    // A fresh window, 10 s in: a run's plan is RUN_CAPACITY records again.
+    h.clock
+        .set(Utc.timestamp_opt(HOUR_START + 3_610, 0).unwrap());
+    let r = h.tick().await;
+    assert_eq!(r.planned_receive, RUN_CAPACITY);
+    assert_eq!((r.absorbed, r.skipped_stale), (50, 50), "{r:?}");
+    assert_eq!(r.delivered_records(), RUN_CAPACITY, "{r:?}");
+    assert_eq!(
+        r.received,
+        50 + RUN_CAPACITY,
+        "the stale ones and a full plan"
+    );
+    assert_eq!(r.deferred, 0, "nothing received only to be held");
+    assert_eq!(
+        h.lanes.queue(Priority::Normal).len(),
+        200 - RUN_CAPACITY as usize
+    );
+    assert_eq!(h.provider_name("a0@x.io").as_deref(), Some("new"));
+}
+
+/// Rule: a top-up that brings a newer change of a user whose older ones needed nothing sent counts that
+/// user as room used again — the run still receives no more records than it can send.
+#[tokio::test]
+async fn a_top_up_counts_users_it_makes_sendable_again() {
+    let h = harness_with(small(), 20_000, true);
+    for i in 0..50 {
+        h.enqueue_on(Priority::High, &format!("a{i}@x.io"), "new");
+    }
+    assert_eq!(h.tick().await.delivered_records(), 50);
+    // On `normal`: the users' stale changes, 52 other users (the first receive's room), then newer
+    // changes of the same 50 users (what the top-up gets first), then more users.
+    for i in 0..50 {
+        h.enqueue_on_at(Priority::Normal, &format!("a{i}@x.io"), -90, "old");
+    }
+    for i in 0..52 {
+        h.enqueue_on(Priority::Normal, &format!("b{i}@x.io"), "b");
+    }
+    for i in 0..50 {
+        h.enqueue_on_at(Priority::Normal, &format!("a{i}@x.io"), 30, "newer");
+    }
+    for i in 52..200 {
+        h.enqueue_on(Priority::Normal, &format!("b{i}@x.io"), "b");
+    }
+    h.clock
+        .set(Utc.timestamp_opt(HOUR_START + 3_610, 0).unwrap());
+    let r = h.tick().await;
+    assert_eq!(r.delivered_records(), RUN_CAPACITY, "{r:?}");
+    assert_eq!(r.deferred, 0, "nothing received only to be held: {r:?}");
+    assert_eq!(r.received, 50 + 52 + 50, "{r:?}");
+    assert_eq!(h.provider_name("a0@x.io").as_deref(), Some("newer"));
+    assert_eq!(h.lanes.queue(Priority::Normal).len(), 148);
 }

@@ -9,7 +9,8 @@
 //!    `normal`, then `bulk` with what the others leave; decode them (malformed ones are
 //!    [`Outcome::Malformed`]);
 //! 4. **coalesce** them per email against the sync state ([`coalesce::coalesce`]), with other runs'
-//!    in-flight fields folded in (`in_flight.rs`);
+//!    in-flight fields folded in (`in_flight.rs`); users left with nothing to send (stale or unchanged)
+//!    free their room, and the receive is topped up (`gather.rs`);
 //! 5. **send** (`send.rs`): batches first when the backlog needs them, individual requests in waves, each
 //!    request's quota reserved right before the call (`quota.rs`); every record ends with one typed
 //!    [`Outcome`];
@@ -20,6 +21,7 @@
 pub mod circuit;
 pub mod coalesce;
 mod gate;
+mod gather;
 mod in_flight;
 pub mod outcome;
 pub mod policy;
@@ -39,11 +41,9 @@ use tracing::{info, warn};
 use crate::domain::{Change, ChangeId, Email, FieldKey, Priority, RequestId};
 use crate::ports::{
     CircuitState, CircuitStore, Clock, DrainLease, DrainPorts, PortError, QuotaModel,
-    ReceivedMessage, SyncStateStore, Window,
+    ReceivedMessage, Window,
 };
 use circuit::Phase;
-use coalesce::{Decoded, coalesce};
-use in_flight::guard_in_flight;
 pub use outcome::Outcome;
 pub use report::{CallStats, DrainReport, Idle, LaneFigures, PerKind, QuotaSummary};
 pub use settings::DrainSettings;
@@ -211,19 +211,8 @@ impl<P: DrainPorts> Drain<P> {
         let Some((plan, depths)) = self.plan(run).await? else {
             return Ok(());
         };
-        let receive_by = self.receive_by(run.deadline);
-        let received = self.receive(run, plan, &depths, receive_by).await?;
-        run.messages = received.messages;
-        run.lanes = received.lanes;
-        run.report.received = u32::try_from(run.messages.len()).unwrap_or(u32::MAX);
-        let (mut fates, decoded, emails) = decode(run, received.bodies);
-        self.check_time(run, self.settings.settle_margin)?;
-        let sync = self.ports.sync_state();
-        let (mut synced, in_flight) =
-            futures::try_join!(sync.load(&emails), sync.in_flight(&emails))?;
-        run.known = synced.keys().cloned().collect();
-        run.guarded = guard_in_flight(&mut synced, &in_flight);
-        let coalesced = coalesce(&decoded, &synced);
+        let gathered = self.gather(run, plan, &depths).await?;
+        let (mut fates, coalesced) = (gathered.fates, gathered.coalesced);
         run.report.coalesced = coalesced.merged_messages;
         run.report.skipped_unchanged = coalesced.skipped_unchanged;
         run.report.skipped_stale = coalesced.skipped_stale;
@@ -246,29 +235,6 @@ impl<P: DrainPorts> Drain<P> {
         }
         self.settle(run, fates, &coalesced, &outcomes).await
     }
-}
-
-/// The received bodies as decoded changes (their emails, sorted and distinct), and a fate for each message
-/// already settled: a malformed body goes straight to the DLQ.
-fn decode(
-    run: &mut Run,
-    bodies: Vec<Result<Change, String>>,
-) -> (Vec<Option<Outcome>>, Vec<Decoded>, Vec<Email>) {
-    let mut fates: Vec<Option<Outcome>> = vec![None; bodies.len()];
-    let mut decoded = Vec::with_capacity(bodies.len());
-    for (index, body) in bodies.into_iter().enumerate() {
-        match body {
-            Ok(change) => {
-                run.changes.insert(index, MessageChange::of(&change));
-                decoded.push(Decoded { index, change });
-            }
-            Err(e) => fates[index] = Some(Outcome::Malformed(e)),
-        }
-    }
-    let mut emails: Vec<Email> = decoded.iter().map(|d| d.change.email.clone()).collect();
-    emails.sort();
-    emails.dedup();
-    (fates, decoded, emails)
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use super::coalesce::PendingRecord;
 use super::policy::{self, KindQuota, Plan, RunState};
 use super::{Drain, DrainError, Idle, Run, chrono_duration, window_closing};
 use crate::domain::{Change, ChangeMessage, Email, Priority};
@@ -83,39 +84,33 @@ impl<P: DrainPorts> Drain<P> {
     /// up with at most the missing number of records. Receiving stops when the plan's records are covered,
     /// every lane is drained, `DRAIN_MAX_MESSAGES` (a safety cap) is reached, or receiving has used its
     /// share of the run: half the time left before sending must start (see [`Self::receive_by`]).
+    ///
+    /// Called again to top up (see `gather.rs`), it asks only lanes that may hold more: not drained by a
+    /// short answer, and not yet received from as deep as they read. Returns the messages it received.
     pub(super) async fn receive(
         &self,
         run: &mut Run,
-        plan: Plan,
+        received: &mut Received,
+        room: &Room,
         depths: &LaneDepths,
-        receive_by: DateTime<Utc>,
-    ) -> Result<Received, DrainError> {
+    ) -> Result<u64, DrainError> {
         // Lanes that read empty are skipped, but normal's, which is asked last: an ask of an empty SQS
         // queue long-polls for a second, and one such ask per run is what a single queue cost.
         let mut order: LaneDepths = depths
             .iter()
-            .copied()
-            .filter(|&(lane, visible)| visible > 0 || lane == Priority::Normal)
+            .map(|&(lane, visible)| (lane, visible.saturating_sub(received.count_from(lane))))
+            .filter(|&(lane, left)| {
+                (left > 0 || lane == Priority::Normal) && !received.drained.contains(&lane)
+            })
             .collect();
-        order.sort_by_key(|&(_, visible)| visible == 0); // stable: serving order otherwise
-        let mut received = Received::default();
-        let room = Room {
-            capacity: plan.records(self.settings.limits.batch_size),
-            max: u64::from(self.settings.max_messages),
-            receive_by,
-        };
-        for (lane, visible) in order {
-            if !self
-                .receive_lane(run, &mut received, &room, lane, visible)
-                .await?
-            {
+        order.sort_by_key(|&(_, left)| left == 0); // stable: serving order otherwise
+        let before = received.messages.len() as u64;
+        for (lane, left) in order {
+            if !self.receive_lane(run, received, room, lane, left).await? {
                 break;
             }
         }
-        for (&lane, figures) in &received.per_lane() {
-            run.report.lanes.entry(lane).or_default().received = *figures;
-        }
-        Ok(received)
+        Ok(received.messages.len() as u64 - before)
     }
 
     /// Receives from one lane until it is drained (as far as its approximate depth tells) or the run's
@@ -151,7 +146,11 @@ impl<P: DrainPorts> Drain<P> {
             let got = queue.receive(left as u32).await?;
             let short = (got.len() as u64) < left;
             received.add(lane, left, got);
-            if short || received.messages.len() as u64 - from >= visible {
+            if short {
+                received.drained.insert(lane);
+                return Ok(true);
+            }
+            if received.messages.len() as u64 - from >= visible {
                 return Ok(true);
             }
         }
@@ -167,23 +166,23 @@ impl<P: DrainPorts> Drain<P> {
 }
 
 /// How much a run may still receive: the plan's records, the safety cap, and the time receiving may use.
-struct Room {
-    capacity: u64,
-    max: u64,
-    receive_by: DateTime<Utc>,
+pub(super) struct Room {
+    pub(super) capacity: u64,
+    pub(super) max: u64,
+    pub(super) receive_by: DateTime<Utc>,
 }
 
 impl Room {
-    fn left(&self, received: &Received) -> u64 {
+    pub(super) fn left(&self, received: &Received) -> u64 {
         self.capacity
-            .saturating_sub(received.distinct())
+            .saturating_sub(received.filling())
             .min(self.max.saturating_sub(received.messages.len() as u64))
     }
 }
 
 /// What a run received, each body decoded once as it arrives, the lane each message came from, and the
 /// distinct users among them (malformed bodies count as one each: they cost nothing to send, but nothing
-/// says they don't hold a user).
+/// says they don't hold a user). Once coalesced, users without a record to send no longer fill the room.
 #[derive(Default)]
 pub(super) struct Received {
     pub(super) messages: Vec<ReceivedMessage>,
@@ -193,8 +192,14 @@ pub(super) struct Received {
     pub(super) bodies: Vec<Result<Change, String>>,
     /// Every ask made, by lane: how many messages it asked for.
     asked: Vec<(Priority, u64)>,
+    /// Lanes whose last ask came back short: nothing more to receive there in this run.
+    drained: HashSet<Priority>,
     emails: HashSet<Email>,
     malformed: u64,
+    /// Users received who need nothing sent, as of the last coalescing ([`Self::note_records`]) and not
+    /// received again since (a newer message may give them a record: they fill room again until the next
+    /// coalescing says otherwise).
+    without_record: HashSet<Email>,
 }
 
 impl Received {
@@ -206,6 +211,7 @@ impl Received {
                 .map_err(|e| format!("cannot decode change message: {e}"));
             match &body {
                 Ok(change) => {
+                    self.without_record.remove(&change.email);
                     self.emails.insert(change.email.clone());
                 }
                 Err(_) => self.malformed += 1,
@@ -216,12 +222,35 @@ impl Received {
         self.messages.extend(messages);
     }
 
-    pub(super) fn distinct(&self) -> u64 {
-        self.emails.len() as u64 + self.malformed
+    /// Room the run's messages fill: distinct users (and malformed bodies), less the users who turned out
+    /// to need nothing sent.
+    fn filling(&self) -> u64 {
+        (self.emails.len() as u64 + self.malformed).saturating_sub(self.without_record.len() as u64)
+    }
+
+    /// After coalescing everything received so far into `records` (one per user at most): the users
+    /// without one stop filling room.
+    pub(super) fn note_records(&mut self, records: &[PendingRecord]) {
+        let sendable: HashSet<&Email> = records.iter().map(|r| &r.email).collect();
+        self.without_record = self
+            .emails
+            .iter()
+            .filter(|e| !sendable.contains(e))
+            .cloned()
+            .collect();
+    }
+
+    /// The bodies received since the last call, by message order.
+    pub(super) fn take_bodies(&mut self) -> Vec<Result<Change, String>> {
+        std::mem::take(&mut self.bodies)
+    }
+
+    fn count_from(&self, lane: Priority) -> u64 {
+        self.lanes.iter().filter(|&&l| l == lane).count() as u64
     }
 
     /// Messages received per lane.
-    fn per_lane(&self) -> std::collections::BTreeMap<Priority, u32> {
+    pub(super) fn per_lane(&self) -> std::collections::BTreeMap<Priority, u32> {
         let mut out = std::collections::BTreeMap::new();
         for &lane in &self.lanes {
             *out.entry(lane).or_insert(0u32) += 1;

@@ -10,8 +10,8 @@ use super::*;
 use crate::adapters::memory::{Fault, Op};
 use crate::config::Limits;
 use crate::domain::{Change, ChangeMessage, FieldKey};
-use crate::ports::InFlight;
 use crate::ports::RequestCounters;
+use crate::ports::{InFlight, SyncStateStore};
 
 fn counts(c: RequestCounters) -> (u32, u32, u32, u32) {
     let pending = c.accepted - c.delivered - c.skipped - c.dead_lettered;

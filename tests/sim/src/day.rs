@@ -24,6 +24,7 @@ use sluice::domain::ChangeMessage;
 use sluice::drain::{Drain, DrainReport, DrainSettings, Idle};
 use sluice::ports::{DrainAdapters, Lanes, QuotaModel};
 
+use crate::backfill::BackfillFigures;
 use crate::baseline::{FixedSpacing, ThresholdSweep};
 use crate::fault::FaultyProvider;
 use crate::metered::{DynamoUnits, Meter, Metered, Op, OpStats};
@@ -40,6 +41,11 @@ pub const MAX_RECEIVE_COUNT: u32 = 10;
 pub const RUN_DEADLINE: Duration = Duration::from_secs(50);
 
 type SimQueue = MemoryQueue<ManualClock>;
+
+/// A lane's queue with the template's settings, keeping no history of the bodies it handed out.
+fn sim_queue(clock: &ManualClock) -> SimQueue {
+    MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT).without_receive_history()
+}
 type SimProvider = FaultyProvider;
 
 /// The drain's ports in the simulator: the in-memory adapters, each metered.
@@ -273,6 +279,7 @@ pub struct DayResult {
     pub hourly: Vec<HourRow>,
     /// (hours since start, messages on the queue) after each invocation.
     pub backlog_series: Vec<(f64, u64)>,
+    /// SQS calls over every lane's queue.
     pub queue_calls: QueueCalls,
     pub provider_calls: ProviderCalls,
     pub over_limit: u32,
@@ -291,6 +298,8 @@ pub struct DayResult {
     pub wall: Duration,
     /// The outage day's figures (scenarios with an outage only).
     pub outage: Option<OutageFigures>,
+    /// The backfill day's figures (scenarios with a backfill only).
+    pub backfill: Option<BackfillFigures>,
 }
 
 impl DayResult {
@@ -308,18 +317,26 @@ pub async fn simulate(
 ) -> anyhow::Result<DayResult> {
     let wall = Instant::now();
     let limits = Limits::default();
-    // An outage day runs longer than the others so its backlog can drain.
-    let (hours, tail_hours) = scenario.outage.map_or((cfg.hours, cfg.tail_hours), |o| {
-        (o.traffic_hours, o.tail_hours)
-    });
+    // An outage day runs longer than the others so its backlog can drain, a backfill day until the
+    // backfill is delivered.
+    let (hours, tail_hours) = match (scenario.outage, scenario.backfill) {
+        (Some(o), _) => (o.traffic_hours, o.tail_hours),
+        (None, Some(b)) => (b.traffic_hours, b.tail_hours),
+        (None, None) => (cfg.hours, cfg.tail_hours),
+    };
     let outage = scenario.outage.map(|o| o.window(cfg.start));
     let clock = ManualClock::new(cfg.start);
-    let queue = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
-    // A day with `high` changes gives Sluice its high lane (the baselines read one queue: theirs is `queue`).
+    let queue = sim_queue(&clock);
+    // A day with `high` changes gives Sluice its high lane, a backfill day its bulk lane (the baselines
+    // read one queue: theirs is `queue`).
     let lanes = match policy {
-        PolicyKind::Sluice { .. } if scenario.high_share > 0.0 => {
-            let high = MemoryQueue::new(clock.clone(), VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT);
-            Lanes::with_optional(Some(high), queue.clone(), None)
+        PolicyKind::Sluice { .. } => {
+            let lane = |own: bool| own.then(|| sim_queue(&clock));
+            Lanes::with_optional(
+                lane(scenario.high_share > 0.0),
+                queue.clone(),
+                lane(scenario.backfill.is_some()),
+            )
         }
         _ => Lanes::single(queue.clone()),
     };
@@ -414,8 +431,7 @@ pub async fn simulate(
             lane.send(ChangeMessage::V1(change).to_body());
             // Ingest: a POST's changes go out in SendMessageBatch calls of up to 10 entries — one call for
             // a single change, ten for a bulk POST of 100.
-            let position = c.seq % u64::from(c.per_request.max(1));
-            if position % 10 == 0 {
+            if c.position() % 10 == 0 {
                 lane.count_send_calls(1);
             }
             tracker.generated(&c);
@@ -474,6 +490,9 @@ pub async fn simulate(
         ),
         None => None,
     };
+    let backfill = scenario
+        .backfill
+        .map(|b| BackfillFigures::measure(b, cfg.start, &mut tracker));
     let end_ms = end.timestamp_millis();
     let mut freshness_ms = std::mem::take(&mut tracker.freshness_ms);
     let freshness = Percentiles::of(&mut freshness_ms);
@@ -506,7 +525,10 @@ pub async fn simulate(
         oldest_unsatisfied_age_s: oldest.map(|ms| (end_ms - ms) as f64 / 1_000.0),
         hourly,
         backlog_series,
-        queue_calls: queue.api_calls(),
+        queue_calls: lanes
+            .served()
+            .map(|(_, q)| q.api_calls())
+            .fold(QueueCalls::default(), |all, lane| all + lane),
         provider_calls: provider.inner().calls(),
         over_limit: provider.inner().over_limit(),
         over_limit_after_reply: provider.inner().over_limit_after_reply(),
@@ -520,6 +542,7 @@ pub async fn simulate(
         invocations,
         wall: wall.elapsed(),
         outage: outage_figures,
+        backfill,
     })
 }
 

@@ -3,12 +3,13 @@
 //! Results go to `BENCHMARKS.md` (see its "Reproduce" section).
 //!
 //! # Layout
-//! - [`traffic`]: the scenarios (steady, saturated, bursty, diurnal, and the outage days) and the seeded
-//!   change generator.
+//! - [`traffic`]: the scenarios (steady, saturated, bursty, diurnal, the outage and backfill days) and the
+//!   seeded change generator.
 //! - [`day`]: one simulated day of one scenario under one policy; what it measures.
 //! - [`fault`]: the provider down on a schedule (503s or timeouts on the virtual clock).
 //! - [`outage`]: what an outage costs each policy (dead letters, calls, recovery) and its report section.
 //! - [`shared_account`]: the shared-account day's table (another client spends part of the quota).
+//! - [`backfill`]: the backfill day's table (1,000,000 new users on `bulk` behind the live traffic).
 //! - [`rolling_provider`]: the rolling-provider day's table (a provider counting a rolling hour).
 //! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
 //! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
@@ -18,6 +19,7 @@
 //! - [`bench`]: drain timing against LocalStack, Lambda cold start and RSS, binary sizes.
 //! - `src/bin/sluice-sim.rs`, `src/bin/sluice-bench.rs`: the two entry points.
 
+pub mod backfill;
 pub mod baseline;
 pub mod bench;
 pub mod cost;

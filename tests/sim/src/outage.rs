@@ -471,6 +471,7 @@ mod tests {
                 tail_hours: 2,
             }),
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         };
         let cfg = DayConfig {

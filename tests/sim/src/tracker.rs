@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sluice::adapters::memory::Delivery;
 use sluice::ports::QuotaKind;
 
-use crate::traffic::{CUSTOM_FIELD, Field, GenChange, user_of};
+use crate::traffic::{CUSTOM_FIELD, Field, GenChange, is_backfill_user, user_of};
 
 #[derive(Debug, Default)]
 struct FieldTrack {
@@ -52,8 +52,15 @@ pub struct Tracker {
     fields: HashMap<(u32, Field), FieldTrack>,
     /// Changes with two traced fields, by seq: traced fields still unsatisfied.
     open: HashMap<u64, u8>,
-    /// Freshness of every satisfied traced change, in ms.
+    /// Freshness of every satisfied traced change, in ms — but a backfill's (`bulk`), kept apart.
     pub freshness_ms: Vec<u32>,
+    /// Traced `bulk` (backfill) changes not yet satisfied, by seq.
+    bulk_open: std::collections::HashSet<u64>,
+    /// Freshness of the satisfied traced `bulk` changes, in ms (not in `freshness_ms`).
+    pub bulk_freshness_ms: Vec<u32>,
+    /// Records delivered to a backfill's new users, by hour since the start, and when the last one was.
+    pub backfill_hourly: Vec<u64>,
+    pub backfill_last: Option<DateTime<Utc>>,
     /// Traced `high` changes not yet satisfied, by seq.
     high_open: std::collections::HashSet<u64>,
     /// Freshness of the satisfied traced `high` changes, in ms (also in `freshness_ms`).
@@ -90,6 +97,10 @@ impl Tracker {
             fields: HashMap::new(),
             open: HashMap::new(),
             freshness_ms: Vec::new(),
+            bulk_open: std::collections::HashSet::new(),
+            bulk_freshness_ms: Vec::new(),
+            backfill_hourly: Vec::new(),
+            backfill_last: None,
             high_open: std::collections::HashSet::new(),
             high_freshness_ms: Vec::new(),
             changes: 0,
@@ -146,9 +157,11 @@ impl Tracker {
         }
         if traced > 0 {
             self.traced_changes += 1;
-            if change.priority == sluice::domain::Priority::High {
-                self.high_open.insert(change.seq);
-            }
+            match change.priority {
+                sluice::domain::Priority::High => self.high_open.insert(change.seq),
+                sluice::domain::Priority::Bulk => self.bulk_open.insert(change.seq),
+                sluice::domain::Priority::Normal => false,
+            };
         }
         if traced > 1 {
             self.open.insert(change.seq, traced);
@@ -177,6 +190,11 @@ impl Tracker {
             self.foreign += 1;
             return;
         };
+        if is_backfill_user(user) {
+            grow(&mut self.backfill_hourly, hour);
+            self.backfill_hourly[hour] += 1;
+            self.backfill_last = Some(d.at);
+        }
         let s = &d.subscriber;
         let carried = [
             (Field::Name, s.name.as_deref()),
@@ -245,6 +263,10 @@ impl Tracker {
             };
             if finished {
                 let ms = u32::try_from(took.max(0)).unwrap_or(u32::MAX);
+                if self.bulk_open.remove(&seq) {
+                    self.bulk_freshness_ms.push(ms);
+                    continue;
+                }
                 self.freshness_ms.push(ms);
                 if self.high_open.remove(&seq) {
                     self.high_freshness_ms.push(ms);
@@ -346,6 +368,7 @@ mod tests {
             ids: (u128::from(seq), 0),
             per_request: 1,
             priority: sluice::domain::Priority::Normal,
+            backfill: None,
         }
     }
 

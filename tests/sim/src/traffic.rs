@@ -88,14 +88,27 @@ impl Field {
     }
 }
 
-/// The email of user number `user`.
+/// The email of user number `user`: `u<n>` for the live traffic's users, `b<n>` for a backfill's new ones
+/// (numbered from [`USERS`]).
 pub fn email(user: u32) -> String {
-    format!("u{user}@example.com")
+    match user.checked_sub(USERS) {
+        Some(n) => format!("b{n}@example.com"),
+        None => format!("u{user}@example.com"),
+    }
 }
 
-/// The user number of a generated email.
+/// The user number of a generated email (the inverse of [`email`]).
 pub fn user_of(email: &str) -> Option<u32> {
-    email.strip_prefix('u')?.split('@').next()?.parse().ok()
+    let local = email.split('@').next()?;
+    if let Some(n) = local.strip_prefix('b') {
+        return n.parse::<u32>().ok()?.checked_add(USERS);
+    }
+    local.strip_prefix('u')?.parse().ok().filter(|&u| u < USERS)
+}
+
+/// Whether `user` is one of a backfill's new users.
+pub fn is_backfill_user(user: u32) -> bool {
+    user >= USERS
 }
 
 /// `high` for a `share` of changes, chosen by the top bits of the change id (already drawn: the RNG stream,
@@ -122,8 +135,10 @@ pub struct GenChange {
     pub ids: (u128, u128),
     /// Changes per request ([`Scenario::changes_per_request`]).
     pub per_request: u32,
-    /// Its lane ([`Scenario::high_share`]).
+    /// Its lane ([`Scenario::high_share`]; `bulk` for a backfill's).
     pub priority: Priority,
+    /// Its position in the day's backfill, for a backfill's change: its request is `n / per_request`.
+    pub backfill: Option<u64>,
 }
 
 impl GenChange {
@@ -131,10 +146,16 @@ impl GenChange {
     /// run of `per_request` consecutive changes (derived from the run's index, so the RNG stream — and
     /// with it the traffic — is the same as the single-change day's).
     fn request_bits(&self) -> u128 {
-        match self.per_request {
-            0 | 1 => self.ids.1,
-            k => (0xB0_u128 << 120) | u128::from(self.seq / u64::from(k)),
+        match (self.per_request, self.backfill) {
+            (k, Some(n)) => (0xBF_u128 << 120) | u128::from(n / u64::from(k.max(1))),
+            (0 | 1, None) => self.ids.1,
+            (k, None) => (0xB0_u128 << 120) | u128::from(self.seq / u64::from(k)),
         }
+    }
+
+    /// Its position in its request.
+    pub fn position(&self) -> u64 {
+        self.backfill.unwrap_or(self.seq) % u64::from(self.per_request.max(1))
     }
 
     /// The domain change ingest would enqueue for it.
@@ -150,7 +171,7 @@ impl GenChange {
             occurred_at: self.at,
             priority: self.priority,
             accepted_at: self.at,
-            position: u32::try_from(self.seq % u64::from(self.per_request.max(1))).unwrap_or(0),
+            position: u32::try_from(self.position()).unwrap_or(0),
             request_size: Some(self.per_request.max(1)),
         };
         for &(field, id) in &self.fields {
@@ -229,6 +250,26 @@ pub struct Spike {
     pub changes: u64,
 }
 
+/// A backfill (issue 14's `backfill` day): one change each to `users` new users (`b<n>@example.com`), on
+/// the `bulk` lane, posted from `start` in requests of `per_request` changes, one request a second (as
+/// `sluice backfill` posts them: 1 ms apart), while the live traffic goes on for `traffic_hours`; the day
+/// runs `tail_hours` more.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backfill {
+    pub start: Duration,
+    pub users: u32,
+    pub per_request: u32,
+    pub traffic_hours: u32,
+    pub tail_hours: u32,
+}
+
+impl Backfill {
+    /// When its last change is posted, from the start of the day.
+    pub fn posted_by(&self) -> Duration {
+        self.start + Duration::from_millis(u64::from(self.users))
+    }
+}
+
 /// The provider down for a while (issue 10's outage day): where in the day, how it fails, and how long the
 /// day runs so the backlog can drain after it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -273,6 +314,8 @@ pub struct Scenario {
     /// Share of changes posted `high` (the urgent day's 1 %), the rest `normal`; drawn from each change's
     /// id bits, so the traffic itself is the same as with none.
     pub high_share: f64,
+    /// A backfill posted on the `bulk` lane during the day.
+    pub backfill: Option<Backfill>,
     /// How the provider counts its limit: Drip's documented clock hour, or a rolling one.
     pub provider_quota: QuotaModel,
 }
@@ -299,6 +342,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -310,6 +354,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -323,6 +368,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -336,6 +382,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.01,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -351,6 +398,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -366,6 +414,7 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -377,6 +426,25 @@ pub fn scenarios() -> Vec<Scenario> {
             high_share: 0.0,
             outage: None,
             other_client_percent: 20,
+            backfill: None,
+            provider_quota: QuotaModel::Fixed,
+        },
+        Scenario {
+            name: "backfill",
+            summary: "the steady day's 40,000 changes/h, plus a backfill of 1,000,000 new users posted on `bulk` at 02:00",
+            rate: Rate::Constant { per_hour: 40_000.0 },
+            spike: None,
+            changes_per_request: 1,
+            high_share: 0.0,
+            outage: None,
+            other_client_percent: 0,
+            backfill: Some(Backfill {
+                start: Duration::from_secs(2 * 3_600),
+                users: 1_000_000,
+                per_request: 1_000,
+                traffic_hours: 36,
+                tail_hours: 1,
+            }),
             provider_quota: QuotaModel::Fixed,
         },
         rolling_provider(QuotaModel::Rolling),
@@ -417,6 +485,7 @@ pub fn rolling_provider(provider_quota: QuotaModel) -> Scenario {
         outage: None,
         other_client_percent: 0,
         provider_quota,
+        backfill: None,
     }
 }
 
@@ -453,6 +522,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             high_share: 0.0,
             outage: Some(outage(Fault::Unavailable)),
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
         Scenario {
@@ -464,6 +534,7 @@ pub fn outage_scenarios(plan: OutagePlan) -> Vec<Scenario> {
             high_share: 0.0,
             outage: Some(outage(Fault::Timeout(plan.provider_timeout))),
             other_client_percent: 0,
+            backfill: None,
             provider_quota: QuotaModel::Fixed,
         },
     ]
@@ -483,6 +554,16 @@ pub struct Traffic {
     last_ms: i64,
     spike_users: Vec<u32>,
     spike_sent: u64,
+    backfill_sent: u32,
+}
+
+/// What brings a change in a minute: the base rate (a Zipf user), the spike (its user), or the backfill
+/// (its change's number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Arrival {
+    Live,
+    Spike(u32),
+    Backfill(u32),
 }
 
 impl Traffic {
@@ -509,6 +590,7 @@ impl Traffic {
             last_ms: i64::MIN,
             spike_users,
             spike_sent: 0,
+            backfill_sent: 0,
         })
     }
 
@@ -535,36 +617,18 @@ impl Traffic {
         self.next_minute += 1;
         let from = self.minute_start(minute);
         let from_ms = from.timestamp_millis();
-        let hours = (minute as f64 + 0.5) / 60.0;
-        let lambda = self.scenario.rate.per_hour_at(hours) / 60.0;
-        let base = if lambda > 0.0 {
-            Poisson::new(lambda).map_or(0, |p| p.sample(&mut self.rng) as u64)
-        } else {
-            0
-        };
-        // (offset in ms within the minute, spike user or None for a Zipf user)
-        let mut arrivals: Vec<(i64, Option<u32>)> = (0..base)
-            .map(|_| (self.rng.random_range(0..60_000), None))
-            .collect();
-        if let Some(spike) = self.scenario.spike {
-            let s_from = spike.start.as_millis() as i64;
-            let len = (spike.length.as_millis() as i64).max(1);
-            let m_from = minute * 60_000;
-            while self.spike_sent < spike.changes {
-                let at = s_from + (self.spike_sent as i64 * len) / spike.changes as i64;
-                if at >= m_from + 60_000 {
-                    break;
-                }
-                let user = self.spike_users[(self.spike_sent % u64::from(USERS)) as usize];
-                arrivals.push(((at - m_from).max(0), Some(user)));
-                self.spike_sent += 1;
-            }
-        }
+        let mut arrivals = self.live_arrivals(minute);
+        self.spike_arrivals(minute, &mut arrivals);
+        self.backfill_arrivals(minute, &mut arrivals);
         arrivals.sort_unstable();
-        for (offset, spike_user) in arrivals {
+        for (offset, arrival) in arrivals {
             let ms = (from_ms + offset).max(self.last_ms + 1);
             self.last_ms = ms;
-            let user = spike_user.unwrap_or_else(|| self.zipf_user());
+            let (user, backfill) = match arrival {
+                Arrival::Live => (self.zipf_user(), None),
+                Arrival::Spike(user) => (user, None),
+                Arrival::Backfill(n) => (USERS + n, Some(u64::from(n))),
+            };
             let seq = self.seq;
             self.seq += 1;
             let fields = self.fields(seq);
@@ -573,15 +637,72 @@ impl Traffic {
             if at >= self.end {
                 continue;
             }
+            let (per_request, priority) = match (backfill, self.scenario.backfill) {
+                (Some(_), Some(b)) => (b.per_request, Priority::Bulk),
+                _ => (
+                    self.scenario.changes_per_request,
+                    priority_of(ids.0, self.scenario.high_share),
+                ),
+            };
             self.buffer.push_back(GenChange {
                 seq,
                 user,
                 at,
                 fields,
                 ids,
-                per_request: self.scenario.changes_per_request,
-                priority: priority_of(ids.0, self.scenario.high_share),
+                per_request,
+                priority,
+                backfill,
             });
+        }
+    }
+
+    /// The base rate's arrivals in `minute`: (offset in ms within the minute, [`Arrival::Live`]).
+    fn live_arrivals(&mut self, minute: i64) -> Vec<(i64, Arrival)> {
+        let hours = (minute as f64 + 0.5) / 60.0;
+        let lambda = self.scenario.rate.per_hour_at(hours) / 60.0;
+        let base = if lambda > 0.0 {
+            Poisson::new(lambda).map_or(0, |p| p.sample(&mut self.rng) as u64)
+        } else {
+            0
+        };
+        (0..base)
+            .map(|_| (self.rng.random_range(0..60_000), Arrival::Live))
+            .collect()
+    }
+
+    fn spike_arrivals(&mut self, minute: i64, arrivals: &mut Vec<(i64, Arrival)>) {
+        let Some(spike) = self.scenario.spike else {
+            return;
+        };
+        let s_from = spike.start.as_millis() as i64;
+        let len = (spike.length.as_millis() as i64).max(1);
+        let m_from = minute * 60_000;
+        while self.spike_sent < spike.changes {
+            let at = s_from + (self.spike_sent as i64 * len) / spike.changes as i64;
+            if at >= m_from + 60_000 {
+                break;
+            }
+            let user = self.spike_users[(self.spike_sent % u64::from(USERS)) as usize];
+            arrivals.push(((at - m_from).max(0), Arrival::Spike(user)));
+            self.spike_sent += 1;
+        }
+    }
+
+    /// The backfill's changes posted in `minute`: one every millisecond from its start.
+    fn backfill_arrivals(&mut self, minute: i64, arrivals: &mut Vec<(i64, Arrival)>) {
+        let Some(backfill) = self.scenario.backfill else {
+            return;
+        };
+        let b_from = backfill.start.as_millis() as i64;
+        let m_from = minute * 60_000;
+        while self.backfill_sent < backfill.users {
+            let at = b_from + i64::from(self.backfill_sent);
+            if at >= m_from + 60_000 {
+                break;
+            }
+            arrivals.push(((at - m_from).max(0), Arrival::Backfill(self.backfill_sent)));
+            self.backfill_sent += 1;
         }
     }
 
@@ -714,20 +835,66 @@ mod tests {
         }
     }
 
+    /// A scenario's changes (seed 3) from `hour` for `minutes`.
+    fn generated_between(name: &str, hour: i64, minutes: i64) -> Vec<GenChange> {
+        let day = scenarios().into_iter().find(|s| s.name == name).unwrap();
+        let from = start() + chrono::Duration::hours(hour);
+        let length = Duration::from_secs((hour as u64 + 1) * 3_600);
+        let mut t = Traffic::new(day, start(), length, 3).unwrap();
+        let before = t.until(from);
+        assert!(
+            before
+                .iter()
+                .all(|c| c.backfill.is_none() && !is_backfill_user(c.user))
+        );
+        t.until(from + chrono::Duration::minutes(minutes))
+    }
+
     #[test]
     fn the_spike_is_one_change_per_distinct_user() {
-        let bursty = scenarios()
-            .into_iter()
-            .find(|s| s.name == "bursty")
-            .unwrap();
-        let from = start() + chrono::Duration::hours(6);
-        let mut t = Traffic::new(bursty, start(), Duration::from_secs(7 * 3_600), 3).unwrap();
-        t.until(from);
-        let spike = t.until(from + chrono::Duration::minutes(5));
+        let spike = generated_between("bursty", 6, 5);
         assert!(spike.len() >= 100_000, "{}", spike.len());
         let mut users: Vec<u32> = spike.iter().map(|c| c.user).collect();
         users.sort_unstable();
         users.dedup();
         assert!(users.len() >= 100_000 * 9 / 10);
+    }
+
+    #[test]
+    fn the_backfill_is_one_change_per_new_user_on_bulk_in_requests_of_a_thousand() {
+        let posting = generated_between("backfill", 2, 20);
+        let backfill: Vec<&GenChange> = posting.iter().filter(|c| c.backfill.is_some()).collect();
+        assert_eq!(backfill.len(), 1_000_000);
+        let live = posting.len() - backfill.len();
+        // 40,000/h over 20 minutes: about 13,300 live changes go on meanwhile, on `normal`.
+        assert!((12_500..14_200).contains(&live), "{live}");
+        let mut users: Vec<u32> = backfill.iter().map(|c| c.user).collect();
+        users.sort_unstable();
+        users.dedup();
+        assert_eq!(users.len(), 1_000_000);
+        let first = backfill[0].to_change().unwrap();
+        let last = backfill[999_999].to_change().unwrap();
+        assert_eq!(first.email.as_str(), "b0@example.com");
+        assert_eq!(user_of(last.email.as_str()), Some(USERS + 999_999));
+        assert_eq!(
+            (first.priority, first.request_size, first.position),
+            (Priority::Bulk, Some(1_000), 0)
+        );
+        let same_request = backfill[999].to_change().unwrap();
+        assert_eq!(
+            (same_request.request_id, same_request.position),
+            (first.request_id, 999)
+        );
+        assert_ne!(
+            backfill[1_000].to_change().unwrap().request_id,
+            first.request_id
+        );
+        assert!(posting.windows(2).all(|w| w[0].at < w[1].at));
+        assert!(
+            posting
+                .iter()
+                .filter(|c| c.backfill.is_none())
+                .all(|c| c.priority == Priority::Normal)
+        );
     }
 }

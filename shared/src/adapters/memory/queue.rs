@@ -45,6 +45,22 @@ pub struct QueueCalls {
     pub dlq_send: u64,
 }
 
+impl std::ops::Add for QueueCalls {
+    type Output = Self;
+
+    /// The calls of two queues together (a day's lanes).
+    fn add(self, other: Self) -> Self {
+        Self {
+            send: self.send + other.send,
+            receive: self.receive + other.receive,
+            delete: self.delete + other.delete,
+            change_visibility: self.change_visibility + other.change_visibility,
+            get_attributes: self.get_attributes + other.get_attributes,
+            dlq_send: self.dlq_send + other.dlq_send,
+        }
+    }
+}
+
 /// An SQS-like queue in memory.
 #[derive(Debug, Clone)]
 pub struct MemoryQueue<C: Clock + Clone> {
@@ -69,6 +85,13 @@ impl<C: Clock + Clone> MemoryQueue<C> {
     /// The same queue, breaking calls as `faults` says.
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// The same queue without [`Self::receives_by_body`] and [`Self::attempts_by_body`] (they stay empty):
+    /// they keep a copy of every body ever received, which a simulated day of millions cannot afford.
+    pub fn without_receive_history(self) -> Self {
+        lock(&self.state).forget_receives = true;
         self
     }
 

@@ -36,6 +36,8 @@ pub(super) struct QueueState {
     pub(super) calls: QueueCalls,
     pub(super) receives_by_body: HashMap<String, u32>,
     pub(super) attempts_by_body: HashMap<String, u32>,
+    /// Keep neither map above (see `MemoryQueue::without_receive_history`).
+    pub(super) forget_receives: bool,
     pub(super) on_receive: Option<CallHook>,
 }
 
@@ -150,6 +152,9 @@ impl QueueState {
             receive_count: m.receive_count,
             prior_attempts: m.prior_attempts,
         };
+        if self.forget_receives {
+            return Some(message);
+        }
         *self
             .receives_by_body
             .entry(message.body.clone())

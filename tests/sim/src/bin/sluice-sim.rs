@@ -18,6 +18,7 @@ use clap::Parser;
 use serde::Serialize;
 use sluice::config::{DEFAULT_DRAIN_MAX_MESSAGES, Limits};
 use sluice::ports::QuotaModel;
+use sluice_sim::backfill::{SteadyReference, backfill_section};
 use sluice_sim::day::{DayConfig, DayResult, PolicyKind, production_config, simulate};
 use sluice_sim::outage::{OutageFigures, OutageMeta, current_commit, outage_section};
 use sluice_sim::report::{SimMeta, goals_section, sim_section};
@@ -55,7 +56,7 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     jobs: usize,
     /// Only these scenarios (comma-separated): steady, saturated, urgent, bursty, diurnal, shared-account,
-    /// rolling-provider, fixed-hour-provider, outage, outage-timeout.
+    /// backfill, rolling-provider, fixed-hour-provider, outage, outage-timeout.
     #[arg(long, alias = "scenario", value_delimiter = ',')]
     only: Vec<String>,
     /// Outage days: hour of the day the provider goes down.
@@ -89,9 +90,10 @@ fn policies(scenario: &Scenario) -> Vec<PolicyKind> {
             })
             .to_vec();
     }
-    if scenario.changes_per_request > 1 || scenario.high_share > 0.0 {
-        // The bulk day is the cost estimate's second column, the urgent day the lanes' (the baselines
-        // have no lanes): Sluice as deployed.
+    if scenario.changes_per_request > 1 || scenario.high_share > 0.0 || scenario.backfill.is_some()
+    {
+        // The bulk day is the cost estimate's second column, the urgent and backfill days the lanes' (the
+        // baselines have no lanes): Sluice as deployed.
         return vec![PolicyKind::sluice(DEFAULT_DRAIN_MAX_MESSAGES)];
     }
     vec![
@@ -122,7 +124,10 @@ fn run_all(
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| {
         let (s, p) = &jobs[i];
-        let heavy = s.name == "saturated" || s.high_share > 0.0 || s.outage.is_some();
+        let heavy = s.name == "saturated"
+            || s.high_share > 0.0
+            || s.outage.is_some()
+            || s.backfill.is_some();
         let cost = match p {
             PolicyKind::Sluice { max_messages, .. } if *max_messages > 1_000 => 0, // the default
             PolicyKind::Sluice { .. } => 1,
@@ -289,6 +294,12 @@ fn main() -> anyhow::Result<()> {
     if !results.is_empty() {
         days_report(&args, &meta, &results, capacity, &mut sections)?;
     }
+    if let Some(md) = backfill_report(&results, capacity) {
+        println!("### Backfill day\n\n{md}");
+        if args.write {
+            sections.push(("backfill", md));
+        }
+    }
     for r in &results {
         if let Some(h) = &r.high_freshness {
             // The urgent day's goal (issue 14): `high` p99 freshness ≤ 2 min.
@@ -364,6 +375,26 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The backfill day's table, held against the steady day of this run (else of `docs/bench/sim.json`).
+fn backfill_report(results: &[DayResult], capacity: u64) -> Option<String> {
+    let day = results.iter().find(|r| r.backfill.is_some())?;
+    let steady = results
+        .iter()
+        .find(|r| r.scenario == "steady" && r.policy.label() == "Sluice")
+        .map(|r| DayRow::of(r, capacity))
+        .or_else(|| {
+            read_json::<SimSummary>(SIM_JSON)?
+                .row("steady", "Sluice")
+                .cloned()
+        })
+        .map(|r| SteadyReference {
+            fresh_p99_s: r.fresh_p99_s,
+            records_per_hour: r.capacity_used * capacity as f64,
+        });
+    let figures = day.backfill.as_ref()?;
+    Some(backfill_section(day, figures, steady, capacity))
 }
 
 /// The four traffic days: their tables, goals and cost, printed; with `--write`, `docs/bench/sim.json`
