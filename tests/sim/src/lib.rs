@@ -10,6 +10,7 @@
 //! - [`outage`]: what an outage costs each policy (dead letters, calls, recovery) and its report section.
 //! - [`shared_account`]: the shared-account day's table (another client spends part of the quota).
 //! - [`backfill`]: the backfill day's table (1,000,000 new users on `bulk` behind the live traffic).
+//! - [`urgent`]: the urgent day's table (1 % `high` changes behind the saturated day's backlog).
 //! - [`rolling_provider`]: the rolling-provider day's table (a provider counting a rolling hour).
 //! - [`baseline`]: the two baseline policies, re-implemented as small drain loops.
 //! - [`tracker`]: the provider's view; freshness per change; no-op and stale-overwrite checks.
@@ -34,3 +35,4 @@ pub mod shared_account;
 pub mod summary;
 pub mod tracker;
 pub mod traffic;
+pub mod urgent;

@@ -271,15 +271,31 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.scenario == "shared-account")
         .collect();
-    if !shared.is_empty() {
-        // Printed only: `--write` regenerates the simulator's sections as a whole.
-        println!(
-            "### Shared account\n\n{}",
-            sluice_sim::shared_account::shared_account_section(&shared)
-        );
-    }
     let capacity = Limits::default().capacity_per_window();
     let mut sections: Vec<(&str, String)> = Vec::new();
+    // Written with the traffic days' sections (`--write` regenerates those as a whole).
+    let write_days = args.write && !results.is_empty();
+    if !shared.is_empty() {
+        let md = sluice_sim::shared_account::shared_account_section(&shared);
+        println!("### Shared account\n\n{md}");
+        if write_days {
+            sections.push(("shared-account", md));
+        }
+    }
+    let urgent: Vec<&DayResult> = results
+        .iter()
+        .filter(|r| {
+            r.high_freshness.is_some()
+                || (r.scenario == "saturated" && r.policy.label() == "Sluice")
+        })
+        .collect();
+    if urgent.iter().any(|r| r.high_freshness.is_some()) {
+        let md = sluice_sim::urgent::urgent_section(&urgent, capacity);
+        println!("### Urgent under backlog\n\n{md}");
+        if write_days {
+            sections.push(("urgent", md));
+        }
+    }
     let rolling: Vec<&DayResult> = ROLLING_DAYS
         .iter()
         .flat_map(|name| rolling_days.iter().filter(move |r| r.scenario == *name))
@@ -298,21 +314,6 @@ fn main() -> anyhow::Result<()> {
         println!("### Backfill day\n\n{md}");
         if args.write {
             sections.push(("backfill", md));
-        }
-    }
-    for r in &results {
-        if let Some(h) = &r.high_freshness {
-            // The urgent day's goal (issue 14): `high` p99 freshness ≤ 2 min.
-            println!(
-                "{} / {}: high changes {} (traced), freshness p50 {:.1} s, p99 {:.1} s, max {:.1} s; goal p99 <= 120 s: {}",
-                r.scenario,
-                r.policy.label(),
-                h.count,
-                h.p50_s,
-                h.p99_s,
-                h.max_s,
-                if h.p99_s <= 120.0 { "met" } else { "NOT met" }
-            );
         }
     }
     if !outage_days.is_empty() {
