@@ -9,15 +9,17 @@
 //! - [`config`]: one reader of the environment ([`config::Vars`]) with the drain's view ([`Config`]) and
 //!   ingest's ([`config::IngestConfig`]), validated at cold start.
 //! - [`ports`]: every trait the engine and the services are written against, a file per capability — the
-//!   changes queue, the **quota ledger** ([`ports::QuotaLedger`]), the **sync-state store**
-//!   ([`ports::SyncStateStore`]), the provider, the clock, the lease, the circuit, request tracking, and
-//!   ingest's sink and idempotency store — in domain types only.
-//! - [`drain`]: the drain engine, a file per phase of a run (gate, plan and receive, coalesce, send,
-//!   settle); the **send policy** (how much each run may send, batches or individual requests) is
+//!   changes queue and its lanes ([`ports::Lanes`]), the **quota ledger** ([`ports::QuotaLedger`], with
+//!   the fixed and rolling [`ports::QuotaModel`]s and the rolling window's [`ports::RollingCounts`]), the
+//!   **sync-state store** ([`ports::SyncStateStore`]), the provider, the clock, the lease, the circuit,
+//!   request tracking, and ingest's sink and idempotency store — in domain types only.
+//! - [`drain`]: the drain engine, a file per phase of a run (gate, plan and receive over the lanes,
+//!   gather — coalesce and top up —, send, settle); the **send policy** (how much each run may send, batches or individual requests) is
 //!   [`drain::policy`], the outcome → queue-action table [`drain::outcome`], the breaker [`drain::circuit`].
 //! - [`ingest`]: the ingest service — body parsing, problems, enqueueing, idempotency, request status.
 //! - [`adapters`]: the ports' implementations, by service and port:
-//!   - [`adapters::dynamo`]: the drain's DynamoDB side — the quota ledger ([`adapters::dynamo::ledger`]),
+//!   - [`adapters::dynamo`]: the drain's DynamoDB side — the quota ledger ([`adapters::dynamo::ledger`],
+//!     a rolling window's one versioned item per kind in its `rolling.rs`),
 //!     the sync-state store ([`adapters::dynamo::sync_state`] and its PartiQL statements), in-flight notes,
 //!     lease, circuit, request progress, the operators' reads, over one item-mapping module;
 //!   - [`adapters::dynamo_ingest`]: ingest's DynamoDB side (idempotency records, request records);
