@@ -802,8 +802,9 @@ pub fn sizes(functions: &[&str]) -> Vec<Size> {
 }
 
 /// Starts the provider emulator with these limits.
-pub async fn emulator(individual_limit: u64) -> anyhow::Result<EmulatorHandle> {
+pub async fn emulator(batch_limit: u64, individual_limit: u64) -> anyhow::Result<EmulatorHandle> {
     Ok(start_emulator(EmulatorConfig {
+        batch_limit,
         individual_limit,
         ..EmulatorConfig::default()
     })

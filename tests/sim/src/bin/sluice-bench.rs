@@ -86,7 +86,9 @@ impl Args {
 }
 
 /// Limits for the bench: raised so back-to-back iterations are not paced (each run's plan for its
-/// backlog is the same as in production: one batch for 1,000 messages, individual requests for 60).
+/// backlog is the same as in production: one batch for 1,000 messages, individual requests for 60). The
+/// emulator gets the same limits: its `X-RateLimit-Remaining` must agree with the ledger, or the drain
+/// adopts the emulator's smaller count and stops sending (as it would against a real provider).
 const BATCH_LIMIT: u64 = 3_600;
 const INDIVIDUAL_LIMIT: u64 = 360_000;
 
@@ -229,7 +231,7 @@ fn drain_cases(
 }
 
 async fn measure(args: &Args, stack: &BenchStack) -> anyhow::Result<LocalstackFigures> {
-    let emulator = emulator(INDIVIDUAL_LIMIT).await?;
+    let emulator = emulator(BATCH_LIMIT, INDIVIDUAL_LIMIT).await?;
     let mut drain = Vec::new();
     if args.runs(Part::Drain) {
         for case in drain_cases(args, stack, &emulator)? {
