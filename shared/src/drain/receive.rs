@@ -94,17 +94,13 @@ impl<P: DrainPorts> Drain<P> {
         room: &Room,
         depths: &LaneDepths,
     ) -> Result<u64, DrainError> {
-        // Lanes that read empty are skipped, but normal's on the run's first ask of it, asked last: an ask
-        // of an empty SQS queue long-polls for a second, and one such ask per run is what a single queue
-        // cost. A top-up does not ask it again once it has given as many as it read (that ask would only
-        // wait out its long poll on an empty queue).
+        // Lanes that read empty are skipped, but normal's, which is asked last: an ask of an empty SQS
+        // queue long-polls for a second, and one such ask per run is what a single queue cost.
         let mut order: LaneDepths = depths
             .iter()
             .map(|&(lane, visible)| (lane, visible.saturating_sub(received.count_from(lane))))
             .filter(|&(lane, left)| {
-                let first_ask_of_normal =
-                    lane == Priority::Normal && received.count_from(lane) == 0;
-                (left > 0 || first_ask_of_normal) && !received.drained.contains(&lane)
+                (left > 0 || lane == Priority::Normal) && !received.drained.contains(&lane)
             })
             .collect();
         order.sort_by_key(|&(_, left)| left == 0); // stable: serving order otherwise
